@@ -1,0 +1,102 @@
+"""Turning what a user passes as model inputs into a checked ``{name: ndarray}`` feed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ExampleError
+from .types import TensorSpec
+
+# A value of one kind may be converted to another dtype of the same kind without surprise.
+_KIND_GROUPS = {
+    "f": "float",
+    "i": "int",
+    "u": "int",
+    "b": "bool",
+    "U": "str",
+    "S": "str",
+    "O": "str",
+}
+
+
+def as_feed(inputs: Any, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """Match ``inputs`` to ``specs`` and return arrays of the dtypes the model expects.
+
+    Args:
+        inputs: A dict by input name, a tuple/list in input order, or one array for a
+            single-input model. Torch tensors are accepted too.
+        specs: The model's input specs.
+
+    Raises:
+        ExampleError: A missing or unknown input, a dtype of the wrong kind, or a shape
+            that contradicts a fixed dimension; the message names the input.
+    """
+    names = [spec.name for spec in specs]
+    if isinstance(inputs, Mapping):
+        unknown = sorted(set(inputs) - set(names))
+        missing = [name for name in names if name not in inputs]
+        if unknown or missing:
+            raise ExampleError(
+                f"inputs do not match the model's: missing {missing}, unknown {unknown}. "
+                f"The model takes {names}."
+            )
+        values = [inputs[name] for name in names]
+    elif isinstance(inputs, tuple | list) and len(specs) > 1:
+        if len(inputs) != len(specs):
+            raise ExampleError(f"the model takes {len(specs)} inputs {names}, got {len(inputs)}.")
+        values = list(inputs)
+    else:
+        if len(specs) != 1:
+            raise ExampleError(f"the model takes {len(specs)} inputs {names}; pass a dict by name.")
+        values = [inputs]
+    return {spec.name: _as_array(value, spec) for spec, value in zip(specs, values, strict=True)}
+
+
+def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(
+        value, "cpu"
+    ):  # a torch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if spec.dtype != "unknown":
+        array = _cast(array, spec)
+    if spec.shape and array.ndim != len(spec.shape):
+        raise ExampleError(
+            f"input '{spec.name}' should have {len(spec.shape)} dimensions {_dims(spec)}, "
+            f"got shape {array.shape}."
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=False)):
+        if isinstance(want, int) and want != got:
+            raise ExampleError(
+                f"input '{spec.name}' has size {got} on axis {axis}, the model needs {want} "
+                f"(shape {_dims(spec)})."
+            )
+    return array
+
+
+def _cast(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    target = np.dtype(spec.dtype)
+    if array.dtype == target:
+        return array
+    have, want = _KIND_GROUPS.get(array.dtype.kind), _KIND_GROUPS.get(target.kind)
+    if have != want and not (have == "int" and want == "float"):
+        raise ExampleError(
+            f"input '{spec.name}' needs {spec.dtype} values, got {array.dtype}. "
+            f"Convert it, e.g. x.astype('{spec.dtype}')."
+        )
+    return array.astype(target)
+
+
+def _dims(spec: TensorSpec) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
+
+
+def batch_size(feed: Mapping[str, np.ndarray]) -> int:
+    """Leading dimension of the first input with one (1 for scalars)."""
+    for array in feed.values():
+        if array.ndim:
+            return int(array.shape[0])
+    return 1

@@ -1,0 +1,66 @@
+"""Tiny HTML helpers for notebook reprs; colours come from JupyterLab's theme variables
+so the same markup reads well in light and dark themes (and has fallbacks elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+STYLE = (
+    "<style>.nbd{font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;"
+    "color:var(--jp-ui-font-color1,inherit)}"
+    ".nbd table{border-collapse:collapse;margin:2px 0}"
+    ".nbd th,.nbd td{padding:2px 8px;text-align:left;border-bottom:1px solid "
+    "var(--jp-border-color2,#ddd);vertical-align:top}"
+    ".nbd th{color:var(--jp-ui-font-color2,#555);font-weight:600}"
+    ".nbd .ok{color:var(--jp-success-color1,#2e7d32)}"
+    ".nbd .bad{color:var(--jp-error-color1,#c62828)}"
+    ".nbd .best{font-weight:700;background:var(--jp-layout-color2,#eef)}"
+    ".nbd code{font-family:var(--jp-code-font-family,monospace)}</style>"
+)
+
+
+def card(title: str, body: str) -> str:
+    """A titled block."""
+    return f'{STYLE}<div class="nbd"><b>{escape(title)}</b>{body}</div>'
+
+
+def fields(rows: Iterable[tuple[str, Any]]) -> str:
+    """A two-column key/value table; values are escaped unless wrapped in :class:`Raw`."""
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A table with a header row."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+class Raw(str):
+    """Markup that is already safe and must not be escaped."""
+
+
+def cell(value: Any) -> str:
+    """One cell's markup."""
+    if isinstance(value, Raw):
+        return str(value)
+    if isinstance(value, float):
+        return escape(f"{value:.4g}")
+    return escape(str(value))
+
+
+def verdict(ok: bool, text: str) -> Raw:
+    """Text coloured as success or failure."""
+    return Raw(f'<span class="{"ok" if ok else "bad"}">{escape(text)}</span>')
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 kB'."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

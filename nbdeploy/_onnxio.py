@@ -1,0 +1,139 @@
+"""ONNX files: size checks, external data for models past protobuf's 2 GiB, checking.
+
+Small models live in memory as one ``ModelProto``. A model whose tensors would push the
+protobuf past 2 GiB is kept as a folder (``model.onnx`` + ``model.onnx.data``) owned by
+its artifact; its ``ModelProto`` then holds the graph with references to that data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+# Protobuf cannot serialize a message of 2 GiB or more; leave room for the graph itself.
+LARGE_MODEL_BYTES = 2**31 - 2**26
+MODEL_FILE = "model.onnx"
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            for sub in [attr.g, *attr.graphs] if attr.type in (5, 10) else []:
+                yield from _tensors(sub)
+
+
+def tensor_bytes(model: onnx.ModelProto) -> int:
+    """Bytes held in the model's tensors (initializers and constants, subgraphs included)."""
+    return sum(len(t.raw_data) or t.ByteSize() for t in _tensors(model.graph))
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    """True when some tensor's data lives outside the protobuf."""
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _tensors(model.graph))
+
+
+class OwnedFolder:
+    """A temporary folder deleted when its owner is garbage-collected (or at exit)."""
+
+    def __init__(self, owner: object) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="nbdeploy-"))
+        weakref.finalize(owner, shutil.rmtree, self.path, ignore_errors=True)
+
+
+def write_external(model: onnx.ModelProto, path: Path) -> None:
+    """Write ``model`` with every sizeable tensor in ``<path>.data``.
+
+    ``model`` is changed in place into the graph-only form that refers to that file.
+    """
+    onnx.save_model(
+        model,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+        size_threshold=1024,
+    )
+
+
+def data_files(model: onnx.ModelProto) -> set[str]:
+    """Relative locations of the external data files a model refers to."""
+    files: set[str] = set()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            files.update(
+                safe_location(e.value) for e in tensor.external_data if e.key == "location"
+            )
+    return files
+
+
+def safe_location(location: str) -> str:
+    """Reject external-data paths that would reach outside the model's folder."""
+    parts = Path(location).parts
+    if not parts or Path(location).is_absolute() or ".." in parts:
+        from .errors import ArtifactError
+
+        raise ArtifactError(
+            f"external data location '{location}' points outside the model's folder; "
+            f"only plain relative names are accepted."
+        )
+    return location
+
+
+def relocate(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
+    """Point external tensors at renamed data files (in place)."""
+    for tensor in _tensors(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value in mapping:
+                entry.value = mapping[entry.value]
+
+
+def transfer(src: Path, dst: Path, *, move: bool) -> None:
+    """Move (when the source is ours to give away) or copy a data file.
+
+    Not a hard link: ``onnx.checker`` refuses data files with several links, rightly, as
+    a way to smuggle in files from elsewhere.
+    """
+    dst.unlink(missing_ok=True)
+    if move:
+        shutil.move(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def check(model: onnx.ModelProto, path: Path | None = None) -> None:
+    """``onnx.checker`` on the proto, or on the file for models past 2 GiB."""
+    if path is not None:
+        onnx.checker.check_model(str(path))
+    else:
+        onnx.checker.check_model(model)
+
+
+def name_batch_dim(model: onnx.ModelProto, name: str = "batch") -> None:
+    """Give an unnamed, unknown leading dimension of graph inputs/outputs a name (in place)."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value") and not dims[0].dim_param:
+            dims[0].dim_param = name
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The model's metadata_props as a dict."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
+    """Set metadata_props keys (in place), replacing earlier values of the same keys."""
+    keep = [p for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=str(value))

@@ -1,0 +1,343 @@
+"""The one object that travels through nbdeploy: :class:`Artifact`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+
+from . import _html, _onnxio
+from ._feed import as_feed
+from .errors import ArtifactError, NbDeployError
+from .provenance import Lineage, Parity
+from .types import Outputs, TensorSpec, specs_from_onnx
+
+__all__ = ["Artifact", "load"]
+
+Format = Literal["onnx", "torchscript"]
+_META = "nbdeploy."  # prefix of the metadata keys nbdeploy owns in an ONNX file
+_TS_EXTRA = "nbdeploy.json"  # extra file inside a TorchScript archive
+
+
+class Artifact:
+    """An exported model with its signature, its parity against the source, and its lineage.
+
+    Artifacts are immutable: every nbdeploy step returns a new one. Build them with
+    :func:`nbdeploy.export` or :func:`nbdeploy.load`, not directly.
+
+    Attributes:
+        name: A short name, used for files and deployments.
+        format: ``"onnx"`` or ``"torchscript"``.
+        inputs: Input specs; a dynamic batch dimension is named ``"batch"``.
+        outputs: Output specs.
+        parity: Errors against the source model, or ``None`` when nothing was compared.
+        lineage: Source framework and every transformation applied.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        format: Format,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        lineage: Lineage,
+        parity: Parity | None = None,
+        onnx_model: onnx.ModelProto | None = None,
+        torchscript: bytes | None = None,
+        folder: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.format: Format = format
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.lineage = lineage
+        self.parity = parity
+        self._onnx = onnx_model
+        self._torchscript = torchscript
+        self._folder = folder  # for models past 2 GiB: model.onnx + external data
+        self._sessions: dict[tuple[str, ...], Any] = {}
+        self._owner: _onnxio.OwnedFolder | None = None
+
+    @classmethod
+    def from_onnx(
+        cls, model: onnx.ModelProto, *, name: str, lineage: Lineage, parity: Parity | None = None
+    ) -> Artifact:
+        """Wrap an ONNX model this artifact may own (large ones move to an owned folder)."""
+        art = cls(
+            name=name,
+            format="onnx",
+            inputs=specs_from_onnx(_graph_inputs(model)),
+            outputs=specs_from_onnx(model.graph.output),
+            lineage=lineage,
+            parity=parity,
+            onnx_model=model,
+        )
+        if _onnxio.tensor_bytes(model) >= _onnxio.LARGE_MODEL_BYTES:
+            folder = art._own_folder()
+            _onnxio.write_external(model, folder / _onnxio.MODEL_FILE)
+        return art
+
+    def _own_folder(self) -> Path:
+        if self._owner is None:
+            self._owner = _onnxio.OwnedFolder(self)
+            self._folder = self._owner.path
+        return self._owner.path
+
+    def derive(
+        self, *, onnx_model: onnx.ModelProto, step: str, parity: Parity | None, **detail: Any
+    ) -> Artifact:
+        """A new artifact from a transformed model, with one more lineage step."""
+        return Artifact.from_onnx(
+            onnx_model, name=self.name, lineage=self.lineage.then(step, **detail), parity=parity
+        )
+
+    @property
+    def onnx(self) -> onnx.ModelProto:
+        """The ONNX model (for models past 2 GiB, its graph with external-data references)."""
+        if self._onnx is None:
+            raise ArtifactError(
+                f"artifact '{self.name}' is {self.format}, not ONNX; export with format='onnx'."
+            )
+        return self._onnx
+
+    @property
+    def torchscript(self) -> bytes:
+        """The TorchScript archive bytes (``torch.jit.load`` reads them)."""
+        if self._torchscript is None:
+            raise ArtifactError(f"artifact '{self.name}' is {self.format}, not TorchScript.")
+        return self._torchscript
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """The file of a model kept on disk (past 2 GiB), else ``None``."""
+        return self._folder / _onnxio.MODEL_FILE if self._folder else None
+
+    @property
+    def size_bytes(self) -> int:
+        """Size of the model as saved (graph and weights)."""
+        if self._folder is not None:
+            return sum(f.stat().st_size for f in self._folder.iterdir())
+        if self._torchscript is not None:
+            return len(self._torchscript)
+        return int(self.onnx.ByteSize())
+
+    def model_bytes(self) -> bytes:
+        """The serialized ONNX model, for models that fit in one protobuf."""
+        if self._folder is not None:
+            raise ArtifactError(
+                f"artifact '{self.name}' is larger than 2 GiB and has no single-buffer form; "
+                f"use art.save(path) or art.onnx_path."
+            )
+        return bytes(self.onnx.SerializeToString())
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self, inputs: Any, *, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Outputs:
+        """Run the model: onnxruntime for ONNX, torch for TorchScript.
+
+        Args:
+            inputs: A dict by input name, a tuple in input order, or one array for a
+                single-input model. Dtypes of the same kind are converted.
+            providers: onnxruntime execution providers, in order of preference.
+
+        Returns:
+            Outputs by name.
+        """
+        feed = as_feed(inputs, self.inputs)
+        if self.format == "torchscript":
+            from .export._torch import run_torchscript
+
+            outs = run_torchscript(self.session(), feed, self._export_detail("call") == "keyword")
+            return {spec.name: outs[spec.name] for spec in self.outputs}
+        session = self.session(providers)
+        try:
+            values = session.run(None, feed)
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ArtifactError(f"onnxruntime could not run '{self.name}': {err}") from err
+        return {spec.name: np.asarray(v) for spec, v in zip(self.outputs, values, strict=True)}
+
+    def _export_detail(self, key: str) -> Any:
+        exports = [s for s in self.lineage.steps if s.kind == "export"]
+        return exports[-1].detail.get(key) if exports else None
+
+    def session(self, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
+        """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript)."""
+        key = tuple(providers)
+        if self.format == "torchscript" and key not in self._sessions:
+            from .export._torch import load_module
+
+            self._sessions[key] = load_module(self.torchscript)
+        if key not in self._sessions:
+            import onnxruntime as ort
+
+            source: str | bytes = str(self.onnx_path) if self._folder else self.model_bytes()
+            try:
+                self._sessions[key] = ort.InferenceSession(source, providers=list(providers))
+            except Exception as err:
+                raise ArtifactError(f"onnxruntime cannot load '{self.name}': {err}") from err
+        return self._sessions[key]
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to ``path`` (``.onnx``, or ``.pt`` for TorchScript) and return it.
+
+        Name, lineage and parity go into the file's metadata, so :func:`load` restores
+        them. Models past 2 GiB write their weights beside it as ``<file>.data``.
+        """
+        path = Path(path)
+        suffix = ".pt" if self.format == "torchscript" else ".onnx"
+        if path.suffix != suffix:
+            path = path.with_name(path.name + suffix)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "torchscript":
+            from .export._torch import save_torchscript
+
+            save_torchscript(self.torchscript, path, {_TS_EXTRA: json.dumps(self._meta())})
+            return path
+        model = onnx.ModelProto()
+        model.CopyFrom(self.onnx)
+        _onnxio.set_metadata(model, {_META + k: v for k, v in self._meta().items()})
+        if self._folder is not None:
+            renames = {f: f"{path.name}.data" for f in _onnxio.data_files(model)}
+            for old, new in renames.items():
+                _onnxio.transfer(self._folder / old, path.parent / new, move=False)
+            _onnxio.relocate(model, renames)
+        onnx.save_model(model, path)
+        return path
+
+    def _meta(self) -> dict[str, str]:
+        meta = {"name": self.name, "lineage": self.lineage.to_json()}
+        if self.parity is not None:
+            meta["parity"] = json.dumps(self.parity.to_dict())
+        if self.format == "torchscript":
+            meta["inputs"] = json.dumps([s.to_dict() for s in self.inputs])
+            meta["outputs"] = json.dumps([s.to_dict() for s in self.outputs])
+        return meta
+
+    # -- display -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        ins = ", ".join(map(str, self.inputs))
+        outs = ", ".join(map(str, self.outputs))
+        parity = "unchecked" if self.parity is None else ("ok" if self.parity.ok else "MISMATCH")
+        return (
+            f"<Artifact '{self.name}' {self.format} {_html.human_bytes(self.size_bytes)} "
+            f"({ins}) -> ({outs}), parity {parity}>"
+        )
+
+    def _repr_html_(self) -> str:
+        parity: Any = "not checked"
+        if self.parity is not None:
+            parity = _html.verdict(self.parity.ok, str(self.parity))
+        rows = [
+            ("format", self.format),
+            ("size", _html.human_bytes(self.size_bytes)),
+            (
+                "inputs",
+                _html.Raw("<br>".join(f"<code>{_html.cell(s)}</code>" for s in self.inputs)),
+            ),
+            (
+                "outputs",
+                _html.Raw("<br>".join(f"<code>{_html.cell(s)}</code>" for s in self.outputs)),
+            ),
+            ("parity", parity),
+            ("lineage", str(self.lineage)),
+        ]
+        return _html.card(f"Artifact '{self.name}'", _html.fields(rows))
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    # Old-style models list initializers as inputs too; those are not the model's inputs.
+    weights = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in weights]
+
+
+def load(path: str | Path) -> Artifact:
+    """Load an artifact saved by :meth:`Artifact.save` (or any ``.onnx`` / TorchScript file).
+
+    Raises:
+        ArtifactError: The file is missing or is neither ONNX nor TorchScript.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"no model file at '{path}'.")
+    if path.suffix in (".pt", ".pth", ".torchscript"):
+        from .export._torch import load_torchscript
+
+        data, extra = load_torchscript(path, _TS_EXTRA)
+        meta = json.loads(extra) if extra else {}
+        return Artifact(
+            name=meta.get("name", path.stem),
+            format="torchscript",
+            inputs=[TensorSpec.from_dict(s) for s in json.loads(meta.get("inputs", "[]"))],
+            outputs=[TensorSpec.from_dict(s) for s in json.loads(meta.get("outputs", "[]"))],
+            lineage=_lineage(meta, path),
+            parity=_parity(meta),
+            torchscript=data,
+        )
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as err:
+        raise ArtifactError(f"'{path}' is not an ONNX model ({err}).") from err
+    meta = {
+        k.removeprefix(_META): v for k, v in _onnxio.metadata(model).items() if k.startswith(_META)
+    }
+    return adopt(
+        path,
+        model,
+        name=meta.get("name", path.stem),
+        lineage=_lineage(meta, path),
+        parity=_parity(meta),
+    )
+
+
+def adopt(
+    path: Path,
+    model: onnx.ModelProto,
+    *,
+    name: str,
+    lineage: Lineage,
+    parity: Parity | None = None,
+    move: bool = False,
+) -> Artifact:
+    """An artifact for the ONNX file at ``path`` whose graph (without external data) is
+    ``model``. A model with external data gets its own folder with its data moved
+    (``move=True``, for files nbdeploy wrote) or copied in, so the source can go away."""
+    if not _onnxio.has_external_data(model):
+        return Artifact.from_onnx(model, name=name, lineage=lineage, parity=parity)
+    art = Artifact(
+        name=name,
+        format="onnx",
+        inputs=specs_from_onnx(_graph_inputs(model)),
+        outputs=specs_from_onnx(model.graph.output),
+        lineage=lineage,
+        parity=parity,
+        onnx_model=model,
+    )
+    folder = art._own_folder()
+    for location in _onnxio.data_files(model):
+        _onnxio.transfer(path.parent / location, folder / location, move=move)
+    onnx.save_model(model, folder / _onnxio.MODEL_FILE)
+    return art
+
+
+def _lineage(meta: dict[str, str], path: Path) -> Lineage:
+    if "lineage" in meta:
+        try:
+            return Lineage.from_json(meta["lineage"])
+        except (ValueError, KeyError) as err:
+            raise ArtifactError(f"'{path}' has unreadable nbdeploy lineage: {err}") from err
+    return Lineage("onnx", onnx.__version__, f"file:{path.name}")
+
+
+def _parity(meta: dict[str, str]) -> Parity | None:
+    try:
+        return Parity.from_dict(json.loads(meta["parity"])) if "parity" in meta else None
+    except (ValueError, KeyError, TypeError) as err:
+        raise NbDeployError(f"unreadable nbdeploy parity metadata: {err}") from err

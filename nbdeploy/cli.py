@@ -1,0 +1,71 @@
+"""The ``nbdeploy`` command line: ``nbdeploy demo`` runs the end-to-end story."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NbDeployError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nbdeploy`` command."""
+    parser = argparse.ArgumentParser(prog="nbdeploy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="train small models, export them and prove parity")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            demo()
+    except NbDeployError as err:
+        print(f"nbdeploy: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _say(step: str, detail: str = "") -> None:
+    print(f"• {step}" + (f"\n    {detail}" if detail else ""), flush=True)
+
+
+def demo() -> None:
+    """Train on the bundled digits, export a torch CNN and a sklearn pipeline, check them."""
+    import nbdeploy as nbd
+    from nbdeploy import examples
+
+    data = examples.digits()
+    started = time.perf_counter()
+    cnn = examples.train_digits_cnn(data)
+    pipeline = examples.train_digits_pipeline(data)
+    seconds = time.perf_counter() - started
+    _say(f"trained a CNN and a scikit-learn pipeline on digits ({seconds:.1f}s)")
+
+    images = examples.Digits.images(data.x_val)
+    for model, example, name in (
+        (cnn, images[:8], "digits-cnn"),
+        (pipeline, data.x_val[:8], "digits-sklearn"),
+    ):
+        art = nbd.export(model, example, name=name)
+        _say(f"exported {name}", repr(art))
+        _say("parity", str(art.parity))
+        feed = images if name == "digits-cnn" else data.x_val
+        scores = next(iter(art.run(feed).values()))
+        predicted = scores.argmax(1) if scores.ndim == 2 else scores
+        _say(
+            "accuracy through onnxruntime",
+            f"{np.mean(predicted == data.y_val):.3f} on {len(feed)} images",
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = art.save(Path(tmp) / name)
+            again = nbd.load(path)
+            _say(f"saved and reloaded {path.name}", f"lineage: {again.lineage}")
+    _say("done", "next: nbd.inspect / nbd.optimize / nbd.quantize / nbd.serve as they land")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

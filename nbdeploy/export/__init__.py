@@ -1,0 +1,123 @@
+"""Export in-memory models to an :class:`~nbdeploy.Artifact`, with parity proven.
+
+One module per source framework; the framework is recognised by class name, without
+importing it (as netron does), so an absent framework costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from ..artifact import Artifact
+from ..errors import ConfigError, UnsupportedModelError
+
+__all__ = ["export", "framework_of"]
+
+# Base classes by fully qualified name -> the module of this package that exports them.
+_FRAMEWORK_BY_BASE = {
+    "torch.nn.modules.module.Module": "torch",
+    "sklearn.base.BaseEstimator": "sklearn",
+    "onnx.onnx_ml_pb2.ModelProto": "onnx",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def framework_of(model: Any) -> str | None:
+    """``"torch"``, ``"sklearn"`` or ``"onnx"`` for a model object or ``.onnx`` path, else None."""
+    if isinstance(model, str | os.PathLike):
+        return "onnx" if os.fspath(model).endswith(".onnx") else None
+    for cls in type(model).__mro__:
+        framework = _FRAMEWORK_BY_BASE.get(f"{cls.__module__}.{cls.__qualname__}")
+        if framework:
+            return framework
+    return None
+
+
+def export(
+    model: Any,
+    example: Any = None,
+    *,
+    name: str | None = None,
+    format: Literal["onnx", "torchscript"] = "onnx",
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    script: bool = False,
+) -> Artifact:
+    """Export a model from memory into an :class:`~nbdeploy.Artifact`, checking parity.
+
+    The source and the export run on ``example`` and on a batch one larger; an output
+    beyond tolerance raises :class:`~nbdeploy.ParityError` (which carries the artifact).
+
+    Args:
+        model: A ``torch.nn.Module``, a scikit-learn estimator or pipeline, an
+            ``onnx.ModelProto``, or a path to an ``.onnx`` file.
+        example: Model input: a tensor or array, a tuple of them (positional inputs), a
+            dict of them (keyword inputs, e.g. ``input_ids``/``attention_mask``), or a
+            pandas DataFrame for scikit-learn pipelines over columns. Required for
+            torch and scikit-learn; optional for ONNX (then used to prove it runs).
+        name: Short name for files and deployments; defaults to the class name.
+        format: ``"onnx"``, or ``"torchscript"`` for PyTorch models.
+        opset: ONNX opset to target; the exporter's default when ``None``.
+        dynamic_batch: Make the leading dimension of every input and output dynamic.
+        atol: Absolute tolerance of the parity check.
+        rtol: Relative tolerance of the parity check.
+        script: For ``format="torchscript"``: ``torch.jit.script`` instead of tracing.
+
+    Returns:
+        The new artifact; ``artifact.parity`` holds the errors measured.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not a model nbdeploy knows.
+        ExampleError: The example is missing or does not fit the model.
+        ExportError: The framework's exporter failed (its error is the ``__cause__``).
+        ParityError: The export answers differently from the source.
+        MissingDependencyError: The framework's exporter is not installed.
+    """
+    framework = framework_of(model)
+    if framework is None:
+        raise UnsupportedModelError(
+            f"nbdeploy cannot export a {type(model).__module__}.{type(model).__qualname__}: "
+            "pass a torch.nn.Module, a scikit-learn estimator or pipeline, an "
+            "onnx.ModelProto, or the path of an .onnx file.",
+            type_name=type(model).__qualname__,
+        )
+    if format not in ("onnx", "torchscript"):
+        raise ConfigError(f"unknown format {format!r}; choose 'onnx' or 'torchscript'.")
+    if format == "torchscript" and framework != "torch":
+        raise ConfigError(f"format='torchscript' needs a PyTorch model, not a {framework} one.")
+    name = name or _default_name(model, framework)
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"name {name!r} is not usable: use letters, digits, '_', '.', '-' (max 128), "
+            "starting with a letter or digit."
+        )
+    exporter = importlib.import_module(f"._{framework}", __name__)
+    result: Artifact = exporter.export(
+        model,
+        example,
+        name=name,
+        format=format,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        atol=atol,
+        rtol=rtol,
+        script=script,
+    )
+    return result
+
+
+def _default_name(model: Any, framework: str) -> str:
+    if isinstance(model, str | os.PathLike):
+        stem = Path(model).name.removesuffix(".onnx")
+    elif framework == "onnx":
+        stem = model.graph.name or "model"
+    else:
+        stem = type(model).__name__
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cleaned).lower() or "model"

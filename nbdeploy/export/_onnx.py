@@ -1,0 +1,67 @@
+"""An ONNX ``ModelProto`` or ``.onnx`` file: checked, then passed through unchanged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .. import _onnxio
+from .._feed import as_feed
+from ..artifact import Artifact, load
+from ..errors import ExportError
+from ..provenance import Lineage
+from ._parity import grow_batch
+
+
+def export(
+    model: Any,
+    example: Any,
+    *,
+    name: str,
+    format: str,
+    opset: int | None,
+    dynamic_batch: bool,
+    atol: float,
+    rtol: float,
+    script: bool,
+) -> Artifact:
+    """Check an ONNX model and wrap it; see :func:`nbdeploy.export`.
+
+    There is no source to compare with, so ``parity`` stays ``None``; an ``example``
+    is run (at two batch sizes when ``dynamic_batch``) to prove the model accepts it.
+    """
+    if isinstance(model, str | os.PathLike):
+        art = _from_file(Path(model), name)
+    else:
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)  # the user's proto stays theirs, untouched
+        lineage = Lineage("onnx", onnx.__version__, "onnx.ModelProto")
+        art = Artifact.from_onnx(
+            proto, name=name, lineage=lineage.then("export", exporter="passthrough")
+        )
+        _check(art.onnx, art.onnx_path)
+    if example is not None:
+        feed = as_feed(example, art.inputs)
+        art.run(feed)
+        if dynamic_batch and all(s.has_dynamic_batch for s in art.inputs):
+            art.run(grow_batch(feed))
+    return art
+
+
+def _from_file(path: Path, name: str) -> Artifact:
+    art = load(path)
+    _check(art.onnx, art.onnx_path)
+    art.name = name
+    if not any(s.kind == "export" for s in art.lineage.steps):
+        art.lineage = art.lineage.then("export", exporter="passthrough", file=path.name)
+    return art
+
+
+def _check(model: onnx.ModelProto, path: Path | None) -> None:
+    try:
+        _onnxio.check(model, path)
+    except Exception as err:
+        raise ExportError(f"the ONNX model is not valid: {err}") from err

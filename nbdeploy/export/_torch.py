@@ -1,0 +1,396 @@
+"""PyTorch ``nn.Module`` → ONNX (dynamo exporter, TorchScript-based fallback) or TorchScript."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _onnxio
+from .._deps import require
+from ..artifact import Artifact, adopt
+from ..errors import ExampleError, ExportError
+from ..provenance import Lineage
+from ..types import BATCH, Outputs, TensorSpec
+from ._parity import grow_batch, verify
+
+log = logging.getLogger(__name__)
+Feed = dict[str, np.ndarray]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_OP = re.compile(r"(aten[:.]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
+
+
+def export(
+    model: Any,
+    example: Any,
+    *,
+    name: str,
+    format: str,
+    opset: int | None,
+    dynamic_batch: bool,
+    atol: float,
+    rtol: float,
+    script: bool,
+) -> Artifact:
+    """Export a torch module; see :func:`nbdeploy.export`."""
+    torch = require("torch", extra="torch", feature="Exporting a PyTorch model")
+    call = _Call.from_example(model, example)
+    feed = call.feed
+    with _eval_mode(model), torch.no_grad():
+        reference = call.reference(model)
+        output_names = list(reference(feed))
+        trace_feed = grow_batch(feed) if dynamic_batch and call.batch == 1 else feed
+        lineage = Lineage("torch", torch.__version__, _qualname(model))
+        if format == "torchscript":
+            art = _to_torchscript(model, call, trace_feed, output_names, name, lineage, script)
+        else:
+            art = _to_onnx(
+                model, call, trace_feed, output_names, name, lineage, opset, dynamic_batch
+            )
+        art.parity = verify(
+            art,
+            reference,
+            feed,
+            reference_name=f"torch {torch.__version__}",
+            dynamic_batch=dynamic_batch,
+            atol=atol,
+            rtol=rtol,
+        )
+    return art
+
+
+class _Call:
+    """How the model is called: positional tensors or keyword tensors, and their names."""
+
+    def __init__(self, names: list[str], feed: Feed, keyword: bool) -> None:
+        self.names, self.feed, self.keyword = names, feed, keyword
+        self.batch = next((int(v.shape[0]) for v in feed.values() if v.ndim), 1)
+
+    @classmethod
+    def from_example(cls, model: Any, example: Any) -> _Call:
+        if example is None:
+            raise ExampleError(
+                "a PyTorch model is exported by running it: pass example= a batch of inputs "
+                "(a tensor, a tuple of tensors, or a dict of keyword tensors)."
+            )
+        if isinstance(example, Mapping):
+            return cls(list(example), {k: _to_numpy(k, v) for k, v in example.items()}, True)
+        values = list(example) if isinstance(example, tuple | list) else [example]
+        names = _positional_names(model, len(values))
+        return cls(names, {n: _to_numpy(n, v) for n, v in zip(names, values, strict=True)}, False)
+
+    def tensors(self, feed: Feed) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        import torch
+
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
+        return ((), tensors) if self.keyword else (tuple(tensors.values()), {})
+
+    def reference(self, model: Any) -> Any:
+        def run(feed: Feed) -> Outputs:
+            args, kwargs = self.tensors(feed)
+            try:
+                result = model(*args, **kwargs)
+            except Exception as err:
+                shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in feed.items()}
+                raise ExampleError(
+                    f"the model raised {type(err).__name__} on the example {shapes}: {err}. "
+                    "Pass an example the model accepts (check shape, dtype and argument names)."
+                ) from err
+            return flatten_outputs(result)
+
+        return run
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return np.asarray(value.detach().cpu().numpy())
+    if isinstance(value, np.ndarray):
+        return value
+    raise ExampleError(
+        f"example input '{name}' is a {type(value).__name__}; pass torch tensors or numpy arrays."
+    )
+
+
+def _positional_names(model: Any, count: int) -> list[str]:
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+        names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # scripted modules, C++ extensions
+        names = []
+    if len(names) < count:
+        names = [f"input_{i}" for i in range(count)]
+    return names[:count]
+
+
+def flatten_outputs(result: Any) -> Outputs:
+    """Model outputs as ``{name: array}``: dict keys and tuple positions become names."""
+    from torch.utils import _pytree
+
+    leaves, _ = _pytree.tree_flatten_with_path(result)
+    if len(leaves) == 1 and not leaves[0][0]:
+        return {"output": _leaf(leaves[0][1])}
+    return {_path_name(path): _leaf(leaf) for path, leaf in leaves}
+
+
+def _path_name(path: Sequence[Any]) -> str:
+    parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+    name = "_".join(parts)
+    return name if not name[:1].isdigit() else f"output_{name}"
+
+
+def _leaf(value: Any) -> np.ndarray:
+    return (
+        np.asarray(value.detach().cpu().numpy()) if hasattr(value, "detach") else np.asarray(value)
+    )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Export in inference mode, then give the user's model back as it was."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[list[warnings.WarningMessage]]:
+    """torch's exporters warn and log about their own internals; keep that off the user's
+    screen (at debug level in our log) and off pytest's warnings-as-errors."""
+    noisy = logging.getLogger("torch.onnx")
+    level = noisy.level
+    noisy.setLevel(logging.ERROR)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield caught
+        finally:
+            noisy.setLevel(level)
+            for w in caught:
+                log.debug("exporter warning: %s", w.message)
+
+
+def _to_onnx(
+    model: Any,
+    call: _Call,
+    feed: Feed,
+    output_names: list[str],
+    name: str,
+    lineage: Lineage,
+    opset: int | None,
+    dynamic_batch: bool,
+) -> Artifact:
+    import onnx
+    import torch
+
+    args, kwargs = call.tensors(feed)
+    batch = torch.export.Dim(BATCH)
+    shapes = {n: {0: batch} for n, v in feed.items() if v.ndim} if dynamic_batch else None
+    large = _weight_bytes(model) >= _onnxio.LARGE_MODEL_BYTES
+    with tempfile.TemporaryDirectory(prefix="nbdeploy-export-") as tmp:
+        path = Path(tmp) / _onnxio.MODEL_FILE
+        try:
+            with _quiet_exporter():
+                program = torch.onnx.export(
+                    model,
+                    args,
+                    kwargs=kwargs,
+                    dynamo=True,
+                    dynamic_shapes=shapes,
+                    input_names=call.names if not call.keyword else None,
+                    output_names=output_names,
+                    opset_version=opset,
+                    verbose=False,
+                )
+                assert program is not None  # dynamo=True always returns a program
+                if large:  # past 2 GiB there is no in-memory proto: go through a file
+                    program.save(str(path), external_data=True)
+                else:
+                    proto = program.model_proto
+            step: dict[str, Any] = {"exporter": "dynamo"}
+        except Exception as dynamo_err:
+            reason = _first_line(dynamo_err)
+            log.info(
+                "dynamo export of %s failed (%s); trying the TorchScript-based exporter",
+                name,
+                reason,
+            )
+            _legacy_onnx(model, call, feed, output_names, opset, dynamic_batch, dynamo_err, path)
+            large, step = True, {"exporter": "torchscript", "dynamo_failed": reason}
+        if large:
+            proto = onnx.load(path, load_external_data=False)
+        step |= {"opset": _opset(proto), "dynamic_batch": dynamic_batch, "call": _style(call)}
+        lineage = lineage.then("export", **step)
+        if large:
+            _onnxio.check(proto, path)
+            return adopt(path, proto, name=name, lineage=lineage, move=True)
+    onnx.checker.check_model(proto)
+    return Artifact.from_onnx(proto, name=name, lineage=lineage)
+
+
+def _weight_bytes(model: Any) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(int(t.numel()) * int(t.element_size()) for t in tensors)
+
+
+def _legacy_onnx(
+    model: Any,
+    call: _Call,
+    feed: Feed,
+    output_names: list[str],
+    opset: int | None,
+    dynamic_batch: bool,
+    dynamo_err: Exception,
+    path: Path,
+) -> None:
+    import torch
+
+    args, kwargs = call.tensors(feed)
+    axes = {n: {0: BATCH} for n in [*call.names, *output_names]} if dynamic_batch else None
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(
+                model,
+                (*args, kwargs) if kwargs else args,
+                str(path),
+                dynamo=False,
+                input_names=call.names,
+                output_names=output_names,
+                dynamic_axes=axes,
+                opset_version=opset or 17,
+            )
+    except Exception as err:
+        op = _operator(err) or _operator(dynamo_err)
+        raise ExportError(
+            f"neither torch exporter could convert {_qualname(model)}"
+            + (f" (failing operator: {op})" if op else "")
+            + f". dynamo: {_first_line(dynamo_err)} | torchscript: {_first_line(err)}. "
+            "Try another opset=, rewrite the failing operation, or export "
+            "format='torchscript'.",
+            operator=op,
+        ) from err
+
+
+def _to_torchscript(
+    model: Any,
+    call: _Call,
+    feed: Feed,
+    output_names: list[str],
+    name: str,
+    lineage: Lineage,
+    script: bool,
+) -> Artifact:
+    import torch
+
+    args, kwargs = call.tensors(feed)
+    try:
+        with _quiet_exporter():
+            if script:
+                compiled = torch.jit.script(model)
+            else:
+                compiled = torch.jit.trace(  # type: ignore[no-untyped-call]
+                    model,
+                    example_inputs=args or None,
+                    example_kwarg_inputs=kwargs or None,
+                    strict=False,
+                )
+    except Exception as err:
+        how = "script" if script else "trace"
+        raise ExportError(
+            f"torch.jit.{how} could not compile {_qualname(model)}: {_first_line(err)}. "
+            + ("Try script=False (tracing)." if script else "Try script=True, or format='onnx'."),
+            operator=_operator(err),
+        ) from err
+    buffer = io.BytesIO()
+    torch.jit.save(compiled, buffer)
+    outs = flatten_outputs(call.reference(model)(feed))
+    return Artifact(
+        name=name,
+        format="torchscript",
+        inputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in feed.items()],
+        outputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in outs.items()],
+        lineage=lineage.then("export", exporter="script" if script else "trace", call=_style(call)),
+        torchscript=buffer.getvalue(),
+    )
+
+
+def _batched(array: np.ndarray) -> tuple[int | str, ...]:
+    return (BATCH, *array.shape[1:]) if array.ndim else ()
+
+
+def _style(call: _Call) -> str:
+    return "keyword" if call.keyword else "positional"
+
+
+def load_module(data: bytes) -> Any:
+    """A TorchScript module from archive bytes."""
+    torch = require("torch", extra="torch", feature="Running a TorchScript artifact")
+    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    module.eval()
+    return module
+
+
+def run_torchscript(module: Any, feed: Feed, keyword: bool) -> Outputs:
+    """Run a loaded TorchScript module on a feed."""
+    import torch
+
+    call = _Call(list(feed), feed, keyword)
+    args, kwargs = call.tensors(feed)
+    with torch.no_grad():
+        return flatten_outputs(module(*args, **kwargs))
+
+
+def save_torchscript(data: bytes, path: Path, extra: dict[str, str]) -> None:
+    """Write a TorchScript archive with extra files (our metadata) inside."""
+    module = load_module(data)
+    import torch
+
+    torch.jit.save(module, str(path), _extra_files=extra)
+
+
+def load_torchscript(path: Path, extra_name: str) -> tuple[bytes, str]:
+    """Archive bytes and one extra file's text from a TorchScript file."""
+    torch = require("torch", extra="torch", feature="Loading a TorchScript artifact")
+    extra = {extra_name: ""}
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    value = extra[extra_name]
+    return buffer.getvalue(), value.decode() if isinstance(value, bytes) else value
+
+
+def _qualname(model: Any) -> str:
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def _first_line(err: BaseException) -> str:
+    text = _ANSI.sub("", str(err)).strip()
+    for line in text.splitlines():
+        if line.strip() and not line.startswith(("Traceback", "  ")):
+            return f"{type(err).__name__}: {line.strip()[:300]}"
+    return type(err).__name__
+
+
+def _operator(err: BaseException | None) -> str | None:
+    while err is not None:
+        match = _OP.search(str(err))
+        if match:
+            return match.group(1)
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _opset(proto: Any) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import gc
+import pickle
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import nbdeploy as nbd
+from nbdeploy import _onnxio
+from tests import onnx_models
+
+
+def test_onnx_passthrough_keeps_the_users_proto_and_checks_the_example() -> None:
+    proto = onnx_models.affine()
+    before = proto.SerializeToString()
+    art = nbd.export(proto, np.ones((2, 3), np.float32), name="affine")
+    assert proto.SerializeToString() == before
+    assert art.parity is None and art.lineage.framework == "onnx"
+    np.testing.assert_allclose(art.run(np.ones((1, 3), np.float32))["y"], [[6.5, 8.0]])
+    with pytest.raises(nbd.ExampleError, match="input 'x' has size 4 on axis 1, the model needs 3"):
+        nbd.export(proto, np.ones((2, 4), np.float32))
+
+
+def test_invalid_onnx_is_an_export_error() -> None:
+    proto = onnx_models.affine()
+    proto.graph.node[0].input[1] = "missing"
+    with pytest.raises(nbd.ExportError, match="not valid"):
+        nbd.export(proto)
+
+
+def test_save_and_load_keep_name_lineage_parity(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(-1)).eval()
+    art = nbd.export(model, torch.randn(2, 4), name="soft")
+    path = art.save(tmp_path / "soft")
+    assert path.name == "soft.onnx"
+    loaded = nbd.load(path)
+    assert (loaded.name, loaded.lineage, loaded.parity) == (art.name, art.lineage, art.parity)
+    assert loaded.inputs == art.inputs and loaded.outputs == art.outputs
+    x = np.random.default_rng(0).standard_normal((5, 4), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.run(x)["output"], art.run(x)["output"])
+    # Loading a plain .onnx file works too, by path, through export.
+    plain = tmp_path / "plain.onnx"
+    onnx.save_model(onnx_models.affine(), plain)
+    assert nbd.export(plain).name == "plain"
+
+
+def test_load_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(nbd.ArtifactError, match="no model file"):
+        nbd.load(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all \xff\xff")
+    with pytest.raises(nbd.ArtifactError, match="not an ONNX model"):
+        nbd.load(junk)
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    model = onnx_models.affine()
+    tensor = model.graph.initializer[0]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.external_data.add(key="location", value="../../etc/passwd")
+    onnx.save_model(model, tmp_path / "evil.onnx")
+    with pytest.raises(nbd.ArtifactError, match="outside the model's folder"):
+        nbd.load(tmp_path / "evil.onnx")
+
+
+def test_run_reports_wrong_inputs_by_name() -> None:
+    art = nbd.export(onnx_models.affine())
+    with pytest.raises(nbd.ExampleError, match=r"missing \['x'\], unknown \['y'\]"):
+        art.run({"y": np.ones((1, 3))})
+    with pytest.raises(nbd.ExampleError, match="needs float32 values, got <U1"):
+        art.run(np.array([["a", "b", "c"]]))
+    with pytest.raises(nbd.ExampleError, match="should have 2 dimensions"):
+        art.run(np.ones(3, np.float32))
+    assert art.run(np.ones((1, 3), np.float64))["y"].dtype == np.float32  # same kind: converted
+
+
+def test_reprs_are_readable() -> None:
+    art = nbd.export(onnx_models.affine(), name="affine")
+    assert "<Artifact 'affine' onnx" in repr(art) and "x: float32[batch, 3]" in repr(art)
+    html = art._repr_html_()
+    assert "Artifact &#x27;affine&#x27;" in html and "float32[batch, 3]" in html
+
+
+def test_errors_pickle_with_their_context() -> None:
+    err = nbd.ParityError("boom", output="y", max_abs=1.0, max_rel=2.0, batch_size=3)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is nbd.ParityError and str(back) == "boom" and back.output == "y"
+    missing = pickle.loads(pickle.dumps(nbd.MissingDependencyError("torch", "torch", "Export")))
+    assert "pip install 'nbdeploy[torch]'" in str(missing) and missing.extra == "torch"
+    assert isinstance(missing, ImportError) and isinstance(missing, nbd.NbDeployError)
+
+
+def _first(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    return next(iter(outputs.values()))
+
+
+BIG_ROWS = (2**31 + 2**24) // 4  # a float32 table just past protobuf's 2 GiB
+
+
+def _check_big(art: nbd.Artifact, tmp_path: Path, source: Path | None = None) -> None:
+    """Run, save, drop and reload a model past 2 GiB (the caller keeps no reference)."""
+    if source is not None:  # the artifact does not depend on the user's files
+        for file in source.parent.glob("*"):
+            file.unlink()
+    assert art.parity is None or art.parity.ok
+    assert art.onnx_path is not None and art.size_bytes > 2**31
+    assert _onnxio.has_external_data(art.onnx)
+    ids = np.array([7, BIG_ROWS - 1, 0])
+    np.testing.assert_array_equal(_first(art.run(ids))[:, 0], [42.0, -3.0, 0.0])
+    path = art.save(tmp_path / "saved" / "big.onnx")
+    assert (path.parent / "big.onnx.data").stat().st_size > 2**31
+    folder = art.onnx_path.parent
+    del art
+    gc.collect()
+    assert not folder.exists()  # the artifact owned its folder and cleaned it up
+    loaded = nbd.load(path)
+    np.testing.assert_array_equal(_first(loaded.run(ids))[:, 0], [42.0, -3.0, 0.0])
+    with pytest.raises(nbd.ArtifactError, match="larger than 2 GiB"):
+        loaded.model_bytes()
+
+
+@pytest.mark.slow
+def test_onnx_file_past_2gib_keeps_external_data(tmp_path: Path) -> None:
+    source = onnx_models.big_lookup(tmp_path, BIG_ROWS)
+    _check_big(nbd.export(source, np.array([7, 1]), name="big"), tmp_path, source)
+
+
+@pytest.mark.slow
+def test_torch_model_past_2gib_exports_with_external_data(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class Lookup(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("table", torch.zeros(BIG_ROWS, 1))
+            self.table[7, 0], self.table[BIG_ROWS - 1, 0] = 42.0, -3.0
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.table[ids]
+
+    _check_big(nbd.export(Lookup(), torch.tensor([7, 1]), name="big"), tmp_path)
