@@ -21,8 +21,8 @@ demo: $(BIN)/.installed
 	$(BIN)/nbdeploy demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check nbdeploy tests benchmarks
-	$(BIN)/ruff format --check nbdeploy tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
