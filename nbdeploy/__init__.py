@@ -20,6 +20,7 @@ from .errors import (
     ExportError,
     MissingDependencyError,
     NbDeployError,
+    OptimizationError,
     ParityError,
     UnsupportedModelError,
 )
@@ -28,6 +29,10 @@ from .types import TensorSpec
 if TYPE_CHECKING:
     from .artifact import Artifact, load
     from .export import export
+    from .graph.diff import GraphDiff, diff
+    from .graph.inspect import GraphSummary, inspect
+    from .graph.optimize import optimize
+    from .graph.show import show
     from .provenance import Lineage, Parity
 
 __version__ = "0.1.0"
@@ -39,6 +44,12 @@ _LAZY = {
     "export": "export",
     "Lineage": "provenance",
     "Parity": "provenance",
+    "inspect": "graph.inspect",
+    "GraphSummary": "graph.inspect",
+    "diff": "graph.diff",
+    "GraphDiff": "graph.diff",
+    "optimize": "graph.optimize",
+    "show": "graph.show",
 }
 
 __all__ = [
@@ -47,16 +58,23 @@ __all__ = [
     "ConfigError",
     "ExampleError",
     "ExportError",
+    "GraphDiff",
+    "GraphSummary",
     "Lineage",
     "MissingDependencyError",
     "NbDeployError",
+    "OptimizationError",
     "Parity",
     "ParityError",
     "TensorSpec",
     "UnsupportedModelError",
     "__version__",
+    "diff",
     "export",
+    "inspect",
     "load",
+    "optimize",
+    "show",
 ]
 
 

@@ -100,3 +100,30 @@ def batch_size(feed: Mapping[str, np.ndarray]) -> int:
         if array.ndim:
             return int(array.shape[0])
     return 1
+
+
+def random_feed(
+    specs: Sequence[TensorSpec], *, batch: int = 2, dim: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Inputs of the right dtype and rank when no example is at hand.
+
+    The leading symbolic dimension gets ``batch``, other symbolic ones ``dim``. Integers
+    are kept to {0, 1}: any index into an embedding or a category table accepts them.
+    """
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in specs:
+        shape = tuple(
+            d if isinstance(d, int) else (batch if axis == 0 else dim)
+            for axis, d in enumerate(spec.shape)
+        )
+        kind = np.dtype(spec.dtype).kind if spec.dtype != "unknown" else "f"
+        if kind == "f":
+            feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif kind in "iu":
+            feed[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+        elif kind == "b":
+            feed[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feed[spec.name] = np.full(shape, "a", dtype=object)
+    return feed

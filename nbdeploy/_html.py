@@ -64,3 +64,8 @@ def human_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+def code_lines(items: Iterable[Any]) -> Raw:
+    """Items in code font, one per line."""
+    return Raw("<br>".join(f"<code>{cell(item)}</code>" for item in items))

@@ -50,6 +50,7 @@ class Artifact:
         onnx_model: onnx.ModelProto | None = None,
         torchscript: bytes | None = None,
         folder: Path | None = None,
+        example: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.name = name
         self.format: Format = format
@@ -60,12 +61,20 @@ class Artifact:
         self._onnx = onnx_model
         self._torchscript = torchscript
         self._folder = folder  # for models past 2 GiB: model.onnx + external data
+        self.example = example  # inputs parity was checked on; later steps re-check on them
+        self.report: Any = None  # what the step that made this artifact reported
         self._sessions: dict[tuple[str, ...], Any] = {}
         self._owner: _onnxio.OwnedFolder | None = None
 
     @classmethod
     def from_onnx(
-        cls, model: onnx.ModelProto, *, name: str, lineage: Lineage, parity: Parity | None = None
+        cls,
+        model: onnx.ModelProto,
+        *,
+        name: str,
+        lineage: Lineage,
+        parity: Parity | None = None,
+        example: dict[str, np.ndarray] | None = None,
     ) -> Artifact:
         """Wrap an ONNX model this artifact may own (large ones move to an owned folder)."""
         art = cls(
@@ -76,6 +85,7 @@ class Artifact:
             lineage=lineage,
             parity=parity,
             onnx_model=model,
+            example=example,
         )
         if _onnxio.tensor_bytes(model) >= _onnxio.LARGE_MODEL_BYTES:
             folder = art._own_folder()
@@ -93,7 +103,11 @@ class Artifact:
     ) -> Artifact:
         """A new artifact from a transformed model, with one more lineage step."""
         return Artifact.from_onnx(
-            onnx_model, name=self.name, lineage=self.lineage.then(step, **detail), parity=parity
+            onnx_model,
+            name=self.name,
+            lineage=self.lineage.then(step, **detail),
+            parity=parity,
+            example=self.example,
         )
 
     @property
@@ -238,14 +252,8 @@ class Artifact:
         rows = [
             ("format", self.format),
             ("size", _html.human_bytes(self.size_bytes)),
-            (
-                "inputs",
-                _html.Raw("<br>".join(f"<code>{_html.cell(s)}</code>" for s in self.inputs)),
-            ),
-            (
-                "outputs",
-                _html.Raw("<br>".join(f"<code>{_html.cell(s)}</code>" for s in self.outputs)),
-            ),
+            ("inputs", _html.code_lines(self.inputs)),
+            ("outputs", _html.code_lines(self.outputs)),
             ("parity", parity),
             ("lineage", str(self.lineage)),
         ]

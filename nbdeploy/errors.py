@@ -10,7 +10,8 @@ notebook can catch them all with one ``except``::
     ├── ExampleError                the example input does not fit the model
     ├── ExportError                 the framework's exporter failed
     │   └── ParityError             the export answers differently from the source
-    └── ArtifactError               an artifact cannot be saved, loaded or run
+    ├── ArtifactError               an artifact cannot be saved, loaded or run
+    └── OptimizationError           a graph pass failed or changed the model's answers
 
 Each error carries its context as attributes and says in its message what to do next.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "ExportError",
     "MissingDependencyError",
     "NbDeployError",
+    "OptimizationError",
     "ParityError",
     "UnsupportedModelError",
 ]
@@ -118,3 +120,15 @@ class ParityError(ExportError):
 
 class ArtifactError(NbDeployError):
     """An artifact could not be saved, loaded or run."""
+
+
+class OptimizationError(NbDeployError):
+    """A graph pass crashed, or the optimized model answers differently from its input.
+
+    ``pass_name`` names the pass found responsible (by re-running growing prefixes of
+    the pipeline); ``artifact``, when set, is the input, untouched.
+    """
+
+    def __init__(self, message: str, *, pass_name: str, **context: Any) -> None:
+        super().__init__(message, pass_name=pass_name, **context)
+        self.pass_name = pass_name

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..artifact import Artifact
 from ..errors import ConfigError, UnsupportedModelError
+from ._options import ExportOptions
 
 __all__ = ["export", "framework_of"]
 
@@ -48,6 +49,7 @@ def export(
     atol: float = 1e-4,
     rtol: float = 1e-3,
     script: bool = False,
+    exporter_optimize: bool = True,
 ) -> Artifact:
     """Export a model from memory into an :class:`~nbdeploy.Artifact`, checking parity.
 
@@ -68,6 +70,9 @@ def export(
         atol: Absolute tolerance of the parity check.
         rtol: Relative tolerance of the parity check.
         script: For ``format="torchscript"``: ``torch.jit.script`` instead of tracing.
+        exporter_optimize: Let torch's ONNX exporter run its own optimizer (constant
+            folding, Conv+BatchNorm fusion). ``False`` keeps the graph as traced, so
+            :func:`nbdeploy.optimize` can show each pass at work.
 
     Returns:
         The new artifact; ``artifact.parity`` holds the errors measured.
@@ -98,17 +103,10 @@ def export(
             "starting with a letter or digit."
         )
     exporter = importlib.import_module(f"._{framework}", __name__)
-    result: Artifact = exporter.export(
-        model,
-        example,
-        name=name,
-        format=format,
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        atol=atol,
-        rtol=rtol,
-        script=script,
+    options = ExportOptions(
+        name, format, opset, dynamic_batch, atol, rtol, script, exporter_optimize
     )
+    result: Artifact = exporter.export(model, example, options)
     return result
 
 

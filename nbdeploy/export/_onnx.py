@@ -13,40 +13,31 @@ from .._feed import as_feed
 from ..artifact import Artifact, load
 from ..errors import ExportError
 from ..provenance import Lineage
+from ._options import ExportOptions
 from ._parity import grow_batch
 
 
-def export(
-    model: Any,
-    example: Any,
-    *,
-    name: str,
-    format: str,
-    opset: int | None,
-    dynamic_batch: bool,
-    atol: float,
-    rtol: float,
-    script: bool,
-) -> Artifact:
+def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     """Check an ONNX model and wrap it; see :func:`nbdeploy.export`.
 
     There is no source to compare with, so ``parity`` stays ``None``; an ``example``
     is run (at two batch sizes when ``dynamic_batch``) to prove the model accepts it.
     """
     if isinstance(model, str | os.PathLike):
-        art = _from_file(Path(model), name)
+        art = _from_file(Path(model), options.name)
     else:
         proto = onnx.ModelProto()
         proto.CopyFrom(model)  # the user's proto stays theirs, untouched
         lineage = Lineage("onnx", onnx.__version__, "onnx.ModelProto")
         art = Artifact.from_onnx(
-            proto, name=name, lineage=lineage.then("export", exporter="passthrough")
+            proto, name=options.name, lineage=lineage.then("export", exporter="passthrough")
         )
         _check(art.onnx, art.onnx_path)
     if example is not None:
         feed = as_feed(example, art.inputs)
         art.run(feed)
-        if dynamic_batch and all(s.has_dynamic_batch for s in art.inputs):
+        art.example = feed
+        if options.dynamic_batch and all(s.has_dynamic_batch for s in art.inputs):
             art.run(grow_batch(feed))
     return art
 

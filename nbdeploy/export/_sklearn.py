@@ -20,6 +20,7 @@ from ..artifact import Artifact
 from ..errors import ConfigError, ExampleError, ExportError
 from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
+from ._options import ExportOptions
 from ._parity import verify
 
 Feed = dict[str, np.ndarray]
@@ -44,18 +45,7 @@ _DTYPE_BY_KIND = {
 }
 
 
-def export(
-    model: Any,
-    example: Any,
-    *,
-    name: str,
-    format: str,
-    opset: int | None,
-    dynamic_batch: bool,
-    atol: float,
-    rtol: float,
-    script: bool,
-) -> Artifact:
+def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     """Export a scikit-learn estimator; see :func:`nbdeploy.export`."""
     skl2onnx = require("skl2onnx", extra="sklearn", feature="Exporting a scikit-learn model")
     import sklearn
@@ -73,9 +63,9 @@ def export(
             proto = skl2onnx.to_onnx(
                 model,
                 initial_types=initial_types,
-                target_opset=opset,
+                target_opset=options.opset,
                 options=_no_zipmap(model),
-                name=name,
+                name=options.name,
             )
     except Exception as err:
         raise ExportError(
@@ -91,16 +81,17 @@ def export(
     lineage = lineage.then(
         "export", exporter=f"skl2onnx {skl2onnx.__version__}", opset=_opset(proto)
     )
-    art = Artifact.from_onnx(proto, name=name, lineage=lineage)
+    art = Artifact.from_onnx(proto, name=options.name, lineage=lineage)
     reference = _reference(model, rebuild, art.outputs)
+    art.example = dict(feed)
     art.parity = verify(
         art,
         reference,
         {k: v for k, v in feed.items()},
         reference_name=f"scikit-learn {sklearn.__version__}",
-        dynamic_batch=dynamic_batch,
-        atol=atol,
-        rtol=rtol,
+        dynamic_batch=options.dynamic_batch,
+        atol=options.atol,
+        rtol=options.rtol,
     )
     return art
 

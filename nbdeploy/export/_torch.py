@@ -21,6 +21,7 @@ from ..artifact import Artifact, adopt
 from ..errors import ExampleError, ExportError
 from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
+from ._options import ExportOptions
 from ._parity import grow_batch, verify
 
 log = logging.getLogger(__name__)
@@ -29,18 +30,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _OP = re.compile(r"(aten[:.]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
 
 
-def export(
-    model: Any,
-    example: Any,
-    *,
-    name: str,
-    format: str,
-    opset: int | None,
-    dynamic_batch: bool,
-    atol: float,
-    rtol: float,
-    script: bool,
-) -> Artifact:
+def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     """Export a torch module; see :func:`nbdeploy.export`."""
     torch = require("torch", extra="torch", feature="Exporting a PyTorch model")
     call = _Call.from_example(model, example)
@@ -48,22 +38,21 @@ def export(
     with _eval_mode(model), torch.no_grad():
         reference = call.reference(model)
         output_names = list(reference(feed))
-        trace_feed = grow_batch(feed) if dynamic_batch and call.batch == 1 else feed
+        trace_feed = grow_batch(feed) if options.dynamic_batch and call.batch == 1 else feed
         lineage = Lineage("torch", torch.__version__, _qualname(model))
-        if format == "torchscript":
-            art = _to_torchscript(model, call, trace_feed, output_names, name, lineage, script)
+        if options.format == "torchscript":
+            art = _to_torchscript(model, call, trace_feed, output_names, lineage, options)
         else:
-            art = _to_onnx(
-                model, call, trace_feed, output_names, name, lineage, opset, dynamic_batch
-            )
+            art = _to_onnx(model, call, trace_feed, output_names, lineage, options)
+        art.example = feed
         art.parity = verify(
             art,
             reference,
             feed,
             reference_name=f"torch {torch.__version__}",
-            dynamic_batch=dynamic_batch,
-            atol=atol,
-            rtol=rtol,
+            dynamic_batch=options.dynamic_batch,
+            atol=options.atol,
+            rtol=options.rtol,
         )
     return art
 
@@ -187,16 +176,15 @@ def _to_onnx(
     call: _Call,
     feed: Feed,
     output_names: list[str],
-    name: str,
     lineage: Lineage,
-    opset: int | None,
-    dynamic_batch: bool,
+    options: ExportOptions,
 ) -> Artifact:
     import onnx
     import torch
 
     args, kwargs = call.tensors(feed)
     batch = torch.export.Dim(BATCH)
+    name, opset, dynamic_batch = options.name, options.opset, options.dynamic_batch
     shapes = {n: {0: batch} for n, v in feed.items() if v.ndim} if dynamic_batch else None
     large = _weight_bytes(model) >= _onnxio.LARGE_MODEL_BYTES
     with tempfile.TemporaryDirectory(prefix="nbdeploy-export-") as tmp:
@@ -212,6 +200,7 @@ def _to_onnx(
                     input_names=call.names if not call.keyword else None,
                     output_names=output_names,
                     opset_version=opset,
+                    optimize=options.exporter_optimize,
                     verbose=False,
                 )
                 assert program is not None  # dynamo=True always returns a program
@@ -288,13 +277,13 @@ def _to_torchscript(
     call: _Call,
     feed: Feed,
     output_names: list[str],
-    name: str,
     lineage: Lineage,
-    script: bool,
+    options: ExportOptions,
 ) -> Artifact:
     import torch
 
     args, kwargs = call.tensors(feed)
+    script = options.script
     try:
         with _quiet_exporter():
             if script:
@@ -317,7 +306,7 @@ def _to_torchscript(
     torch.jit.save(compiled, buffer)
     outs = flatten_outputs(call.reference(model)(feed))
     return Artifact(
-        name=name,
+        name=options.name,
         format="torchscript",
         inputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in feed.items()],
         outputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in outs.items()],

@@ -1,0 +1,1 @@
+"""See a graph and change it visibly: inspect, show, diff, optimize."""

@@ -1,0 +1,254 @@
+"""``nbd.optimize``: a pipeline of visible, proven graph passes.
+
+Every pass reports how often each of its rules fired, the node count before and after,
+and its time. After the pipeline the result is compared with the input on the stored
+example (random inputs of the right shape otherwise); a mismatch is traced to the pass
+that caused it by re-running growing prefixes of the pipeline, and raised — a broken
+model is never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+
+from .._feed import random_feed
+from ..artifact import Artifact, adopt
+from ..errors import ConfigError, NbDeployError, OptimizationError
+from ..provenance import Parity, compare_outputs, summarize
+from .passes import (
+    BatchNormToAffine,
+    CommonSubexpressionElimination,
+    ConstantFolding,
+    ConvBnFusion,
+    CountingPass,
+    DeadCodeElimination,
+    NoOpElimination,
+    count_nodes,
+)
+from .report import OptimizationReport, PassRecord
+
+__all__ = ["DEFAULT_PASSES", "PASSES", "optimize"]
+log = logging.getLogger(__name__)
+
+PASSES: dict[str, Callable[[], CountingPass]] = {
+    "no-op-elimination": NoOpElimination,
+    "conv-bn-fusion": ConvBnFusion,
+    "batchnorm-to-affine": BatchNormToAffine,
+    "constant-folding": ConstantFolding,
+    "common-subexpression-elimination": CommonSubexpressionElimination,
+    "dead-code-elimination": DeadCodeElimination,
+}
+DEFAULT_PASSES = tuple(PASSES)
+ORT_LEVELS = {"ort-basic": "ORT_ENABLE_BASIC", "ort-extended": "ORT_ENABLE_EXTENDED"}
+LEVELS = ("default", "none", *ORT_LEVELS)
+_PROGRESS_NODES = 2000  # show a progress bar by default from this many nodes
+
+
+def optimize(
+    art: Artifact,
+    passes: Sequence[str | CountingPass] | None = None,
+    *,
+    level: str = "default",
+    check: bool = True,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+    progress: bool | None = None,
+) -> Artifact:
+    """Optimize an ONNX artifact's graph; the result's ``.report`` shows every pass.
+
+    Args:
+        art: The artifact to optimize (it is not changed).
+        passes: Pass names from :data:`PASSES` (or pass objects), in order; the default
+            pipeline when ``None``. ``"ort-basic"``/``"ort-extended"`` run onnxruntime's
+            own offline optimizer as a pass.
+        level: ``"default"``; ``"ort-extended"`` or ``"ort-basic"`` to append
+            onnxruntime's offline optimizer; ``"none"`` for no passes.
+        check: Compare the result with the input and raise on a mismatch.
+        atol: Absolute tolerance of that comparison.
+        rtol: Relative tolerance of that comparison.
+        progress: Show a progress bar; by default for graphs of 2,000+ nodes.
+
+    Raises:
+        OptimizationError: A pass crashed or changed the answers (names the pass).
+        ConfigError: An unknown pass name or level.
+    """
+    pipeline = _pipeline(passes, level)
+    model = _load_ir(art)
+    before = count_nodes(model.graph)
+    show = progress if progress is not None else before >= _PROGRESS_NODES
+    records = _run(model, pipeline, show)
+    optimized = _derive(art, model, [r.name for r in records])
+    parity = _check(art, optimized, pipeline, atol, rtol) if check else None
+    optimized.parity = parity
+    optimized.report = OptimizationReport(tuple(records), parity, before, count_nodes(model.graph))
+    return optimized
+
+
+def _pipeline(passes: Sequence[str | CountingPass] | None, level: str) -> list[str | CountingPass]:
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level {level!r}; choose one of {', '.join(LEVELS)}.")
+    chosen: list[str | CountingPass] = list(DEFAULT_PASSES if passes is None else passes)
+    if level == "none":
+        chosen = []
+    elif level in ORT_LEVELS:
+        chosen.append(level)
+    for item in chosen:
+        if isinstance(item, str) and item not in PASSES and item not in ORT_LEVELS:
+            valid = ", ".join([*PASSES, *ORT_LEVELS])
+            raise ConfigError(f"unknown pass {item!r}; the passes are: {valid}.")
+    return chosen
+
+
+def _load_ir(art: Artifact) -> ir.Model:
+    if art.format != "onnx":
+        raise ConfigError(f"optimize works on ONNX artifacts; '{art.name}' is {art.format}.")
+    model = ir.load(art.onnx_path) if art.onnx_path else ir.from_proto(art.onnx)
+    try:  # shapes let more rules prove their preconditions; a model without them still works
+        ir.passes.common.ShapeInferencePass()(model)
+    except Exception as err:  # onnx's shape inference rejects some valid custom-op models
+        log.info("shape inference skipped for %s: %s", art.name, err)
+    return model
+
+
+def _run(model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool) -> list[PassRecord]:
+    from tqdm.auto import tqdm
+
+    records = []
+    for item in tqdm(pipeline, desc="optimize", disable=not show, leave=False):
+        name = item if isinstance(item, str) else item.name
+        nodes = count_nodes(model.graph)
+        started = time.perf_counter()
+        try:
+            fired = (
+                _ort_pass(model, item)
+                if isinstance(item, str) and item in ORT_LEVELS
+                else _apply(model, PASSES[item]() if isinstance(item, str) else item)
+            )
+        except NbDeployError:
+            raise
+        except Exception as err:
+            raise OptimizationError(
+                f"pass '{name}' failed on this model: {type(err).__name__}: {err}. "
+                f"Leave it out with passes=[...] (the others: {', '.join(PASSES)}).",
+                pass_name=name,
+            ) from err
+        seconds = time.perf_counter() - started
+        records.append(PassRecord(name, fired, nodes, count_nodes(model.graph), seconds))
+    return records
+
+
+def _apply(model: ir.Model, graph_pass: CountingPass) -> dict[str, int]:
+    graph_pass(model)
+    return dict(graph_pass.fired)
+
+
+def _ort_pass(model: ir.Model, level: str) -> dict[str, int]:
+    """onnxruntime's offline optimizer, run on the model in place."""
+    import onnxruntime as ort
+
+    before = count_nodes(model.graph)
+    with tempfile.TemporaryDirectory(prefix="nbdeploy-ort-") as tmp:
+        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        ir.save(model, source)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
+        options.optimized_model_filepath = str(target)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        optimized = ir.load(target)
+        optimized.graph.name = model.graph.name
+    _replace_contents(model, optimized)
+    return {"nodes fused or removed": before - count_nodes(model.graph)}
+
+
+def _replace_contents(model: ir.Model, other: ir.Model) -> None:
+    model.graph = other.graph  # the opset imports live on the graph and come with it
+    model.functions.clear()
+    model.functions.update(other.functions)
+
+
+def _derive(art: Artifact, model: ir.Model, names: list[str]) -> Artifact:
+    if art.onnx_path is None:
+        return art.derive(onnx_model=ir.to_proto(model), step="optimize", parity=None, passes=names)
+    with tempfile.TemporaryDirectory(prefix="nbdeploy-opt-") as tmp:  # past 2 GiB: via a file
+        path = Path(tmp) / "model.onnx"
+        ir.save(model, path, external_data="model.onnx.data")
+        derived = adopt(
+            path,
+            onnx.load(path, load_external_data=False),
+            name=art.name,
+            lineage=art.lineage.then("optimize", passes=names),
+            move=True,
+        )
+    derived.example = art.example
+    return derived
+
+
+def _check(
+    art: Artifact,
+    optimized: Artifact,
+    pipeline: Sequence[str | CountingPass],
+    atol: float,
+    rtol: float,
+) -> Parity:
+    feed = art.example if art.example is not None else random_feed(art.inputs)
+    reference = art.run(feed)
+    parity = _parity(optimized, feed, reference, atol, rtol)
+    if parity.ok:
+        return parity
+    culprit = _bisect(art, pipeline, feed, reference, atol, rtol)
+    worst = parity.worst()
+    assert worst is not None
+    err = OptimizationError(
+        f"optimizing '{art.name}' changed output '{worst.output}' by up to {worst.max_abs:.3g} "
+        f"(atol {atol:g}, rtol {rtol:g}); pass '{culprit}' is responsible. Leave it out with "
+        f"passes=[...], or loosen atol=/rtol= if the difference is acceptable.",
+        pass_name=culprit,
+        max_abs=worst.max_abs,
+    )
+    err.artifact = art  # type: ignore[attr-defined]
+    raise err
+
+
+def _parity(candidate: Artifact, feed: Any, reference: Any, atol: float, rtol: float) -> Parity:
+    try:
+        got = candidate.run(feed)
+    except NbDeployError as err:
+        raise OptimizationError(
+            f"the optimized '{candidate.name}' no longer runs: {err}", pass_name="(pipeline)"
+        ) from err
+    checks = compare_outputs(got, reference, batch_size=_batch(feed), atol=atol, rtol=rtol)
+    return summarize(checks, "the input artifact", atol, rtol)
+
+
+def _bisect(
+    art: Artifact,
+    pipeline: Sequence[str | CountingPass],
+    feed: Any,
+    reference: Any,
+    atol: float,
+    rtol: float,
+) -> str:
+    """The first pass after which the answers differ (pipelines are short: linear scan)."""
+    for stop in range(1, len(pipeline) + 1):
+        model = _load_ir(art)
+        records = _run(model, pipeline[:stop], show=False)
+        candidate = art.derive(onnx_model=ir.to_proto(model), step="optimize", parity=None)
+        try:
+            ok = _parity(candidate, feed, reference, atol, rtol).ok
+        except OptimizationError:
+            ok = False
+        if not ok:
+            return records[-1].name
+    return "(pipeline)"
+
+
+def _batch(feed: Any) -> int:
+    return next((int(v.shape[0]) for v in feed.values() if getattr(v, "ndim", 0)), 1)

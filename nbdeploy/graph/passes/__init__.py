@@ -1,0 +1,22 @@
+"""nbdeploy's graph passes, one family per file, each an ``onnx_ir`` in-place pass."""
+
+from __future__ import annotations
+
+from ._base import CountingPass, RulePass, count_nodes
+from .batchnorm import BatchNormToAffine
+from .cleanup import CommonSubexpressionElimination, DeadCodeElimination
+from .constant_folding import ConstantFolding
+from .conv_bn import ConvBnFusion
+from .noop import NoOpElimination
+
+__all__ = [
+    "BatchNormToAffine",
+    "CommonSubexpressionElimination",
+    "ConstantFolding",
+    "ConvBnFusion",
+    "CountingPass",
+    "DeadCodeElimination",
+    "NoOpElimination",
+    "RulePass",
+    "count_nodes",
+]

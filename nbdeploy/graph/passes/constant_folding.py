@@ -1,0 +1,36 @@
+"""Constant folding: compute once, at optimization time, what depends only on constants.
+
+onnxscript's folder does the work; the size limits keep a model from ballooning (a small
+constant expanded into a huge tensor is left as it is).
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnxscript.optimizer._constant_folding import FoldConstantsPass
+
+from ._base import CountingPass, count_nodes
+
+DEFAULT_SIZE_LIMIT = 1 << 20  # elements: folding never writes a constant larger than this
+
+
+class ConstantFolding(CountingPass):
+    """Fold subgraphs whose inputs are all constants into initializers."""
+
+    name = "constant-folding"
+    description = "precompute nodes whose inputs are all constant (size-limited)"
+
+    def __init__(self, size_limit: int = DEFAULT_SIZE_LIMIT) -> None:
+        super().__init__()
+        self.size_limit = size_limit
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        before = count_nodes(model.graph)
+        folder = FoldConstantsPass(
+            shape_inference=True,
+            input_size_limit=self.size_limit,
+            output_size_limit=self.size_limit,
+        )
+        result = folder(model)
+        self.record("nodes folded", before - count_nodes(model.graph))
+        return ir.passes.PassResult(model, result.modified)

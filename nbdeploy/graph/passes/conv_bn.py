@@ -1,0 +1,33 @@
+"""Conv/ConvTranspose/Gemm followed by BatchNormalization → one node with folded weights.
+
+For ``y = BN(Conv(x))`` (and the seed's ``ReLU(BN(Conv(x)))``, whose ReLU simply stays):
+``W' = W·γ/√(σ²+ε)`` per output channel and ``b' = (b − μ)·γ/√(σ²+ε) + β``.
+The rules are onnxscript's; a BatchNormalization in training mode, or with weights that
+are not constants, is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from onnxscript.rewriter.rules.common import (
+    fuse_batchnorm_into_conv_rule,
+    fuse_batchnorm_into_conv_transpose_rule,
+    fuse_batchnorm_into_gemm_rule,
+)
+
+from ._base import RulePass
+
+
+class ConvBnFusion(RulePass):
+    """Fold BatchNormalization into the Conv, ConvTranspose or Gemm before it."""
+
+    name = "conv-bn-fusion"
+    description = "Conv/ConvTranspose/Gemm + BatchNormalization → one node"
+
+    def rules(self) -> Mapping[str, object]:  # type: ignore[override]
+        return {
+            "Conv+BatchNormalization": fuse_batchnorm_into_conv_rule,
+            "ConvTranspose+BatchNormalization": fuse_batchnorm_into_conv_transpose_rule,
+            "Gemm+BatchNormalization": fuse_batchnorm_into_gemm_rule,
+        }

@@ -1,0 +1,111 @@
+"""Nodes that do nothing: Identity, Dropout in inference, Reshape to the same shape,
+Transpose with the identity permutation, Cast to the same type, Expand to the same shape.
+
+Each rule rewrites its no-op into an Identity; onnx-ir's identity elimination then
+removes the Identities, keeping graph output names intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import onnx_ir as ir
+from onnx_ir.passes.common import IdentityEliminationPass
+from onnxscript.rewriter._basics import MatchResult
+from onnxscript.rewriter._ir_utils import get_const_value
+from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase
+from onnxscript.rewriter.rules.common import (
+    no_op_cast_rule,
+    no_op_expand_rule,
+    no_op_transpose_rule,
+)
+
+from ._base import RulePass
+
+
+class _InferenceDropout(RewriteRuleClassBase):
+    """Dropout without training mode (and with its mask unused) is the identity."""
+
+    def pattern(self, op: Any, x: Any) -> Any:
+        return op.Dropout(x, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["y"])
+
+    def check(self, context: Any, x: ir.Value, y: ir.Value) -> MatchResult:
+        result = MatchResult()
+        node = y.producer()
+        assert node is not None
+        if len(node.outputs) > 1 and (node.outputs[1].uses() or node.outputs[1].is_graph_output()):
+            return result.fail("the dropout mask is used")
+        training = node.inputs[2] if len(node.inputs) > 2 else None
+        if training is not None:
+            value = get_const_value(training)
+            if value is None or bool(value.numpy()):
+                return result.fail("training_mode is not a constant false")
+        return result
+
+    def rewrite(self, op: Any, x: ir.Value, y: ir.Value) -> Any:
+        return op.Identity(x)
+
+
+class _SameShapeReshape(RewriteRuleClassBase):
+    """Reshape whose target shape equals the input's shape."""
+
+    def pattern(self, op: Any, x: Any, shape: Any) -> Any:
+        return op.Reshape(x, shape, _allow_other_attributes=True)
+
+    def check(self, context: Any, x: ir.Value, shape: ir.Value) -> MatchResult:
+        result = MatchResult()
+        target = get_const_value(shape)
+        if target is None or x.shape is None:
+            return result.fail("target shape or input shape unknown")
+        want = [int(d) for d in target.numpy().reshape(-1)]
+        have = list(x.shape)
+        if len(want) != len(have):
+            return result.fail("rank changes")
+        unresolved = 0
+        for dim, size in zip(have, want, strict=True):
+            if isinstance(dim, int) and size in (dim, 0):
+                continue
+            if size == -1 or (size == 0 and not isinstance(dim, int)):
+                unresolved += size == -1
+                continue
+            return result.fail(f"dimension {dim} becomes {size}")
+        if unresolved > 1:
+            return result.fail("more than one inferred dimension")
+        return result
+
+    def rewrite(self, op: Any, x: ir.Value, shape: ir.Value) -> Any:
+        return op.Identity(x)
+
+
+class NoOpElimination(RulePass):
+    """Remove Identity and every node that provably does nothing."""
+
+    name = "no-op-elimination"
+    description = (
+        "Identity, inference Dropout, same-shape Reshape/Expand, identity Transpose, same-type Cast"
+    )
+
+    def rules(self) -> Mapping[str, object]:  # type: ignore[override]
+        return {
+            "Dropout (inference)": _InferenceDropout.rule(),
+            "Reshape (same shape)": _SameShapeReshape.rule(),
+            "Transpose (identity perm)": no_op_transpose_rule,
+            "Cast (same type)": no_op_cast_rule,
+            "Expand (same shape)": no_op_expand_rule,
+        }
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        result = super().call(model)
+        before = _identities(model)
+        IdentityEliminationPass()(model)
+        self.record("Identity removed", before - _identities(model))
+        return ir.passes.PassResult(model, result.modified or before != _identities(model))
+
+
+def _identities(model: ir.Model) -> int:
+    return sum(
+        1
+        for node in ir.traversal.RecursiveGraphIterator(model.graph)
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx")
+    )

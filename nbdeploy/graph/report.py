@@ -1,0 +1,85 @@
+"""The report of ``nbd.optimize``: what each pass did, and whether answers stayed the same."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .. import _html
+from ..provenance import Parity
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """One pass of the pipeline.
+
+    Attributes:
+        name: The pass.
+        fired: How many times each of its rules fired.
+        nodes_before: Nodes before it ran (subgraphs included).
+        nodes_after: Nodes after.
+        seconds: Time it took.
+    """
+
+    name: str
+    fired: dict[str, int]
+    nodes_before: int
+    nodes_after: int
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        """Firings of all rules."""
+        return sum(self.fired.values())
+
+
+@dataclass(frozen=True)
+class OptimizationReport:
+    """Every pass's record, node counts and the parity of the result with its input."""
+
+    passes: tuple[PassRecord, ...]
+    parity: Parity | None
+    nodes_before: int
+    nodes_after: int
+
+    def fired(self, pass_name: str) -> dict[str, int]:
+        """Rule firings of one pass (empty if it did not run)."""
+        return next((p.fired for p in self.passes if p.name == pass_name), {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "passes": [asdict(p) for p in self.passes],
+            "parity": self.parity.to_dict() if self.parity else None,
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"optimize: {self.nodes_before} → {self.nodes_after} nodes"]
+        for p in self.passes:
+            rules = ", ".join(f"{k} ×{v}" for k, v in p.fired.items()) or "nothing to do"
+            lines.append(
+                f"  {p.name:<34} {p.nodes_before:>6} → {p.nodes_after:<6} "
+                f"{p.seconds * 1e3:7.1f} ms  {rules}"
+            )
+        lines.append(f"  parity: {self.parity}" if self.parity else "  parity: not checked")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (
+                p.name,
+                _html.Raw("<br>".join(f"{_html.cell(k)} ×{v}" for k, v in p.fired.items()) or "–"),
+                p.nodes_before,
+                p.nodes_after,
+                f"{p.seconds * 1e3:.1f} ms",
+            )
+            for p in self.passes
+        ]
+        table = _html.table(["pass", "rules fired", "nodes before", "nodes after", "time"], rows)
+        verdict: Any = "not checked"
+        if self.parity is not None:
+            verdict = _html.verdict(self.parity.ok, str(self.parity))
+        body = table + _html.fields([("parity", verdict)])
+        return _html.card(f"Optimization: {self.nodes_before} → {self.nodes_after} nodes", body)

@@ -1,0 +1,38 @@
+"""Build tiny ONNX models from text and check a pass against onnxruntime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+import onnx.parser
+
+import nbdeploy as nbd
+
+
+def model(text: str, **weights: np.ndarray) -> nbd.Artifact:
+    """An artifact from ONNX text, with named initializers given as arrays."""
+    proto = onnx.parser.parse_model(text)
+    for name, value in weights.items():
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    onnx.checker.check_model(proto)
+    return nbd.export(proto, name=proto.graph.name or "m")
+
+
+def ops(art: nbd.Artifact) -> list[str]:
+    """Op types of the main graph, in order."""
+    return [n.op_type for n in art.onnx.graph.node]
+
+
+def assert_same_outputs(
+    a: nbd.Artifact, b: nbd.Artifact, feed: Mapping[str, np.ndarray], *, atol: float = 1e-5
+) -> None:
+    """Both artifacts give the same outputs on ``feed`` (strict tolerances by default)."""
+    want, got = a.run(dict(feed)), b.run(dict(feed))
+    assert list(got) == list(want)
+    for name in want:
+        if want[name].dtype.kind in "fc":
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=atol, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -1,0 +1,188 @@
+"""One model per rule, compared numerically with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nbdeploy as nbd
+from tests.graph.helpers import assert_same_outputs, model, ops
+
+RNG = np.random.default_rng(0)
+F = np.float32
+
+
+def _bn_params(c: int) -> dict[str, np.ndarray]:
+    return {
+        "gamma": RNG.uniform(0.5, 1.5, c).astype(F),
+        "beta": RNG.uniform(-0.5, 0.5, c).astype(F),
+        "mean": RNG.uniform(-0.5, 0.5, c).astype(F),
+        "var": RNG.uniform(0.5, 2.0, c).astype(F),
+    }
+
+
+def test_conv_bn_relu_fuses_into_the_conv() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        seed (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y) {
+            c = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+            n = BatchNormalization <epsilon = 0.001> (c, gamma, beta, mean, var)
+            y = Relu (n)
+        }""",
+        w=RNG.standard_normal((4, 3, 3, 3)).astype(F), b=RNG.standard_normal(4).astype(F),
+        **_bn_params(4),
+    )  # fmt: skip
+    opt = nbd.optimize(art, ["conv-bn-fusion", "dead-code-elimination"])
+    assert ops(opt) == ["Conv", "Relu"]
+    assert opt.report.fired("conv-bn-fusion") == {"Conv+BatchNormalization": 1}
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 3, 8, 8)).astype(F)})
+
+
+def test_gemm_bn_fuses() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 5] x) => (float[N, 3] y) {
+            h = Gemm <transB = 1> (x, w, b)
+            y = BatchNormalization (h, gamma, beta, mean, var)
+        }""",
+        w=RNG.standard_normal((3, 5)).astype(F), b=RNG.standard_normal(3).astype(F),
+        **_bn_params(3),
+    )  # fmt: skip
+    opt = nbd.optimize(art, ["conv-bn-fusion"])
+    assert ops(opt) == ["Gemm"]
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((4, 5)).astype(F)})
+
+
+def test_standalone_batchnorm_becomes_scale_and_shift() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        bn (float[N, 4, 6, 6] x) => (float[N, 4, 6, 6] y) {
+            r = Relu (x)
+            y = BatchNormalization <epsilon = 0.01> (r, gamma, beta, mean, var)
+        }""",
+        **_bn_params(4),
+    )
+    opt = nbd.optimize(art, ["batchnorm-to-affine"])
+    assert ops(opt) == ["Relu", "Mul", "Add"]
+    assert opt.report.fired("batchnorm-to-affine") == {"BatchNormalization→Mul+Add": 1}
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((3, 4, 6, 6)).astype(F)})
+
+
+def test_batchnorm_after_matmul_folds_into_its_weights() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        mm (float[N, 5] x) => (float[N, 3] y) {
+            h = MatMul (x, w)
+            y = BatchNormalization (h, gamma, beta, mean, var)
+        }""",
+        w=RNG.standard_normal((5, 3)).astype(F), **_bn_params(3),
+    )  # fmt: skip
+    opt = nbd.optimize(art, ["batchnorm-to-affine", "dead-code-elimination"])
+    assert ops(opt) == ["MatMul", "Add"]
+    assert opt.report.fired("batchnorm-to-affine") == {"MatMul+BatchNormalization": 1}
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((4, 5)).astype(F)})
+
+
+def test_batchnorm_in_training_mode_is_left_alone() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        t (float[2, 3, 4] x) => (float[2, 3, 4] y, float[3] m, float[3] v) {
+            y, m, v = BatchNormalization <training_mode = 1> (x, gamma, beta, mean, var)
+        }""",
+        **_bn_params(3),
+    )
+    opt = nbd.optimize(art)
+    assert ops(opt) == ["BatchNormalization"]
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        ("y = Identity (x)", "Identity removed"),
+        ("y = Dropout (x)", "Dropout (inference)"),
+        ("y = Transpose <perm = [0, 1, 2]> (x)", "Transpose (identity perm)"),
+        ("y = Cast <to = 1> (x)", "Cast (same type)"),
+        (
+            "s = Constant <value = int64[3] {-1, 3, 4}> ()\n y = Reshape (x, s)",
+            "Reshape (same shape)",
+        ),
+    ],
+)
+def test_no_ops_are_removed(body: str, rule: str) -> None:
+    art = model(
+        f"""<ir_version: 8, opset_import: ["" : 17]>
+        n (float[N, 3, 4] x) => (float[N, 3, 4] z) {{
+            {body}
+            z = Relu (y)
+        }}"""
+    )
+    opt = nbd.optimize(art, ["no-op-elimination", "dead-code-elimination"])
+    assert ops(opt) == ["Relu"]
+    assert opt.report.fired("no-op-elimination").get(rule, 0) >= 1
+    assert [i.name for i in opt.onnx.graph.input] == ["x"]
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 3, 4)).astype(F)})
+
+
+def test_reshape_to_another_shape_and_used_dropout_mask_stay() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        k (float[N, 3, 4] x) => (float[N, 12] y, bool[N, 3, 4] mask) {
+            s = Constant <value = int64[2] {-1, 12}> ()
+            y = Reshape (x, s)
+            d, mask = Dropout (x)
+        }"""
+    )
+    opt = nbd.optimize(art, ["no-op-elimination"])
+    assert sorted(ops(opt)) == ["Constant", "Dropout", "Reshape"]
+
+
+def test_identity_feeding_a_graph_output_keeps_the_output_name() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        o (float[N, 2] x) => (float[N, 2] out) {
+            r = Relu (x)
+            out = Identity (r)
+        }"""
+    )
+    opt = nbd.optimize(art)
+    assert [o.name for o in opt.onnx.graph.output] == ["out"]
+    assert ops(opt) == ["Relu"]
+
+
+def test_constant_folding_and_its_size_limit() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        cf (float[N, 4] x) => (float[N, 4] y, float[2000, 1000] big) {
+            a = Constant <value = float[4] {1, 2, 3, 4}> ()
+            b = Mul (a, a)
+            y = Add (x, b)
+            shape = Constant <value = int64[2] {2000, 1000}> ()
+            one = Constant <value = float[1] {1}> ()
+            big = Expand (one, shape)
+        }"""
+    )
+    opt = nbd.optimize(art, ["constant-folding", "dead-code-elimination"])
+    assert "Mul" not in ops(opt)
+    assert "Expand" in ops(opt)  # 2M elements: past the limit, never materialized
+    assert opt.report.fired("constant-folding")["nodes folded"] >= 1
+    assert opt.size_bytes < 100_000
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 4)).astype(F)})
+
+
+def test_common_subexpressions_merge_and_dead_code_goes() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        cse (float[N, 4] x) => (float[N, 4] y) {
+            a = Relu (x)
+            b = Relu (x)
+            y = Add (a, b)
+            unused = Sigmoid (x)
+        }""",
+        orphan=np.ones(10, F),
+    )  # fmt: skip
+    opt = nbd.optimize(art, ["common-subexpression-elimination", "dead-code-elimination"])
+    assert sorted(ops(opt)) == ["Add", "Relu"]
+    assert len(opt.onnx.graph.initializer) == 0
+    fired = opt.report.fired("dead-code-elimination")
+    assert fired.get("initializers removed") == 1
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 4)).astype(F)})
