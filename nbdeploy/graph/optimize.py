@@ -49,6 +49,12 @@ PASSES: dict[str, Callable[[], CountingPass]] = {
 DEFAULT_PASSES = tuple(PASSES)
 ORT_LEVELS = {"ort-basic": "ORT_ENABLE_BASIC", "ort-extended": "ORT_ENABLE_EXTENDED"}
 LEVELS = ("default", "none", *ORT_LEVELS)
+# Ops whose value types onnx's shape inference may get wrong inside control flow.
+_DYNAMIC_TYPES = frozenset({
+    "Loop", "Scan", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
+    "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence", "SequenceMap",
+    "Optional", "OptionalGetElement", "OptionalHasElement",
+})  # fmt: skip
 _PROGRESS_NODES = 2000  # show a progress bar by default from this many nodes
 
 
@@ -84,7 +90,7 @@ def optimize(
     model = _load_ir(art)
     before = count_nodes(model.graph)
     show = progress if progress is not None else before >= _PROGRESS_NODES
-    records = _run(model, pipeline, show)
+    records = _run(model, pipeline, show, undo=art.onnx_path is None)
     optimized = _derive(art, model, [r.name for r in records])
     parity = _check(art, optimized, pipeline, atol, rtol) if check else None
     optimized.parity = parity
@@ -111,6 +117,10 @@ def _load_ir(art: Artifact) -> ir.Model:
     if art.format != "onnx":
         raise ConfigError(f"optimize works on ONNX artifacts; '{art.name}' is {art.format}.")
     model = ir.load(art.onnx_path) if art.onnx_path else ir.from_proto(art.onnx)
+    if any(
+        node.op_type in _DYNAMIC_TYPES for node in ir.traversal.RecursiveGraphIterator(model.graph)
+    ):
+        return model  # onnx's inference can mistype values in loops over sequences/optionals
     try:  # shapes let more rules prove their preconditions; a model without them still works
         ir.passes.common.ShapeInferencePass()(model)
     except Exception as err:  # onnx's shape inference rejects some valid custom-op models
@@ -118,7 +128,11 @@ def _load_ir(art: Artifact) -> ir.Model:
     return model
 
 
-def _run(model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool) -> list[PassRecord]:
+def _run(
+    model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool, *, undo: bool
+) -> list[PassRecord]:
+    """Run the passes in order. With ``undo``, a pass that raises is rolled back and
+    reported as skipped (a library's bug must not cost the user the other passes)."""
     from tqdm.auto import tqdm
 
     records = []
@@ -126,22 +140,26 @@ def _run(model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool) ->
         name = item if isinstance(item, str) else item.name
         nodes = count_nodes(model.graph)
         started = time.perf_counter()
+        snapshot = ir.to_proto(model) if undo else None
+        note = ""
         try:
             fired = (
                 _ort_pass(model, item)
                 if isinstance(item, str) and item in ORT_LEVELS
                 else _apply(model, PASSES[item]() if isinstance(item, str) else item)
             )
-        except NbDeployError:
-            raise
         except Exception as err:
-            raise OptimizationError(
-                f"pass '{name}' failed on this model: {type(err).__name__}: {err}. "
-                f"Leave it out with passes=[...] (the others: {', '.join(PASSES)}).",
-                pass_name=name,
-            ) from err
+            if snapshot is None:
+                raise OptimizationError(
+                    f"pass '{name}' failed on this model: {type(err).__name__}: {err}. "
+                    f"Leave it out with passes=[...] (the others: {', '.join(PASSES)}).",
+                    pass_name=name,
+                ) from err
+            _replace_contents(model, ir.from_proto(snapshot))
+            fired, note = {}, f"skipped, model left as it was: {type(err).__name__}: {err}"
+            log.warning("optimize: pass %s %s", name, note)
         seconds = time.perf_counter() - started
-        records.append(PassRecord(name, fired, nodes, count_nodes(model.graph), seconds))
+        records.append(PassRecord(name, fired, nodes, count_nodes(model.graph), seconds, note))
     return records
 
 
@@ -239,7 +257,7 @@ def _bisect(
     """The first pass after which the answers differ (pipelines are short: linear scan)."""
     for stop in range(1, len(pipeline) + 1):
         model = _load_ir(art)
-        records = _run(model, pipeline[:stop], show=False)
+        records = _run(model, pipeline[:stop], show=False, undo=True)
         candidate = art.derive(onnx_model=ir.to_proto(model), step="optimize", parity=None)
         try:
             ok = _parity(candidate, feed, reference, atol, rtol).ok

@@ -26,6 +26,7 @@ class PassRecord:
     nodes_before: int
     nodes_after: int
     seconds: float
+    note: str = ""
 
     @property
     def total(self) -> int:
@@ -58,7 +59,7 @@ class OptimizationReport:
     def __str__(self) -> str:
         lines = [f"optimize: {self.nodes_before} → {self.nodes_after} nodes"]
         for p in self.passes:
-            rules = ", ".join(f"{k} ×{v}" for k, v in p.fired.items()) or "nothing to do"
+            rules = ", ".join(f"{k} ×{v}" for k, v in p.fired.items()) or p.note or "nothing to do"
             lines.append(
                 f"  {p.name:<34} {p.nodes_before:>6} → {p.nodes_after:<6} "
                 f"{p.seconds * 1e3:7.1f} ms  {rules}"
@@ -70,7 +71,9 @@ class OptimizationReport:
         rows = [
             (
                 p.name,
-                _html.Raw("<br>".join(f"{_html.cell(k)} ×{v}" for k, v in p.fired.items()) or "–"),
+                _html.Raw("<br>".join(f"{_html.cell(k)} ×{v}" for k, v in p.fired.items()))
+                or p.note
+                or "–",
                 p.nodes_before,
                 p.nodes_after,
                 f"{p.seconds * 1e3:.1f} ms",

@@ -14,6 +14,19 @@ from ._base import CountingPass, count_nodes
 DEFAULT_SIZE_LIMIT = 1 << 20  # elements: folding never writes a constant larger than this
 
 
+# The folder crashes on some of these (sequences) or mis-inlines branches (If): leave them.
+_NOT_FOLDED = frozenset({
+    "If", "Loop", "Scan", "SequenceConstruct", "SequenceEmpty", "SequenceInsert",
+    "SequenceErase", "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence",
+    "SequenceMap", "Optional", "OptionalGetElement", "OptionalHasElement",
+})  # fmt: skip
+
+
+def _should_fold(node: ir.Node) -> bool | None:
+    """False for ops the folder mishandles; None lets it decide for everything else."""
+    return False if node.op_type in _NOT_FOLDED and node.domain in ("", "ai.onnx") else None
+
+
 class ConstantFolding(CountingPass):
     """Fold subgraphs whose inputs are all constants into initializers."""
 
@@ -30,6 +43,7 @@ class ConstantFolding(CountingPass):
             shape_inference=True,
             input_size_limit=self.size_limit,
             output_size_limit=self.size_limit,
+            should_fold=_should_fold,
         )
         result = folder(model)
         self.record("nodes folded", before - count_nodes(model.graph))

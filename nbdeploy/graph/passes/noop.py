@@ -78,6 +78,25 @@ class _SameShapeReshape(RewriteRuleClassBase):
         return op.Identity(x)
 
 
+class _SafeIdentityElimination(IdentityEliminationPass):
+    """onnx-ir's identity elimination, minus two cases it gets wrong.
+
+    When ``y = Identity(x)`` is a graph output, onnx-ir renames ``x`` to ``y``. That breaks
+    the model if ``x`` belongs to an outer graph (a subgraph output that passes a captured
+    value through) or is itself an output of the graph; such Identities stay.
+    """
+
+    def _try_eliminate_identity_node(self, node: ir.Node) -> bool:
+        if node.op_type == "Identity" and node.domain == "" and len(node.inputs) == 1:
+            x, y = node.inputs[0], node.outputs[0]
+            if x is not None and y.is_graph_output():
+                producer = x.producer()
+                owner = producer.graph if producer is not None else x.graph
+                if owner is not node.graph or x.is_graph_output():
+                    return False
+        return bool(super()._try_eliminate_identity_node(node))
+
+
 class NoOpElimination(RulePass):
     """Remove Identity and every node that provably does nothing."""
 
@@ -98,7 +117,7 @@ class NoOpElimination(RulePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         result = super().call(model)
         before = _identities(model)
-        IdentityEliminationPass()(model)
+        _SafeIdentityElimination()(model)
         self.record("Identity removed", before - _identities(model))
         return ir.passes.PassResult(model, result.modified or before != _identities(model))
 
