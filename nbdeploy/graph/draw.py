@@ -43,7 +43,7 @@ def draw_svg(model: onnx.ModelProto, *, max_nodes: int = MAX_NODES) -> str:
     for i, node in enumerate(nodes):
         x, y = centre(i)
         boxes.append(
-            f"<g><title>{escape(node.name or node.op_type)}</title>"
+            f"<g><title>{escape(_label(node))}</title>"
             f'<rect x="{x - BOX_W / 2:.0f}" y="{y:.0f}" width="{BOX_W}" height="{BOX_H}" rx="4"/>'
             f'<text x="{x:.0f}" y="{y + BOX_H / 2 + 4:.0f}">{escape(node.op_type[:18])}</text></g>'
         )
@@ -61,3 +61,8 @@ def draw_svg(model: onnx.ModelProto, *, max_nodes: int = MAX_NODES) -> str:
         + note
         + "</svg>"
     )
+
+
+def _label(node: onnx.NodeProto) -> str:
+    """What a tooltip names a node by: its name, else its first output."""
+    return node.name or (node.output[0] if node.output else node.op_type)

@@ -18,6 +18,7 @@ from typing import Any
 
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes.common import ShapeInferencePass
 
 from .._feed import random_feed
 from ..artifact import Artifact, adopt
@@ -31,6 +32,7 @@ from .passes import (
     CountingPass,
     DeadCodeElimination,
     NoOpElimination,
+    ShapeSimplification,
     count_nodes,
 )
 from .report import OptimizationReport, PassRecord
@@ -43,6 +45,7 @@ PASSES: dict[str, Callable[[], CountingPass]] = {
     "conv-bn-fusion": ConvBnFusion,
     "batchnorm-to-affine": BatchNormToAffine,
     "constant-folding": ConstantFolding,
+    "shape-simplification": ShapeSimplification,
     "common-subexpression-elimination": CommonSubexpressionElimination,
     "dead-code-elimination": DeadCodeElimination,
 }
@@ -55,7 +58,8 @@ _DYNAMIC_TYPES = frozenset({
     "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence", "SequenceMap",
     "Optional", "OptionalGetElement", "OptionalHasElement",
 })  # fmt: skip
-_PROGRESS_NODES = 2000  # show a progress bar by default from this many nodes
+_PROGRESS_NODES = 2000
+_ROUNDS = 3  # show a progress bar by default from this many nodes
 
 
 def optimize(
@@ -90,7 +94,7 @@ def optimize(
     model = _load_ir(art)
     before = count_nodes(model.graph)
     show = progress if progress is not None else before >= _PROGRESS_NODES
-    records = _run(model, pipeline, show, undo=art.onnx_path is None)
+    records = _run_to_fixed_point(model, pipeline, show, undo=art.onnx_path is None)
     optimized = _derive(art, model, [r.name for r in records])
     parity = _check(art, optimized, pipeline, atol, rtol) if check else None
     optimized.parity = parity
@@ -122,10 +126,24 @@ def _load_ir(art: Artifact) -> ir.Model:
     ):
         return model  # onnx's inference can mistype values in loops over sequences/optionals
     try:  # shapes let more rules prove their preconditions; a model without them still works
-        ir.passes.common.ShapeInferencePass()(model)
+        ShapeInferencePass()(model)
     except Exception as err:  # onnx's shape inference rejects some valid custom-op models
         log.info("shape inference skipped for %s: %s", art.name, err)
     return model
+
+
+def _run_to_fixed_point(
+    model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool, *, undo: bool
+) -> list[PassRecord]:
+    """Run the pipeline again while it still changes something (a fold can enable a
+    fusion and vice versa), at most ``_ROUNDS`` times; one record per pass."""
+    merged = last = _run(model, pipeline, show, undo=undo)
+    for _ in range(_ROUNDS - 1):
+        if not any(r.fired for r in last):
+            break
+        last = _run(model, pipeline, show, undo=undo)
+        merged = [first.merge(later) for first, later in zip(merged, last, strict=True)]
+    return merged
 
 
 def _run(
@@ -164,6 +182,7 @@ def _run(
 
 
 def _apply(model: ir.Model, graph_pass: CountingPass) -> dict[str, int]:
+    graph_pass.fired.clear()  # a pass object may run in several rounds
     graph_pass(model)
     return dict(graph_pass.fired)
 

@@ -28,6 +28,15 @@ class PassRecord:
     seconds: float
     note: str = ""
 
+    def merge(self, later: PassRecord) -> PassRecord:
+        """This pass's record combined with its record from a later round."""
+        fired = dict(self.fired)
+        for rule, count in later.fired.items():
+            fired[rule] = fired.get(rule, 0) + count
+        note = self.note or later.note
+        seconds = self.seconds + later.seconds
+        return PassRecord(self.name, fired, self.nodes_before, later.nodes_after, seconds, note)
+
     @property
     def total(self) -> int:
         """Firings of all rules."""

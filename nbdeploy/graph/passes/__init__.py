@@ -8,6 +8,7 @@ from .cleanup import CommonSubexpressionElimination, DeadCodeElimination
 from .constant_folding import ConstantFolding
 from .conv_bn import ConvBnFusion
 from .noop import NoOpElimination
+from .simplify import ShapeSimplification
 
 __all__ = [
     "BatchNormToAffine",
@@ -18,5 +19,6 @@ __all__ = [
     "DeadCodeElimination",
     "NoOpElimination",
     "RulePass",
+    "ShapeSimplification",
     "count_nodes",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes.common import (
     CommonSubexpressionEliminationPass,
+    LiftConstantsToInitializersPass,
     RemoveUnusedNodesPass,
     RemoveUnusedOpsetsPass,
 )
@@ -13,14 +14,20 @@ from ._base import CountingPass, count_nodes
 
 
 class DeadCodeElimination(CountingPass):
-    """Remove nodes whose outputs nothing uses, unused initializers and opset imports."""
+    """Remove nodes whose outputs nothing uses, unused initializers and opset imports;
+    turn Constant nodes into initializers (they are data, not computation)."""
 
     name = "dead-code-elimination"
-    description = "unused nodes, initializers and opsets"
+    description = "unused nodes, initializers and opsets; Constant nodes → initializers"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
+        nodes = count_nodes(model.graph)
+        modified = LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(
+            model
+        ).modified
+        self.record("Constant → initializer", nodes - count_nodes(model.graph))
         nodes, weights = count_nodes(model.graph), len(model.graph.initializers)
-        modified = RemoveUnusedNodesPass()(model).modified
+        modified |= RemoveUnusedNodesPass()(model).modified
         modified |= RemoveUnusedOpsetsPass()(model).modified
         self.record("nodes removed", nodes - count_nodes(model.graph))
         self.record("initializers removed", weights - len(model.graph.initializers))

@@ -1,0 +1,1 @@
+"""Measuring: the timing harness, accuracy metrics, comparisons and their plots."""
