@@ -28,12 +28,15 @@ from .types import TensorSpec
 
 if TYPE_CHECKING:
     from .artifact import Artifact, load
-    from .export import export
+    from .bench.compare import compare
+    from .bench.results import Comparison
+    from .exporters import export
     from .graph.diff import GraphDiff, diff
     from .graph.inspect import GraphSummary, inspect
     from .graph.optimize import optimize
     from .graph.show import show
     from .provenance import Lineage, Parity
+    from .quantization import quantize
 
 __version__ = "0.1.0"
 
@@ -41,7 +44,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Artifact": "artifact",
     "load": "artifact",
-    "export": "export",
+    "export": "exporters",
     "Lineage": "provenance",
     "Parity": "provenance",
     "inspect": "graph.inspect",
@@ -50,11 +53,15 @@ _LAZY = {
     "GraphDiff": "graph.diff",
     "optimize": "graph.optimize",
     "show": "graph.show",
+    "quantize": "quantization",
+    "compare": "bench.compare",
+    "Comparison": "bench.results",
 }
 
 __all__ = [
     "Artifact",
     "ArtifactError",
+    "Comparison",
     "ConfigError",
     "ExampleError",
     "ExportError",
@@ -69,11 +76,13 @@ __all__ = [
     "TensorSpec",
     "UnsupportedModelError",
     "__version__",
+    "compare",
     "diff",
     "export",
     "inspect",
     "load",
     "optimize",
+    "quantize",
     "show",
 ]
 

@@ -164,7 +164,7 @@ class Artifact:
         """
         feed = as_feed(inputs, self.inputs)
         if self.format == "torchscript":
-            from .export._torch import run_torchscript
+            from .exporters._torch import run_torchscript
 
             outs = run_torchscript(self.session(), feed, self._export_detail("call") == "keyword")
             return {spec.name: outs[spec.name] for spec in self.outputs}
@@ -183,7 +183,7 @@ class Artifact:
         """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript)."""
         key = tuple(providers)
         if self.format == "torchscript" and key not in self._sessions:
-            from .export._torch import load_module
+            from .exporters._torch import load_module
 
             self._sessions[key] = load_module(self.torchscript)
         if key not in self._sessions:
@@ -210,7 +210,7 @@ class Artifact:
             path = path.with_name(path.name + suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "torchscript":
-            from .export._torch import save_torchscript
+            from .exporters._torch import save_torchscript
 
             save_torchscript(self.torchscript, path, {_TS_EXTRA: json.dumps(self._meta())})
             return path
@@ -276,7 +276,7 @@ def load(path: str | Path) -> Artifact:
     if not path.is_file():
         raise ArtifactError(f"no model file at '{path}'.")
     if path.suffix in (".pt", ".pth", ".torchscript"):
-        from .export._torch import load_torchscript
+        from .exporters._torch import load_torchscript
 
         data, extra = load_torchscript(path, _TS_EXTRA)
         meta = json.loads(extra) if extra else {}

@@ -7,9 +7,9 @@ import nbdeploy as nbd
 
 CURATED = {
     # the flow
-    "export", "load", "inspect", "show", "diff", "optimize",
+    "export", "load", "inspect", "show", "diff", "optimize", "quantize", "compare",
     # the objects it returns
-    "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff",
+    "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
     # the error tree
     "NbDeployError", "ArtifactError", "ConfigError", "ExampleError", "ExportError",
     "MissingDependencyError", "OptimizationError", "ParityError", "UnsupportedModelError",
@@ -50,3 +50,17 @@ def test_unsupported_model_says_what_is_accepted() -> None:
         nbd.export("m.onnx", format="tf")  # type: ignore[arg-type]
     with pytest.raises(nbd.ConfigError, match="is not usable"):
         nbd.export("m.onnx", name="../evil")
+
+
+def test_public_functions_are_not_shadowed_by_submodules() -> None:
+    # Importing a subpackage sets it as an attribute of the package; no subpackage may
+    # share a name with a public function (nbd.export, nbd.quantize, ...).
+    code = (
+        "import importlib, pkgutil, nbdeploy\n"
+        "for m in pkgutil.iter_modules(nbdeploy.__path__):\n"
+        "    importlib.import_module('nbdeploy.' + m.name)\n"
+        "bad = [n for n in nbdeploy.__all__ if type(getattr(nbdeploy, n)).__name__ == 'module']\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,181 @@
+"""``nbd.compare``: accuracy × latency × size of every variant on every device."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._feed import as_feed, random_feed
+from ..artifact import Artifact
+from ..errors import ConfigError
+from . import metrics as metrics_mod
+from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
+from .results import Comparison
+from .timing import time_call
+
+__all__ = ["compare"]
+log = logging.getLogger(__name__)
+_EVAL_BATCH = 256
+
+
+def compare(
+    variants: Sequence[Artifact],
+    *,
+    data: tuple[Any, Any] | Any = None,
+    metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
+    providers: Sequence[str] = ("cpu",),
+    batch_sizes: Sequence[int] = (1,),
+    warmup: int = 3,
+    repeat: int = 5,
+    progress: bool = True,
+) -> Comparison:
+    """Measure every variant on every provider: metric, agreement, latency, size, memory.
+
+    Args:
+        variants: Artifacts to compare; the first is the reference for agreement.
+        data: ``(X, y)`` to score the metric on, or just ``X`` (agreement and latency
+            only); ``None`` uses the first variant's example.
+        metric: ``"accuracy"`` or ``"top5"`` (percent), ``"mse"``, ``"mae"``, or any
+            ``(y_true, y_pred) -> float``.
+        providers: ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``, ``"dml"``; one
+            that is not available is reported as skipped, with the reason.
+        batch_sizes: Batch sizes to time.
+        warmup: Calls before timing.
+        repeat: Timed runs (each auto-ranged, as ``%timeit``).
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``best``). Ctrl-C
+        stops early and returns the rows measured so far, marked partial.
+    """
+    if not variants:
+        raise ConfigError("compare needs at least one variant.")
+    for name in providers:
+        provider_name(name)  # unknown names fail before any work
+    chosen = metrics_mod.resolve(metric)
+    x, y = _data(data, variants[0])
+    reference = _predict_all(variants[0], "cpu", x)
+    grid = [(v, p, b) for v in variants for p in providers for b in batch_sizes]
+    rows: list[dict[str, Any]] = []
+    from tqdm.auto import tqdm
+
+    try:
+        for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
+            rows.append(_measure(art, provider, batch, x, y, reference, chosen, warmup, repeat))
+    except KeyboardInterrupt:
+        log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
+        return Comparison(rows, chosen.name, chosen.higher_is_better, partial=True)
+    return Comparison(rows, chosen.name, chosen.higher_is_better)
+
+
+def _data(data: Any, first: Artifact) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    if data is None:
+        feed = first.example if first.example is not None else random_feed(first.inputs)
+        return feed, None
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and not (len(first.inputs) == 2 and _arrays(data))
+    ):
+        return as_feed(data[0], first.inputs), np.asarray(data[1])
+    return as_feed(data, first.inputs), None
+
+
+def _arrays(pair: tuple[Any, Any]) -> bool:
+    return all(isinstance(v, np.ndarray) and v.ndim >= 2 for v in pair)
+
+
+def _rows(feed: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    return {k: v[start:stop] for k, v in feed.items()}
+
+
+def _size(feed: dict[str, np.ndarray]) -> int:
+    return next((len(v) for v in feed.values() if v.ndim), 1)
+
+
+def _predict_all(
+    art: Artifact, provider: str, x: dict[str, np.ndarray], session: Any = None
+) -> np.ndarray:
+    session = session or session_for(art.model_bytes(), provider)
+    names = [o.name for o in session.get_outputs()]
+    parts = []
+    for start in range(0, _size(x), _EVAL_BATCH):
+        values = session.run(None, as_feed(_rows(x, start, start + _EVAL_BATCH), art.inputs))
+        parts.append(metrics_mod.prediction(dict(zip(names, values, strict=True))))
+    return np.concatenate(parts)
+
+
+def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    size = _size(x)
+    reps = -(-batch // size)
+    return {k: np.concatenate([v] * reps)[:batch] if v.ndim else v for k, v in x.items()}
+
+
+def _measure(
+    art: Artifact,
+    provider: str,
+    batch: int,
+    x: dict[str, np.ndarray],
+    y: np.ndarray | None,
+    reference: np.ndarray,
+    metric: metrics_mod.Metric,
+    warmup: int,
+    repeat: int,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"variant": _label(art), "provider": provider, "batch_size": batch}
+    reason = unavailable_reason(provider)
+    if reason is not None:
+        return row | {"skipped": reason}
+    rss = _rss()
+    session = session_for(art.model_bytes(), provider)
+    predicted = _predict_all(art, provider, x, session)
+    feed = as_feed(_batch_feed(x, batch), art.inputs)
+    timing = time_call(lambda: session.run(None, feed), warmup=warmup, repeat=repeat)
+    row[metric.name] = metric.fn(y, predicted) if y is not None else None
+    row |= _agreement(predicted, reference)
+    row |= {
+        "p50_ms": timing.p50 * 1e3, "p95_ms": timing.p95 * 1e3, "p99_ms": timing.p99 * 1e3,
+        "throughput": batch / timing.mean, "size_bytes": art.size_bytes,
+        "memory_mb": max(0.0, (_rss() - rss) / 2**20), "note": timing.warning or "",
+    }  # fmt: skip
+    if provider != "cpu":
+        row["note"] = _fallback_note(art, provider, feed) + row["note"]
+    return row
+
+
+def _agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    out = {"max_abs_diff": float(np.abs(predicted.astype(np.float64) - reference).max())}
+    if predicted.ndim > 1 and predicted.dtype.kind == "f":
+        out["top1_agreement"] = float(np.mean(predicted.argmax(-1) == reference.argmax(-1)) * 100)
+    return out
+
+
+def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) -> str:
+    counts = nodes_by_provider(art.model_bytes(), provider, feed)
+    on_cpu, total = counts.get("CPUExecutionProvider", 0), sum(counts.values())
+    if on_cpu:
+        return f"{on_cpu} of {total} nodes fell back to the CPU (a slowdown source). "
+    return ""
+
+
+def _label(art: Artifact) -> str:
+    steps = [s for s in art.lineage.steps if s.kind != "export"]
+    if not steps:
+        return art.name
+    last = steps[-1]
+    return f"{art.name} [{last.detail.get('scheme', last.kind)}]"
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux), 0 where unknown."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    import resource
+
+    return pages * resource.getpagesize()

@@ -1,0 +1,64 @@
+"""The accuracy-vs-latency picture, with the Pareto front (matplotlib, no pyplot state)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._deps import require
+
+if TYPE_CHECKING:
+    from .results import Comparison
+
+
+def pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[int]:
+    """Indices of points no other point beats on both latency (x, lower) and metric (y)."""
+    sign = 1 if higher_is_better else -1
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (ox <= x and sign * oy >= sign * y) and (ox < x or sign * oy > sign * y)
+            for j, (ox, oy) in enumerate(points) if j != i
+        )  # fmt: skip
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> Any:
+    """See :meth:`Comparison.plot`."""
+    require("matplotlib", extra="lab", feature="Comparison.plot")
+    from matplotlib.figure import Figure
+
+    rows = [r for r in comparison.measured if batch_size is None or r["batch_size"] == batch_size]
+    if batch_size is None and rows:
+        rows = [r for r in rows if r["batch_size"] == rows[0]["batch_size"]]
+    use_metric = any(r.get(comparison.metric) is not None for r in rows)
+    y_key = comparison.metric if use_metric else "top1_agreement"
+    rows = [r for r in rows if r.get(y_key) is not None]
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    largest = max((r["size_bytes"] for r in rows), default=1)
+    for provider in dict.fromkeys(r["provider"] for r in rows):
+        mine = [r for r in rows if r["provider"] == provider]
+        axes.scatter([r["p50_ms"] for r in mine], [r[y_key] for r in mine],
+                     s=[40 + 400 * r["size_bytes"] / largest for r in mine], alpha=0.6,
+                     label=provider)  # fmt: skip
+        for k, r in enumerate(mine):  # stagger labels: variants often land on one spot
+            axes.annotate(r["variant"], (r["p50_ms"], r[y_key]), fontsize=8,
+                          xytext=(6, 6 - 11 * (k % 4)), textcoords="offset points")  # fmt: skip
+    points = [(r["p50_ms"], r[y_key]) for r in rows]
+    higher = comparison.higher_is_better or not use_metric
+    front = pareto_front(points, higher)
+    if front:
+        axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "--",
+                  color="gray", label="Pareto front")  # fmt: skip
+    latencies = [p[0] for p in points]
+    if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 5:
+        axes.set_xscale("log")
+    axes.margins(x=0.25, y=0.15)
+    axes.set_xlabel("p50 latency (ms)")
+    axes.set_ylabel(f"{y_key} (%)" if y_key in ("accuracy", "top5", "top1_agreement") else y_key)
+    axes.set_title("Accuracy vs latency (marker area: model size)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return figure

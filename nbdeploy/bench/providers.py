@@ -1,0 +1,77 @@
+"""Devices, as onnxruntime execution providers: which exist here, and where nodes ran."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+
+
+def provider_name(short: str) -> str:
+    """``"cuda"`` → ``"CUDAExecutionProvider"`` (full names pass through)."""
+    if short in PROVIDERS.values():
+        return short
+    if short not in PROVIDERS:
+        raise ConfigError(f"unknown provider {short!r}; choose {', '.join(PROVIDERS)}.")
+    return PROVIDERS[short]
+
+
+def unavailable_reason(short: str) -> str | None:
+    """Why a provider cannot run here, or None when it can."""
+    import onnxruntime as ort
+
+    name = provider_name(short)
+    if name not in ort.get_available_providers():
+        return (
+            f"{name} is not in this onnxruntime build ({ort.get_device()}); "
+            "install onnxruntime-gpu (CUDA/TensorRT) or onnxruntime-openvino "
+            "on a machine with that device."
+        )
+    return None
+
+
+def session_for(model_bytes: bytes, short: str, *, profile: bool = False) -> Any:
+    """An InferenceSession on one provider (with the CPU as fallback, as onnxruntime does)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="nbdeploy-profile-")) / "p")
+    name = provider_name(short)
+    chain = [name] if name == PROVIDERS["cpu"] else [name, PROVIDERS["cpu"]]
+    return ort.InferenceSession(model_bytes, options, providers=chain)
+
+
+def nodes_by_provider(model_bytes: bytes, short: str, feed: dict[str, Any]) -> dict[str, int]:
+    """How many node executions each provider ran, from one profiled run."""
+    session = session_for(model_bytes, short, profile=True)
+    session.run(None, feed)
+    path = Path(session.end_profiling())
+    try:
+        events = json.loads(path.read_text())
+    finally:
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+    counts: Counter[str] = Counter()
+    for event in events:
+        args = event.get("args", {})
+        if (
+            event.get("cat") == "Node"
+            and "provider" in args
+            and event.get("name", "").endswith("_kernel_time")
+        ):
+            counts[args["provider"]] += 1
+    return dict(counts)

@@ -1,0 +1,138 @@
+"""``nbd.quantize``: every scheme returns a new artifact with a per-weight error report.
+
+The maths lives in :mod:`.maths`; onnxruntime's quantizer only in :mod:`.ort_adapter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .._feed import random_feed
+from ..artifact import Artifact
+from ..errors import ConfigError
+from ..provenance import compare_outputs, summarize
+from . import ort_adapter
+from .calibration import batches
+from .report import QuantizationReport, onnxruntime_errors
+from .schemes import (
+    CalibrationMethod,
+    Float16,
+    Int8Dynamic,
+    Int8Static,
+    KMeans,
+    Scheme,
+    WeightOnly,
+    parse_scheme,
+)
+from .weights import TensorError, quantize_weights
+
+__all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
+
+
+def quantize(
+    art: Artifact,
+    scheme: str | Scheme,
+    *,
+    calibration: Any = None,
+    per_channel: bool = True,
+    exclude: Iterable[str] | None = None,
+    method: str | CalibrationMethod | None = None,
+) -> Artifact:
+    """Quantize an ONNX artifact; the result's ``.report`` says where the error went.
+
+    Args:
+        art: The artifact (unchanged).
+        scheme: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``,
+            ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``),
+            ``"kmeans-<k>"``; or a scheme config object.
+        calibration: For ``int8-static``: an array, a tuple/dict of arrays, or an
+            iterable of batches of those.
+        per_channel: One scale per output channel (default) or per tensor.
+        exclude: Node names (and, for weight-only schemes, weight names) to leave alone.
+        method: For ``int8-static``: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+
+    Raises:
+        ConfigError: Unknown scheme or method, or a model these schemes cannot take.
+        ExampleError: Missing or ill-shaped calibration data.
+    """
+    config = parse_scheme(scheme)
+    if method is not None:
+        if not isinstance(config, Int8Static):
+            raise ConfigError(f"method= applies to int8-static only, not {config.name}.")
+        config = Int8Static(_method(method))
+    if art.format != "onnx" or art.onnx_path is not None:
+        raise ConfigError(f"quantize works on ONNX artifacts under 2 GiB; '{art.name}' is not one.")
+    skip = list(exclude or ())
+    source = onnx.ModelProto()
+    source.CopyFrom(art.onnx)
+    model, tensors = _apply(source, config, art, calibration, per_channel, skip)
+    feed = art.example if art.example is not None else random_feed(art.inputs)
+    derived = art.derive(onnx_model=model, step="quantize", parity=None, scheme=config.name,
+                         per_channel=per_channel, exclude=skip)  # fmt: skip
+    before, after = art.run(feed), derived.run(feed)
+    checks = compare_outputs(after, before, batch_size=_batch(feed), atol=0.05, rtol=0.05)
+    derived.parity = summarize(checks, "the unquantized input", 0.05, 0.05)
+    settings: dict[str, Any] = {"per_channel": per_channel}
+    if isinstance(config, Int8Static):
+        settings["method"] = config.method.value
+    if isinstance(config, WeightOnly):
+        settings["bits"] = config.bits
+    derived.report = QuantizationReport(
+        config.name,
+        settings,
+        tuple(tensors),
+        art.size_bytes,
+        derived.size_bytes,
+        {c.output: c.max_abs for c in checks},
+    )
+    return derived
+
+
+def _apply(
+    model: onnx.ModelProto,
+    config: Scheme,
+    art: Artifact,
+    calibration: Any,
+    per_channel: bool,
+    exclude: list[str],
+) -> tuple[onnx.ModelProto, list[TensorError]]:
+    if isinstance(config, WeightOnly | KMeans):
+        if per_channel and _opset(model) < 13:
+            raise ConfigError(
+                "per-channel DequantizeLinear needs opset ≥ 13: export with opset=17."
+            )
+        errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
+        return model, errors
+    if isinstance(config, Int8Dynamic):
+        out = ort_adapter.int8_dynamic(model, per_channel=per_channel, exclude=exclude)
+    elif isinstance(config, Int8Static):
+        feeds = batches(calibration, art.inputs)
+        out = ort_adapter.int8_static(
+            model, feeds, config, per_channel=per_channel, exclude=exclude
+        )
+    else:
+        assert isinstance(config, Float16)
+        out = ort_adapter.float16(model, exclude=exclude)
+    return out, onnxruntime_errors(art.onnx, out)
+
+
+def _method(method: str | CalibrationMethod) -> CalibrationMethod:
+    if isinstance(method, CalibrationMethod):
+        return method
+    try:
+        return CalibrationMethod(method.lower())
+    except ValueError as err:
+        valid = ", ".join(m.value for m in CalibrationMethod)
+        raise ConfigError(f"unknown calibration method {method!r}; choose {valid}.") from err
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _batch(feed: dict[str, np.ndarray]) -> int:
+    return next((int(v.shape[0]) for v in feed.values() if v.ndim), 1)

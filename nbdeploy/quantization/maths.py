@@ -1,0 +1,159 @@
+"""The quantization maths, pure numpy: symmetric, asymmetric and k-means.
+
+Symmetric:  ``S = max|x| / (2^(n-1) − 1)``, ``q = round(x / S)``, ``x̂ = q·S``.
+Asymmetric: ``q = round(x / S + z)`` clipped to ``[0, 2^n − 1]``, ``x̂ = (q − z)·S``, with
+``S`` and ``z`` chosen to minimise the reconstruction error ``‖x − x̂‖²``: the range
+``[lo, hi]`` is searched between the tensor's min/max and tighter clips of it.
+K-means:    the values are clustered into ``k`` centroids (Lloyd's algorithm from
+quantile seeds, so the result is deterministic); ``x̂ = codebook[index]``.
+
+Per-channel variants work along one axis (the output channel of a weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Affine", "Clustered", "asymmetric", "kmeans", "symmetric"]
+
+_CLIP_GRID = np.linspace(0.5, 1.0, 26)  # fractions of the full range tried by `asymmetric`
+
+
+@dataclass(frozen=True)
+class Affine:
+    """Integer values with a scale and zero point (scalars, or one per channel).
+
+    Attributes:
+        q: The integers (int8 for symmetric, uint8 for asymmetric, at most 8 bits).
+        scale: ``S``, broadcastable against ``q`` along ``axis``.
+        zero_point: ``z`` (zeros for symmetric), same shape as ``scale``.
+        axis: The channel axis, or ``None`` for per-tensor.
+    """
+
+    q: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int | None
+
+    def dequantize(self) -> np.ndarray:
+        """``(q − z)·S`` as float32."""
+        scale, zero = self._broadcast(self.scale), self._broadcast(self.zero_point)
+        restored: np.ndarray = (self.q.astype(np.float32) - zero.astype(np.float32)) * scale
+        return restored.astype(np.float32)
+
+    def _broadcast(self, values: np.ndarray) -> np.ndarray:
+        if self.axis is None:
+            return values
+        shape = [1] * self.q.ndim
+        shape[self.axis] = -1
+        return values.reshape(shape)
+
+
+@dataclass(frozen=True)
+class Clustered:
+    """K-means quantized values: ``x̂ = codebook[indices]``."""
+
+    indices: np.ndarray
+    codebook: np.ndarray
+
+    def dequantize(self) -> np.ndarray:
+        """The reconstructed tensor."""
+        restored: np.ndarray = self.codebook[self.indices.astype(np.int64)].astype(np.float32)
+        return restored
+
+
+def _channels(x: np.ndarray, axis: int | None) -> np.ndarray:
+    """``x`` as rows of one channel each (one row when per-tensor)."""
+    if axis is None:
+        return x.reshape(1, -1)
+    return np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
+
+
+def symmetric(x: np.ndarray, *, bits: int = 8, axis: int | None = None) -> Affine:
+    """Symmetric quantization: ``S = max|x| / (2^(n−1) − 1)``, ``q = round(x/S)``."""
+    _check_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    peak = np.abs(_channels(x, axis)).max(axis=1)
+    scale = np.where(peak > 0, peak / qmax, 1.0).astype(np.float32)
+    shaped = (
+        scale if axis is None else scale.reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+    )
+    q = np.clip(np.round(x / (shaped if axis is not None else scale[0])), -qmax, qmax).astype(
+        np.int8
+    )
+    out_scale = scale if axis is not None else scale.reshape(())
+    return Affine(q, out_scale, np.zeros_like(out_scale, dtype=np.int8), axis)
+
+
+def asymmetric(x: np.ndarray, *, bits: int = 8, axis: int | None = None) -> Affine:
+    """Asymmetric quantization with scale and zero point minimising ‖x − x̂‖² per channel."""
+    _check_bits(bits)
+    levels = 2**bits - 1
+    rows = _channels(x, axis).astype(np.float64)
+    scales, zeros, codes = [], [], []
+    for row in rows:
+        scale, zero, q = _best_affine(row, levels)
+        scales.append(scale)
+        zeros.append(zero)
+        codes.append(q)
+    q_rows = np.stack(codes)
+    if axis is None:
+        q = q_rows.reshape(x.shape)
+    else:
+        moved = [x.shape[axis], *(d for i, d in enumerate(x.shape) if i != axis)]
+        q = np.moveaxis(q_rows.reshape(moved), 0, axis)
+    scale_arr = np.asarray(scales, dtype=np.float32)
+    zero_arr = np.asarray(zeros, dtype=np.uint8)
+    if axis is None:
+        scale_arr, zero_arr = scale_arr.reshape(()), zero_arr.reshape(())
+    return Affine(q.astype(np.uint8), scale_arr, zero_arr, axis)
+
+
+def _best_affine(row: np.ndarray, levels: int) -> tuple[float, int, np.ndarray]:
+    lo, hi = min(float(row.min()), 0.0), max(float(row.max()), 0.0)  # 0 stays exact
+    best: tuple[float, float, int, np.ndarray] | None = None
+    for fraction in _CLIP_GRID:
+        a, b = lo * fraction, hi * fraction
+        scale = (b - a) / levels if b > a else 1.0
+        zero = int(np.clip(np.round(-a / scale), 0, levels))
+        q = np.clip(np.round(row / scale + zero), 0, levels)
+        error = float(np.square((q - zero) * scale - row).sum())
+        if best is None or error < best[0]:
+            best = (error, scale, zero, q)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def kmeans(x: np.ndarray, *, k: int, iterations: int = 30) -> Clustered:
+    """Cluster the values of ``x`` into ``k`` ≤ 256 centroids (deterministic)."""
+    if not 2 <= k <= 256:
+        raise ValueError(f"k must be between 2 and 256 (indices are uint8), got {k}")
+    values = x.reshape(-1).astype(np.float64)
+    unique = np.unique(values)
+    if unique.size <= k:  # already has at most k distinct values: exact
+        indices = np.searchsorted(unique, values)
+        return Clustered(indices.reshape(x.shape).astype(np.uint8), unique.astype(np.float32))
+    centroids = np.quantile(values, (np.arange(k) + 0.5) / k)
+    for _ in range(iterations):
+        indices = _nearest(values, centroids)
+        sums = np.bincount(indices, weights=values, minlength=k)
+        counts = np.bincount(indices, minlength=k)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(updated, centroids, rtol=0, atol=1e-12):
+            break
+        centroids = np.sort(updated)
+    indices = _nearest(values, centroids)
+    return Clustered(indices.reshape(x.shape).astype(np.uint8), centroids.astype(np.float32))
+
+
+def _nearest(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest (sorted) centroid of each value, by binary search."""
+    edges = (centroids[1:] + centroids[:-1]) / 2
+    return np.searchsorted(edges, values).astype(np.int64)
+
+
+def _check_bits(bits: int) -> None:
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be between 2 and 8, got {bits}")

@@ -1,0 +1,115 @@
+"""What a quantization did: per-weight errors, size, and how far the outputs moved."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .. import _html
+from .weights import TensorError, error_of
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """The result of :func:`nbdeploy.quantization`.
+
+    Attributes:
+        scheme: The scheme's name.
+        settings: Its settings (per_channel, bits, calibration method, ...).
+        tensors: Per quantized weight, its error: where accuracy went.
+        size_before: Model bytes before.
+        size_after: Model bytes after.
+        output_max_abs: Per output, the largest change on the example inputs.
+    """
+
+    scheme: str
+    settings: dict[str, Any]
+    tensors: tuple[TensorError, ...]
+    size_before: int
+    size_after: int
+    output_max_abs: dict[str, float]
+
+    @property
+    def size_ratio(self) -> float:
+        """size_after / size_before."""
+        return self.size_after / self.size_before if self.size_before else 1.0
+
+    def worst(self, n: int = 5) -> list[TensorError]:
+        """The ``n`` weights with the lowest signal-to-noise ratio."""
+        return sorted(self.tensors, key=lambda t: t.snr_db)[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "scheme": self.scheme, "settings": self.settings,
+            "tensors": [asdict(t) for t in self.tensors], "size_before": self.size_before,
+            "size_after": self.size_after, "output_max_abs": self.output_max_abs,
+        }  # fmt: skip
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.scheme}: {_html.human_bytes(self.size_before)} → "
+            f"{_html.human_bytes(self.size_after)} ({self.size_ratio:.2f}×), "
+            f"{len(self.tensors)} weights quantized; output change "
+            + ", ".join(f"{k}: {v:.3g}" for k, v in self.output_max_abs.items())
+        ]
+        for t in self.worst():
+            lines.append(f"  {t.name:<40} SNR {t.snr_db:6.1f} dB  max |Δ| {t.max_abs:.3g}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [(t.name, t.elements, f"{t.snr_db:.1f}", t.rmse, t.max_abs) for t in
+                sorted(self.tensors, key=lambda t: t.snr_db)]  # fmt: skip
+        table = _html.table(["weight", "values", "SNR dB", "RMSE", "max |Δ|"], rows)
+        head = _html.fields([
+            ("size", f"{_html.human_bytes(self.size_before)} → "
+                     f"{_html.human_bytes(self.size_after)} ({self.size_ratio:.2f}×)"),
+            ("settings", ", ".join(f"{k}={v}" for k, v in self.settings.items())),
+            ("output change", ", ".join(f"{k}: {v:.3g}" for k, v in self.output_max_abs.items())),
+        ])  # fmt: skip
+        return _html.card(f"Quantization {self.scheme}", head + table)
+
+
+def onnxruntime_errors(original: onnx.ModelProto, quantized: onnx.ModelProto) -> list[TensorError]:
+    """Per-weight errors of a model quantized by onnxruntime (``W_quantized`` + scale and
+    zero point, or a float16 copy under the same name)."""
+    before = {
+        i.name: i for i in original.graph.initializer if i.data_type == onnx.TensorProto.FLOAT
+    }
+    after = {i.name: i for i in quantized.graph.initializer}
+    errors = []
+    for name, init in before.items():
+        weight = numpy_helper.to_array(init)
+        if weight.ndim < 2:
+            continue
+        if f"{name}_quantized" in after:
+            restored = _dequantize(after, name, weight.shape)
+        elif name in after and after[name].data_type != init.data_type:
+            restored = numpy_helper.to_array(after[name]).astype(np.float32)
+        else:
+            continue
+        if restored is not None and restored.shape == weight.shape:
+            errors.append(error_of(name, weight, restored))
+    return errors
+
+
+def _dequantize(
+    after: dict[str, onnx.TensorProto], name: str, shape: tuple[int, ...]
+) -> np.ndarray | None:
+    q = numpy_helper.to_array(after[f"{name}_quantized"]).astype(np.float32)
+    if f"{name}_scale" not in after:
+        return None
+    scale = numpy_helper.to_array(after[f"{name}_scale"]).astype(np.float32)
+    zero = (numpy_helper.to_array(after[f"{name}_zero_point"]).astype(np.float32)
+            if f"{name}_zero_point" in after else np.zeros_like(scale))  # fmt: skip
+    if scale.size > 1:  # per channel: find the axis whose length matches
+        axis = next((i for i, d in enumerate(shape) if d == scale.size), 0)
+        view = [1] * len(shape)
+        view[axis] = -1
+        scale, zero = scale.reshape(view), zero.reshape(view)
+    restored: np.ndarray = (q - zero) * scale
+    return restored

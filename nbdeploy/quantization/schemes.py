@@ -1,0 +1,114 @@
+"""Quantization schemes as typed, frozen configs; strings are shorthands for them."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = [
+    "CalibrationMethod",
+    "Float16",
+    "Int8Dynamic",
+    "Int8Static",
+    "KMeans",
+    "Scheme",
+    "WeightOnly",
+    "parse_scheme",
+]
+
+
+class CalibrationMethod(enum.Enum):
+    """How static quantization picks activation ranges from calibration data."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+@dataclass(frozen=True)
+class Int8Dynamic:
+    """onnxruntime dynamic quantization: int8 weights, activations quantized per call."""
+
+    name: str = "int8-dynamic"
+
+
+@dataclass(frozen=True)
+class Int8Static:
+    """onnxruntime static QDQ quantization with activation ranges from calibration data."""
+
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    name: str = "int8-static"
+
+
+@dataclass(frozen=True)
+class Float16:
+    """float16 weights and compute; inputs and outputs stay float32."""
+
+    name: str = "fp16"
+
+
+@dataclass(frozen=True)
+class WeightOnly:
+    """Weight-only integer quantization, stored as integers + DequantizeLinear.
+
+    Attributes:
+        symmetric: ``q = round(x/S)`` if True, else ``q = round(x/S + z)``.
+        bits: Bits per value (2-8; stored in 8-bit containers).
+    """
+
+    symmetric: bool = True
+    bits: int = 8
+
+    @property
+    def name(self) -> str:
+        """The scheme's short name."""
+        kind = "symmetric" if self.symmetric else "asymmetric"
+        return f"int{self.bits}-weight-{kind}"
+
+
+@dataclass(frozen=True)
+class KMeans:
+    """Weights clustered into ``k`` centroids: uint8 indices + a float codebook."""
+
+    k: int = 16
+
+    @property
+    def name(self) -> str:
+        """The scheme's short name."""
+        return f"kmeans-{self.k}"
+
+
+Scheme = Int8Dynamic | Int8Static | Float16 | WeightOnly | KMeans
+
+_BY_NAME: dict[str, Scheme] = {
+    "int8-dynamic": Int8Dynamic(),
+    "int8-static": Int8Static(),
+    "fp16": Float16(),
+    "int8-weight-symmetric": WeightOnly(symmetric=True),
+    "int8-weight-asymmetric": WeightOnly(symmetric=False),
+}
+NAMES = (*_BY_NAME, "intN-weight-symmetric", "intN-weight-asymmetric", "kmeans-<k>")
+_WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)$")
+_KMEANS = re.compile(r"^kmeans-(\d+)$")
+
+
+def parse_scheme(scheme: str | Scheme) -> Scheme:
+    """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``).
+
+    Raises:
+        ConfigError: An unknown name; the message lists the valid ones.
+    """
+    if not isinstance(scheme, str):
+        return scheme
+    if scheme in _BY_NAME:
+        return _BY_NAME[scheme]
+    if match := _WEIGHT.match(scheme):
+        return WeightOnly(symmetric=match.group(2) == "symmetric", bits=int(match.group(1)))
+    if (match := _KMEANS.match(scheme)) and 2 <= int(match.group(1)) <= 256:
+        return KMeans(int(match.group(1)))
+    raise ConfigError(
+        f"unknown quantization scheme {scheme!r}; the schemes are: {', '.join(NAMES)}."
+    )

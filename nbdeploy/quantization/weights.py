@@ -1,0 +1,140 @@
+"""Weight-only schemes implemented by nbdeploy: each weight becomes stored integers (or
+uint8 cluster indices) plus a dequantizing subgraph that onnxruntime folds when the
+session loads, so the file shrinks and inference runs on float weights as before."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import maths
+from .schemes import KMeans, WeightOnly
+
+MIN_ELEMENTS = 64  # smaller tensors (biases, norms) are not worth a dequantize node
+
+# op type -> (input index of its weight, the output-channel axis of that weight)
+_WEIGHT_INPUTS: dict[str, Callable[[onnx.NodeProto], tuple[int, int]]] = {
+    "Conv": lambda node: (1, 0),
+    "ConvTranspose": lambda node: (1, 1),
+    "MatMul": lambda node: (1, 1),
+    "Gemm": lambda node: (1, 0 if _attr(node, "transB", 0) else 1),
+    "Gather": lambda node: (0, 0),  # embeddings
+}
+
+
+@dataclass(frozen=True)
+class TensorError:
+    """How much one quantized weight changed.
+
+    Attributes:
+        name: The weight.
+        elements: Its number of values.
+        max_abs: Largest absolute error.
+        rmse: Root mean square error.
+        snr_db: Signal-to-noise ratio in dB (higher is better).
+    """
+
+    name: str
+    elements: int
+    max_abs: float
+    rmse: float
+    snr_db: float
+
+
+def error_of(name: str, original: np.ndarray, restored: np.ndarray) -> TensorError:
+    """The error of a restored tensor against its original."""
+    diff = restored.astype(np.float64) - original.astype(np.float64)
+    noise = float(np.square(diff).mean())
+    signal = float(np.square(original.astype(np.float64)).mean())
+    snr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else float("inf")
+    return TensorError(name, int(original.size), float(np.abs(diff).max()), noise**0.5, float(snr))
+
+
+def quantize_weights(
+    model: onnx.ModelProto,
+    scheme: WeightOnly | KMeans,
+    *,
+    per_channel: bool,
+    exclude: Iterable[str] = (),
+) -> list[TensorError]:
+    """Replace eligible float32 weights of ``model`` in place; return their errors."""
+    skip = set(exclude)
+    targets = _weights(model, skip)
+    initializers = {init.name: init for init in model.graph.initializer}
+    errors, new_nodes = [], []
+    for name, axis in targets.items():
+        weight = numpy_helper.to_array(initializers[name])
+        stored, nodes, restored = _encode(name, weight, scheme, axis if per_channel else None)
+        model.graph.initializer.remove(initializers[name])
+        model.graph.initializer.extend(stored)
+        new_nodes += nodes
+        errors.append(error_of(name, weight, restored))
+    # Dequantizing nodes depend only on initializers: put them first, keeping topological order.
+    existing = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend([*new_nodes, *existing])
+    return errors
+
+
+def _weights(model: onnx.ModelProto, skip: set[str]) -> dict[str, int]:
+    """Float32 initializers used as weights, with their output-channel axis."""
+    inits = {i.name: i for i in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        rule = _WEIGHT_INPUTS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if rule is None or node.name in skip:
+            continue
+        index, axis = rule(node)
+        name = node.input[index] if len(node.input) > index else ""
+        init = inits.get(name)
+        if (
+            init is None
+            or name in skip
+            or name in graph_inputs
+            or init.data_type != onnx.TensorProto.FLOAT
+        ):
+            continue
+        if int(np.prod(init.dims)) >= MIN_ELEMENTS and len(init.dims) >= 2:
+            found.setdefault(name, axis)
+    return found
+
+
+def _encode(
+    name: str, weight: np.ndarray, scheme: WeightOnly | KMeans, axis: int | None
+) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto], np.ndarray]:
+    if isinstance(scheme, KMeans):
+        clustered = maths.kmeans(weight, k=scheme.k)
+        stored = [
+            numpy_helper.from_array(clustered.indices, f"{name}_kmeans_indices"),
+            numpy_helper.from_array(clustered.codebook, f"{name}_kmeans_codebook"),
+        ]
+        nodes = [
+            helper.make_node("Cast", [f"{name}_kmeans_indices"], [f"{name}_kmeans_idx64"],
+                             to=onnx.TensorProto.INT64, name=f"{name}_kmeans_cast"),
+            helper.make_node("Gather", [f"{name}_kmeans_codebook", f"{name}_kmeans_idx64"], [name],
+                             axis=0, name=f"{name}_kmeans_gather"),
+        ]  # fmt: skip
+        return stored, nodes, clustered.dequantize()
+    quantize = maths.symmetric if scheme.symmetric else maths.asymmetric
+    affine = quantize(weight, bits=scheme.bits, axis=axis)
+    stored = [
+        numpy_helper.from_array(affine.q, f"{name}_q"),
+        numpy_helper.from_array(np.asarray(affine.scale, np.float32), f"{name}_scale"),
+        numpy_helper.from_array(affine.zero_point, f"{name}_zero_point"),
+    ]
+    node = helper.make_node(
+        "DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero_point"], [name],
+        name=f"{name}_dequantize",
+    )  # fmt: skip
+    if axis is not None:
+        node.attribute.append(helper.make_attribute("axis", axis))
+    return stored, [node], affine.dequantize()
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), default)

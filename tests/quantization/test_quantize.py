@@ -1,0 +1,94 @@
+"""Every scheme on the digits CNN: accuracy and size bounds, per-weight reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import nbdeploy as nbd
+from nbdeploy import examples
+from nbdeploy.quantization import CalibrationMethod, Int8Static, parse_scheme
+
+# scheme -> (max accuracy drop in points, max size ratio): the issue's bar
+BOUNDS = {
+    "int8-dynamic": (1.0, 0.35),
+    "int8-static": (1.0, 0.35),
+    "int8-weight-symmetric": (1.0, 0.35),
+    "int8-weight-asymmetric": (1.0, 0.35),
+    "fp16": (0.5, 0.55),
+    "kmeans-16": (2.0, 0.35),
+}
+
+
+def _accuracy(art: nbd.Artifact, digits) -> float:  # type: ignore[no-untyped-def]
+    scores = art.run(examples.Digits.images(digits.x_val))["output"]
+    return float(np.mean(scores.argmax(1) == digits.y_val) * 100)
+
+
+@pytest.mark.parametrize("scheme", list(BOUNDS))
+def test_scheme_keeps_accuracy_and_shrinks_the_file(scheme: str, digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
+    calibration = examples.Digits.images(digits.x_train[:256])
+    q = nbd.quantize(digits_cnn, scheme, calibration=calibration)
+    max_drop, max_ratio = BOUNDS[scheme]
+    assert _accuracy(digits_cnn, digits) - _accuracy(q, digits) <= max_drop
+    assert q.size_bytes <= max_ratio * digits_cnn.size_bytes
+    assert q.report.size_ratio == pytest.approx(q.size_bytes / digits_cnn.size_bytes)
+    assert q.lineage.steps[-1].kind == "quantize" and q.lineage.steps[-1].detail["scheme"] == scheme
+    assert q.report.tensors, "the report says where the error went"
+    assert all(t.snr_db > 10 for t in q.report.tensors)
+    assert q.inputs == digits_cnn.inputs and q.outputs[0].dtype == "float32"
+    assert scheme in str(q.report) and "SNR" in q.report._repr_html_()
+
+
+def test_weight_only_stores_integers_with_dequantize_linear(digits_cnn) -> None:  # type: ignore[no-untyped-def]
+    q = nbd.quantize(digits_cnn, "int8-weight-symmetric")
+    ops = [n.op_type for n in q.onnx.graph.node]
+    assert ops.count("DequantizeLinear") == len(q.report.tensors)
+    types = {i.name: i.data_type for i in q.onnx.graph.initializer}
+    assert all(types[f"{t.name}_q"] == onnx.TensorProto.INT8 for t in q.report.tensors)
+    asym = nbd.quantize(digits_cnn, "int8-weight-asymmetric", per_channel=False)
+    scales = [i for i in asym.onnx.graph.initializer if i.name.endswith("_scale")]
+    assert all(len(s.dims) == 0 for s in scales)  # per tensor: one scale each
+
+
+def test_kmeans_stores_uint8_indices_and_a_codebook(digits_cnn) -> None:  # type: ignore[no-untyped-def]
+    q = nbd.quantize(digits_cnn, "kmeans-16")
+    inits = {i.name: i for i in q.onnx.graph.initializer}
+    for t in q.report.tensors:
+        assert inits[f"{t.name}_kmeans_indices"].data_type == onnx.TensorProto.UINT8
+        assert list(inits[f"{t.name}_kmeans_codebook"].dims) == [16]
+
+
+def test_calibration_in_every_accepted_form(digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
+    images = examples.Digits.images(digits.x_train[:128])
+    forms = [images, {"input": images}, [images[:64], images[64:]], (b for b in (images[:64],))]
+    name = digits_cnn.inputs[0].name
+    forms[1] = {name: images}
+    for form in forms:
+        q = nbd.quantize(digits_cnn, "int8-static", calibration=form)
+        assert q.report.settings["method"] == "minmax"
+    entropy = nbd.quantize(digits_cnn, "int8-static", calibration=images, method="entropy")
+    assert entropy.report.settings["method"] == "entropy"
+    assert parse_scheme("int8-static") == Int8Static(CalibrationMethod.MINMAX)
+
+
+def test_bad_requests_are_clear_errors(digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(nbd.ConfigError, match="the schemes are: int8-dynamic"):
+        nbd.quantize(digits_cnn, "int3")
+    with pytest.raises(nbd.ExampleError, match="needs calibration data"):
+        nbd.quantize(digits_cnn, "int8-static")
+    with pytest.raises(nbd.ExampleError, match="should have 4 dimensions"):
+        nbd.quantize(digits_cnn, "int8-static", calibration=digits.x_train[:10])
+    with pytest.raises(nbd.ConfigError, match="choose minmax, entropy, percentile"):
+        nbd.quantize(digits_cnn, "int8-static", calibration=digits.x_train[:10], method="avg")
+    with pytest.raises(nbd.ConfigError, match="int8-static only"):
+        nbd.quantize(digits_cnn, "fp16", method="entropy")
+
+
+def test_exclude_leaves_named_weights_alone(digits_cnn) -> None:  # type: ignore[no-untyped-def]
+    full = nbd.quantize(digits_cnn, "int8-weight-symmetric")
+    first = full.report.tensors[0].name
+    partial = nbd.quantize(digits_cnn, "int8-weight-symmetric", exclude=[first])
+    assert first not in {t.name for t in partial.report.tensors}
+    assert len(partial.report.tensors) == len(full.report.tensors) - 1

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nbdeploy as nbd
+from nbdeploy.bench.plot import pareto_front
+from tests.graph.helpers import model
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def classifier() -> nbd.Artifact:
+    rng = np.random.default_rng(0)
+    return model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        clf (float[N, 20] x) => (float[N, 10] scores) {
+            h = MatMul (x, w1)
+            r = Relu (h)
+            scores = MatMul (r, w2)
+        }""",
+        w1=rng.standard_normal((20, 64)).astype(np.float32),
+        w2=rng.standard_normal((64, 10)).astype(np.float32),
+    )
+
+
+def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Path) -> None:
+    q = nbd.quantize(classifier, "int8-weight-symmetric")
+    x = np.random.default_rng(1).standard_normal((300, 20)).astype(np.float32)
+    y = classifier.run(x)["scores"].argmax(1)  # labels the fp32 model gets right by design
+    cmp = nbd.compare([classifier, q], data=(x, y), providers=["cpu", "cuda", "tensorrt"],
+                      batch_sizes=(1, 8), progress=False, repeat=2)  # fmt: skip
+    assert len(cmp.rows) == 2 * 3 * 2
+    assert len(cmp.skipped) == 2 * 2 * 2
+    assert all("not in this onnxruntime build" in r["skipped"] for r in cmp.skipped)
+    fp32, int8 = cmp.measured[0], cmp.measured[2]
+    assert fp32["accuracy"] == 100.0 and fp32["top1_agreement"] == 100.0
+    assert int8["accuracy"] > 90 and int8["size_bytes"] < fp32["size_bytes"]
+    for row in cmp.measured:
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput"] > 0
+    assert cmp.best(metric_drop=100)["provider"] == "cpu"
+    html = cmp._repr_html_()
+    assert 'class="best"' in html and "skipped: CUDAExecutionProvider" in html
+    figure = cmp.plot()
+    figure.savefig(tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    assert cmp.to_dict()["metric"] == "accuracy" and len(cmp.to_pandas()) == 12
+
+
+def test_without_labels_agreement_still_compares(classifier) -> None:
+    cmp = nbd.compare([classifier, nbd.quantize(classifier, "fp16")], progress=False, repeat=2)
+    assert all(r["accuracy"] is None for r in cmp.measured)
+    assert cmp.measured[1]["max_abs_diff"] < 0.1
+
+
+def test_metric_functions_and_errors(classifier) -> None:
+    x = np.random.default_rng(2).standard_normal((50, 20)).astype(np.float32)
+    target = classifier.run(x)["scores"]
+    cmp = nbd.compare([classifier], data=(x, target), metric="mse", progress=False, repeat=2)
+    assert cmp.measured[0]["mse"] == 0.0 and not cmp.higher_is_better
+    with pytest.raises(nbd.ConfigError, match="unknown provider 'gpu'"):
+        nbd.compare([classifier], providers=["gpu"])
+    with pytest.raises(nbd.ConfigError, match="unknown metric 'f1'"):
+        nbd.compare([classifier], metric="f1")
+
+
+def test_pareto_front_by_hand() -> None:
+    points = [(1.0, 90.0), (2.0, 95.0), (3.0, 94.0), (0.5, 80.0)]
+    assert pareto_front(points, higher_is_better=True) == [3, 0, 1]
