@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .graph.show import show
     from .provenance import Lineage, Parity
     from .quantization import quantize
+    from .quantization.prune import prune
 
 __version__ = "0.1.0"
 
@@ -54,6 +55,7 @@ _LAZY = {
     "optimize": "graph.optimize",
     "show": "graph.show",
     "quantize": "quantization",
+    "prune": "quantization.prune",
     "compare": "bench.compare",
     "Comparison": "bench.results",
 }
@@ -82,6 +84,7 @@ __all__ = [
     "inspect",
     "load",
     "optimize",
+    "prune",
     "quantize",
     "show",
 ]

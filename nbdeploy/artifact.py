@@ -63,6 +63,9 @@ class Artifact:
         self._folder = folder  # for models past 2 GiB: model.onnx + external data
         self.example = example  # inputs parity was checked on; later steps re-check on them
         self.report: Any = None  # what the step that made this artifact reported
+        # onnxruntime session config entries this model needs to run at its best (e.g.
+        # weight-only quantized models fold their DequantizeLinear nodes at load time).
+        self.session_config: dict[str, str] = {}
         self._sessions: dict[tuple[str, ...], Any] = {}
         self._owner: _onnxio.OwnedFolder | None = None
 
@@ -191,7 +194,9 @@ class Artifact:
 
             source: str | bytes = str(self.onnx_path) if self._folder else self.model_bytes()
             try:
-                self._sessions[key] = ort.InferenceSession(source, providers=list(providers))
+                self._sessions[key] = ort.InferenceSession(
+                    source, self.session_options(), providers=list(providers)
+                )
             except Exception as err:
                 raise ArtifactError(f"onnxruntime cannot load '{self.name}': {err}") from err
         return self._sessions[key]
@@ -225,8 +230,19 @@ class Artifact:
         onnx.save_model(model, path)
         return path
 
+    def session_options(self) -> Any:
+        """``onnxruntime.SessionOptions`` carrying this artifact's session config."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        for entry, value in self.session_config.items():
+            options.add_session_config_entry(entry, value)
+        return options
+
     def _meta(self) -> dict[str, str]:
         meta = {"name": self.name, "lineage": self.lineage.to_json()}
+        if self.session_config:
+            meta["session_config"] = json.dumps(self.session_config)
         if self.parity is not None:
             meta["parity"] = json.dumps(self.parity.to_dict())
         if self.format == "torchscript":
@@ -296,13 +312,15 @@ def load(path: str | Path) -> Artifact:
     meta = {
         k.removeprefix(_META): v for k, v in _onnxio.metadata(model).items() if k.startswith(_META)
     }
-    return adopt(
+    art = adopt(
         path,
         model,
         name=meta.get("name", path.stem),
         lineage=_lineage(meta, path),
         parity=_parity(meta),
     )
+    art.session_config = json.loads(meta.get("session_config", "{}"))
+    return art
 
 
 def adopt(

@@ -7,7 +7,7 @@ import nbdeploy as nbd
 
 CURATED = {
     # the flow
-    "export", "load", "inspect", "show", "diff", "optimize", "quantize", "compare",
+    "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
     # the error tree

@@ -100,7 +100,7 @@ def _size(feed: dict[str, np.ndarray]) -> int:
 def _predict_all(
     art: Artifact, provider: str, x: dict[str, np.ndarray], session: Any = None
 ) -> np.ndarray:
-    session = session or session_for(art.model_bytes(), provider)
+    session = session or session_for(art, provider)
     names = [o.name for o in session.get_outputs()]
     parts = []
     for start in range(0, _size(x), _EVAL_BATCH):
@@ -131,7 +131,7 @@ def _measure(
     if reason is not None:
         return row | {"skipped": reason}
     rss = _rss()
-    session = session_for(art.model_bytes(), provider)
+    session = session_for(art, provider)
     predicted = _predict_all(art, provider, x, session)
     feed = as_feed(_batch_feed(x, batch), art.inputs)
     timing = time_call(lambda: session.run(None, feed), warmup=warmup, repeat=repeat)
@@ -155,7 +155,7 @@ def _agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]
 
 
 def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) -> str:
-    counts = nodes_by_provider(art.model_bytes(), provider, feed)
+    counts = nodes_by_provider(art, provider, feed)
     on_cpu, total = counts.get("CPUExecutionProvider", 0), sum(counts.values())
     if on_cpu:
         return f"{on_cpu} of {total} nodes fell back to the CPU (a slowdown source). "

@@ -6,9 +6,12 @@ import json
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -42,22 +45,22 @@ def unavailable_reason(short: str) -> str | None:
     return None
 
 
-def session_for(model_bytes: bytes, short: str, *, profile: bool = False) -> Any:
+def session_for(art: Artifact, short: str, *, profile: bool = False) -> Any:
     """An InferenceSession on one provider (with the CPU as fallback, as onnxruntime does)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    options = art.session_options()
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="nbdeploy-profile-")) / "p")
     name = provider_name(short)
     chain = [name] if name == PROVIDERS["cpu"] else [name, PROVIDERS["cpu"]]
-    return ort.InferenceSession(model_bytes, options, providers=chain)
+    return ort.InferenceSession(art.model_bytes(), options, providers=chain)
 
 
-def nodes_by_provider(model_bytes: bytes, short: str, feed: dict[str, Any]) -> dict[str, int]:
+def nodes_by_provider(art: Artifact, short: str, feed: dict[str, Any]) -> dict[str, int]:
     """How many node executions each provider ran, from one profiled run."""
-    session = session_for(model_bytes, short, profile=True)
+    session = session_for(art, short, profile=True)
     session.run(None, feed)
     path = Path(session.end_profiling())
     try:

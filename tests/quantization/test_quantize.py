@@ -92,3 +92,13 @@ def test_exclude_leaves_named_weights_alone(digits_cnn) -> None:  # type: ignore
     partial = nbd.quantize(digits_cnn, "int8-weight-symmetric", exclude=[first])
     assert first not in {t.name for t in partial.report.tensors}
     assert len(partial.report.tensors) == len(full.report.tensors) - 1
+
+
+def test_weight_only_models_carry_the_session_config_that_folds_dequantize(
+    digits_cnn, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    q = nbd.quantize(digits_cnn, "int8-weight-symmetric")
+    assert q.session_config == {"session.disable_quant_qdq": "1"}
+    loaded = nbd.load(q.save(tmp_path / "q.onnx"))
+    assert loaded.session_config == q.session_config
+    assert nbd.quantize(digits_cnn, "kmeans-16").session_config == {}

@@ -1,0 +1,14 @@
+"""Run every benchmark: ``python -m benchmarks``."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from benchmarks import optimize, quantize
+
+if __name__ == "__main__":
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    for bench in (optimize, quantize):
+        print(bench.main().read_text())

@@ -1,0 +1,188 @@
+"""``nbd.prune``: magnitude pruning, unstructured or by whole channels.
+
+Unstructured pruning zeroes the smallest-magnitude fraction of each weight: the file
+compresses better and sparse kernels can use it, but dense CPU kernels run no faster.
+Structured pruning removes whole output channels (lowest L1 norm) of a Conv, Gemm or
+MatMul and the matching input channels of the next such layer, where only
+channel-preserving ops (activations, pooling) lie between them; the tensors really
+shrink, which is what makes a CPU faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .. import _html
+from .._feed import random_feed
+from ..artifact import Artifact
+from ..errors import ConfigError
+from ..provenance import compare_outputs, summarize
+from .weights import _weights
+
+# Ops between two layers that keep the channel axis as it is.
+_CHANNEL_PRESERVING = frozenset({
+    "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "Elu", "Selu",
+    "Gelu", "MaxPool", "AveragePool",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What pruning removed.
+
+    Attributes:
+        structured: Whole channels (True) or single weights.
+        target: The sparsity asked for.
+        sparsity: Per weight, the fraction of its values now zero (unstructured) or of
+            its output channels removed (structured).
+        parameters_before: Weight values before.
+        parameters_after: Non-zero weight values after.
+    """
+
+    structured: bool
+    target: float
+    sparsity: dict[str, float]
+    parameters_before: int
+    parameters_after: int
+
+    @property
+    def overall(self) -> float:
+        """Fraction of weight values removed or zeroed."""
+        return 1 - self.parameters_after / self.parameters_before if self.parameters_before else 0.0
+
+    def __str__(self) -> str:
+        kind = "channels" if self.structured else "weights"
+        return (
+            f"pruned {kind}: target {self.target:.0%}, reached {self.overall:.1%} of "
+            f"{self.parameters_before:,} values over {len(self.sparsity)} tensors"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [(name, f"{value:.1%}") for name, value in self.sparsity.items()]
+        return _html.card(str(self), _html.table(["tensor", "pruned"], rows))
+
+
+def prune(art: Artifact, sparsity: float, *, structured: bool = False) -> Artifact:
+    """Prune an ONNX artifact's weights by magnitude; see the module docstring.
+
+    Args:
+        art: The artifact (unchanged).
+        sparsity: Fraction to remove, in [0, 1).
+        structured: Remove whole output channels (and the next layer's inputs) instead of
+            zeroing single weights.
+
+    Raises:
+        ConfigError: A sparsity outside [0, 1), or a non-ONNX artifact.
+    """
+    if not 0 <= sparsity < 1:
+        raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}.")
+    if art.format != "onnx" or art.onnx_path is not None:
+        raise ConfigError(f"prune works on ONNX artifacts under 2 GiB; '{art.name}' is not one.")
+    model = onnx.ModelProto()
+    model.CopyFrom(art.onnx)
+    before = _count(model, nonzero=False)
+    pruned = _channels(model, sparsity) if structured else _magnitude(model, sparsity)
+    if structured:
+        del model.graph.value_info[:]  # channel counts changed; shapes are re-inferred on load
+    derived = art.derive(onnx_model=model, step="prune", parity=None, sparsity=sparsity,
+                         structured=structured)  # fmt: skip
+    feed = art.example if art.example is not None else random_feed(art.inputs)
+    checks = compare_outputs(derived.run(feed), art.run(feed), batch_size=1, atol=0.05, rtol=0.05)
+    derived.parity = summarize(checks, "the unpruned input", 0.05, 0.05)
+    derived.report = PruneReport(structured, sparsity, pruned, before, _count(model, nonzero=True))
+    return derived
+
+
+def _count(model: onnx.ModelProto, *, nonzero: bool) -> int:
+    total = 0
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) >= 2:
+            values = numpy_helper.to_array(init)
+            total += int(np.count_nonzero(values)) if nonzero else int(values.size)
+    return total
+
+
+def _magnitude(model: onnx.ModelProto, sparsity: float) -> dict[str, float]:
+    inits = {i.name: i for i in model.graph.initializer}
+    reached = {}
+    for name in _weights(model, set()):
+        weight = numpy_helper.to_array(inits[name]).copy()
+        cut = int(sparsity * weight.size)
+        if cut:
+            order = np.argsort(np.abs(weight), axis=None)[:cut]
+            weight.reshape(-1)[order] = 0.0
+        inits[name].CopyFrom(numpy_helper.from_array(weight, name))
+        reached[name] = float(np.mean(weight == 0))
+    return reached
+
+
+def _channels(model: onnx.ModelProto, sparsity: float) -> dict[str, float]:
+    """Remove output channels of each layer followed (through channel-preserving ops only)
+    by another layer; returns the fraction removed per producing weight."""
+    inits = {i.name: i for i in model.graph.initializer}
+    reached = {}
+    for first, second in _layer_pairs(model, inits):
+        w1 = numpy_helper.to_array(inits[first.input[1]])
+        axis1 = _out_axis(first)
+        channels = w1.shape[axis1]
+        keep_n = max(1, channels - int(sparsity * channels))
+        norms = np.abs(np.moveaxis(w1, axis1, 0)).reshape(channels, -1).sum(axis=1)
+        keep = np.sort(np.argsort(-norms)[:keep_n])
+        _set(inits[first.input[1]], np.take(w1, keep, axis=axis1))
+        if len(first.input) > 2 and first.input[2] in inits:
+            _set(inits[first.input[2]], numpy_helper.to_array(inits[first.input[2]])[keep])
+        w2 = numpy_helper.to_array(inits[second.input[1]])
+        _set(inits[second.input[1]], np.take(w2, keep, axis=_in_axis(second)))
+        reached[first.input[1]] = 1 - keep_n / channels
+    return reached
+
+
+def _layer_pairs(model: onnx.ModelProto, inits: dict[str, Any]) -> list[tuple[Any, Any]]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+    pairs = []
+    for node in model.graph.node:
+        if not _prunable(node, inits):
+            continue
+        value = node.output[0]
+        while value not in outputs and len(consumers.get(value, [])) == 1:
+            nxt = consumers[value][0]
+            if nxt.op_type in _CHANNEL_PRESERVING and nxt.domain in ("", "ai.onnx"):
+                value = nxt.output[0]
+                continue
+            if _prunable(nxt, inits) and nxt.input[0] == value and nxt.op_type == node.op_type:
+                pairs.append((node, nxt))
+            break
+    return pairs
+
+
+def _prunable(node: onnx.NodeProto, inits: dict[str, Any]) -> bool:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in ("Conv", "Gemm", "MatMul"):
+        return False
+    if len(node.input) < 2 or node.input[1] not in inits:
+        return False
+    attrs = {a.name: a.i for a in node.attribute}
+    if node.op_type == "Conv" and attrs.get("group", 1) != 1:
+        return False
+    return not (node.op_type == "Gemm" and attrs.get("transA", 0))
+
+
+def _out_axis(node: onnx.NodeProto) -> int:
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return {"Conv": 0, "MatMul": 1, "Gemm": 0 if trans_b else 1}[node.op_type]
+
+
+def _in_axis(node: onnx.NodeProto) -> int:
+    return 1 - _out_axis(node) if node.op_type != "Conv" else 1
+
+
+def _set(init: onnx.TensorProto, value: np.ndarray) -> None:
+    init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), init.name))

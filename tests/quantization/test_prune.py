@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nbdeploy as nbd
+from nbdeploy import examples
+from tests.graph.helpers import model
+
+
+def test_unstructured_pruning_reaches_the_sparsity_per_tensor(digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
+    pruned = nbd.prune(digits_cnn, 0.3)
+    report = pruned.report
+    assert report.sparsity and all(abs(s - 0.3) < 0.01 for s in report.sparsity.values())
+    assert 0.28 < report.overall < 0.32
+    scores = pruned.run(examples.Digits.images(digits.x_val))["output"]
+    print("accuracy after pruning 30%:", np.mean(scores.argmax(1) == digits.y_val))
+    assert np.mean(scores.argmax(1) == digits.y_val) > 0.9  # no fine-tuning: 30% is near the edge
+    assert pruned.lineage.steps[-1].kind == "prune" and "reached" in str(report)
+
+
+def test_structured_pruning_removes_channels_and_rewires_the_next_layer() -> None:
+    rng = np.random.default_rng(0)
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        chain (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y) {
+            a = Conv <pads = [1, 1, 1, 1]> (x, w1, b1)
+            r = Relu (a)
+            p = MaxPool <kernel_shape = [1, 1]> (r)
+            y = Conv <pads = [1, 1, 1, 1]> (p, w2, b2)
+        }""",
+        w1=rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
+        b1=rng.standard_normal(16).astype(np.float32),
+        w2=rng.standard_normal((4, 16, 3, 3)).astype(np.float32),
+        b2=rng.standard_normal(4).astype(np.float32),
+    )
+    pruned = nbd.prune(art, 0.25, structured=True)
+    shapes = {i.name: tuple(i.dims) for i in pruned.onnx.graph.initializer}
+    assert shapes["w1"] == (12, 3, 3, 3) and shapes["b1"] == (12,) and shapes["w2"] == (4, 12, 3, 3)
+    assert pruned.report.sparsity == {"w1": 0.25}
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    assert pruned.run(x)["y"].shape == (2, 4, 8, 8)
+    assert pruned.size_bytes < art.size_bytes
+
+
+def test_bad_sparsity_is_refused(digits_cnn) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(nbd.ConfigError, match=r"sparsity must be in \[0, 1\)"):
+        nbd.prune(digits_cnn, 1.5)
