@@ -64,7 +64,34 @@ def demo() -> None:
             path = art.save(Path(tmp) / name)
             again = nbd.load(path)
             _say(f"saved and reloaded {path.name}", f"lineage: {again.lineage}")
-    _say("done", "next: nbd.inspect / nbd.optimize / nbd.quantize / nbd.serve as they land")
+    _optimize_and_quantize(cnn, data)
+    _say("done", "next: nbd.serve / nbd.push as they land")
+
+
+def _optimize_and_quantize(cnn: object, data: object) -> None:
+    """The CNN as traced → optimized → every quantization scheme → compared on the CPU."""
+    import nbdeploy as nbd
+    from nbdeploy import examples
+
+    assert isinstance(data, examples.Digits)
+    images = examples.Digits.images
+    traced = nbd.export(cnn, images(data.x_val[:8]), name="digits-cnn", exporter_optimize=False)
+    _say("graph as traced", str(nbd.inspect(traced)).splitlines()[0])
+    optimized = nbd.optimize(traced)
+    _say("optimized", str(optimized.report).replace("\n", "\n    "))
+    schemes = ["int8-dynamic", "int8-static", "fp16", "int8-weight-symmetric", "kmeans-16"]
+    variants = [optimized] + [
+        nbd.quantize(optimized, s, calibration=images(data.x_train[:256])) for s in schemes
+    ]
+    table = nbd.compare(variants, data=(images(data.x_val), data.y_val), progress=False)
+    lines = [
+        f"{r['variant']:<34} accuracy {r['accuracy']:5.1f}%  p50 {r['p50_ms'] * 1e3:6.1f} µs  "
+        f"{r['size_bytes'] / 1e3:6.1f} kB"
+        for r in table.measured
+    ]
+    _say("compared on this CPU (batch 1)", "\n    ".join(lines))
+    best = table.best(metric_drop=0.5)
+    _say("fastest within 0.5 points of fp32", best["variant"] if best else "none")
 
 
 if __name__ == "__main__":

@@ -43,15 +43,18 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
         axes.scatter([r["p50_ms"] for r in mine], [r[y_key] for r in mine],
                      s=[40 + 400 * r["size_bytes"] / largest for r in mine], alpha=0.6,
                      label=provider)  # fmt: skip
-        for k, r in enumerate(mine):  # stagger labels: variants often land on one spot
-            axes.annotate(r["variant"], (r["p50_ms"], r[y_key]), fontsize=8,
-                          xytext=(6, 6 - 11 * (k % 4)), textcoords="offset points")  # fmt: skip
+    # Variants often land on one spot: stagger labels up and down in latency order.
+    offsets = [(6, 4), (6, -10), (6, 16), (6, -22), (6, 28), (6, -34)]
+    for k, r in enumerate(sorted(rows, key=lambda r: (r["p50_ms"], r[y_key]))):
+        axes.annotate(r["variant"], (r["p50_ms"], r[y_key]), fontsize=8,
+                      xytext=offsets[k % len(offsets)], textcoords="offset points")  # fmt: skip
     points = [(r["p50_ms"], r[y_key]) for r in rows]
     higher = comparison.higher_is_better or not use_metric
     front = pareto_front(points, higher)
     if front:
-        axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "--",
-                  color="gray", label="Pareto front")  # fmt: skip
+        axes.plot([points[i][0] for i in front], [points[i][1] for i in front], "--o",
+                  color="gray", markerfacecolor="none", markersize=14,
+                  label="Pareto front")  # fmt: skip
     latencies = [p[0] for p in points]
     if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 5:
         axes.set_xscale("log")

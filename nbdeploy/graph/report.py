@@ -11,13 +11,13 @@ from ..provenance import Parity
 
 @dataclass(frozen=True)
 class PassRecord:
-    """One pass of the pipeline.
+    """One pass of the pipeline (summed over the rounds it ran in).
 
     Attributes:
         name: The pass.
         fired: How many times each of its rules fired.
-        nodes_before: Nodes before it ran (subgraphs included).
-        nodes_after: Nodes after.
+        nodes_before: Nodes before it first ran (subgraphs included).
+        nodes_after: ``nodes_before`` minus the nodes it removed over all rounds.
         seconds: Time it took.
     """
 
@@ -35,7 +35,13 @@ class PassRecord:
             fired[rule] = fired.get(rule, 0) + count
         note = self.note or later.note
         seconds = self.seconds + later.seconds
-        return PassRecord(self.name, fired, self.nodes_before, later.nodes_after, seconds, note)
+        after = self.nodes_after - later.removed  # nodes_after - nodes_before sums over rounds
+        return PassRecord(self.name, fired, self.nodes_before, after, seconds, note)
+
+    @property
+    def removed(self) -> int:
+        """Nodes this pass removed (negative if it added some), over all rounds."""
+        return self.nodes_before - self.nodes_after
 
     @property
     def total(self) -> int:
@@ -70,8 +76,7 @@ class OptimizationReport:
         for p in self.passes:
             rules = ", ".join(f"{k} ×{v}" for k, v in p.fired.items()) or p.note or "nothing to do"
             lines.append(
-                f"  {p.name:<34} {p.nodes_before:>6} → {p.nodes_after:<6} "
-                f"{p.seconds * 1e3:7.1f} ms  {rules}"
+                f"  {p.name:<34} {-p.removed:+6d} nodes {p.seconds * 1e3:7.1f} ms  {rules}"
             )
         lines.append(f"  parity: {self.parity}" if self.parity else "  parity: not checked")
         return "\n".join(lines)
@@ -83,13 +88,12 @@ class OptimizationReport:
                 _html.Raw("<br>".join(f"{_html.cell(k)} ×{v}" for k, v in p.fired.items()))
                 or p.note
                 or "–",
-                p.nodes_before,
-                p.nodes_after,
+                f"{-p.removed:+d}",
                 f"{p.seconds * 1e3:.1f} ms",
             )
             for p in self.passes
         ]
-        table = _html.table(["pass", "rules fired", "nodes before", "nodes after", "time"], rows)
+        table = _html.table(["pass", "rules fired", "nodes", "time"], rows)
         verdict: Any = "not checked"
         if self.parity is not None:
             verdict = _html.verdict(self.parity.ok, str(self.parity))
