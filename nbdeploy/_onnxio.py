@@ -137,3 +137,8 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
     model.metadata_props.extend(keep)
     for key, value in values.items():
         model.metadata_props.add(key=key, value=str(value))
+
+
+def opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain (``ai.onnx``) opset version, 0 if none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)

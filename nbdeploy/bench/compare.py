@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._feed import as_feed, random_feed
+from .._feed import as_feed, batch_size, random_feed
 from ..artifact import Artifact
 from ..errors import ConfigError
 from . import metrics as metrics_mod
@@ -93,24 +93,20 @@ def _rows(feed: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.nd
     return {k: v[start:stop] for k, v in feed.items()}
 
 
-def _size(feed: dict[str, np.ndarray]) -> int:
-    return next((len(v) for v in feed.values() if v.ndim), 1)
-
-
 def _predict_all(
     art: Artifact, provider: str, x: dict[str, np.ndarray], session: Any = None
 ) -> np.ndarray:
     session = session or session_for(art, provider)
     names = [o.name for o in session.get_outputs()]
     parts = []
-    for start in range(0, _size(x), _EVAL_BATCH):
+    for start in range(0, batch_size(x), _EVAL_BATCH):
         values = session.run(None, as_feed(_rows(x, start, start + _EVAL_BATCH), art.inputs))
         parts.append(metrics_mod.prediction(dict(zip(names, values, strict=True))))
     return np.concatenate(parts)
 
 
 def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    size = _size(x)
+    size = batch_size(x)
     reps = -(-batch // size)
     return {k: np.concatenate([v] * reps)[:batch] if v.ndim else v for k, v in x.items()}
 

@@ -79,7 +79,7 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
         "sklearn", sklearn.__version__, f"{type(model).__module__}.{type(model).__qualname__}"
     )
     lineage = lineage.then(
-        "export", exporter=f"skl2onnx {skl2onnx.__version__}", opset=_opset(proto)
+        "export", exporter=f"skl2onnx {skl2onnx.__version__}", opset=_onnxio.opset(proto)
     )
     art = Artifact.from_onnx(proto, name=options.name, lineage=lineage)
     reference = _reference(model, rebuild, art.outputs)
@@ -180,7 +180,3 @@ def _methods(model: Any, count: int) -> list[str]:
         f"nbdeploy does not know which {type(model).__name__} methods its {count} ONNX outputs "
         "hold; export the estimator's ONNX with skl2onnx and pass the ModelProto instead."
     )
-
-
-def _opset(proto: Any) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

@@ -220,7 +220,11 @@ def _to_onnx(
             large, step = True, {"exporter": "torchscript", "dynamo_failed": reason}
         if large:
             proto = onnx.load(path, load_external_data=False)
-        step |= {"opset": _opset(proto), "dynamic_batch": dynamic_batch, "call": _style(call)}
+        step |= {
+            "opset": _onnxio.opset(proto),
+            "dynamic_batch": dynamic_batch,
+            "call": _style(call),
+        }
         lineage = lineage.then("export", **step)
         if large:
             _onnxio.check(proto, path)
@@ -379,7 +383,3 @@ def _operator(err: BaseException | None) -> str | None:
             return match.group(1)
         err = err.__cause__ or err.__context__
     return None
-
-
-def _opset(proto: Any) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

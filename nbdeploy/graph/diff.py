@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _html
-from .._feed import as_feed, random_feed
+from .._feed import as_feed, batch_size, random_feed
 from ..artifact import Artifact
 from ..provenance import OutputParity, compare_outputs
 from .inspect import inspect
@@ -113,7 +113,6 @@ def diff(a: Artifact, b: Artifact, inputs: Any = None) -> GraphDiff:
     )  # fmt: skip
     got, want = b.run(feed), a.run(feed)
     shared = {k: v for k, v in want.items() if k in got}
-    batch = next((int(v.shape[0]) for v in feed.values() if v.ndim), 1)
     report = getattr(b, "report", None)
     fused = {
         f"{p.name}: {rule}": n for p in getattr(report, "passes", ()) for rule, n in p.fired.items()
@@ -125,5 +124,7 @@ def diff(a: Artifact, b: Artifact, inputs: Any = None) -> GraphDiff:
         fused=fused,
         weight_bytes=(sum(sa.parameter_bytes.values()), sum(sb.parameter_bytes.values())),
         size_bytes=(sa.size_bytes, sb.size_bytes),
-        outputs=tuple(compare_outputs(got, shared, batch_size=batch, atol=0.0, rtol=0.0)),
+        outputs=tuple(
+            compare_outputs(got, shared, batch_size=batch_size(feed), atol=0.0, rtol=0.0)
+        ),
     )  # fmt: skip

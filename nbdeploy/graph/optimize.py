@@ -20,7 +20,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
-from .._feed import random_feed
+from .._feed import batch_size, random_feed
 from ..artifact import Artifact, adopt
 from ..errors import ConfigError, NbDeployError, OptimizationError
 from ..provenance import Parity, compare_outputs, summarize
@@ -261,7 +261,7 @@ def _parity(candidate: Artifact, feed: Any, reference: Any, atol: float, rtol: f
         raise OptimizationError(
             f"the optimized '{candidate.name}' no longer runs: {err}", pass_name="(pipeline)"
         ) from err
-    checks = compare_outputs(got, reference, batch_size=_batch(feed), atol=atol, rtol=rtol)
+    checks = compare_outputs(got, reference, batch_size=batch_size(feed), atol=atol, rtol=rtol)
     return summarize(checks, "the input artifact", atol, rtol)
 
 
@@ -285,7 +285,3 @@ def _bisect(
         if not ok:
             return records[-1].name
     return "(pipeline)"
-
-
-def _batch(feed: Any) -> int:
-    return next((int(v.shape[0]) for v in feed.values() if getattr(v, "ndim", 0)), 1)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import onnx
 
-from .._feed import random_feed
+from .. import _onnxio
+from .._feed import batch_size, random_feed
 from ..artifact import Artifact
 from ..errors import ConfigError
 from ..provenance import compare_outputs, summarize
@@ -79,7 +79,7 @@ def quantize(
         # it fold the weights once at load, as fast as fp32.
         derived.session_config = {"session.disable_quant_qdq": "1"}
     before, after = art.run(feed), derived.run(feed)
-    checks = compare_outputs(after, before, batch_size=_batch(feed), atol=0.05, rtol=0.05)
+    checks = compare_outputs(after, before, batch_size=batch_size(feed), atol=0.05, rtol=0.05)
     derived.parity = summarize(checks, "the unquantized input", 0.05, 0.05)
     settings: dict[str, Any] = {"per_channel": per_channel}
     if isinstance(config, Int8Static):
@@ -106,7 +106,7 @@ def _apply(
     exclude: list[str],
 ) -> tuple[onnx.ModelProto, list[TensorError]]:
     if isinstance(config, WeightOnly | KMeans):
-        if per_channel and _opset(model) < 13:
+        if per_channel and _onnxio.opset(model) < 13:
             raise ConfigError(
                 "per-channel DequantizeLinear needs opset ≥ 13: export with opset=17."
             )
@@ -133,11 +133,3 @@ def _method(method: str | CalibrationMethod) -> CalibrationMethod:
     except ValueError as err:
         valid = ", ".join(m.value for m in CalibrationMethod)
         raise ConfigError(f"unknown calibration method {method!r}; choose {valid}.") from err
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
-def _batch(feed: dict[str, np.ndarray]) -> int:
-    return next((int(v.shape[0]) for v in feed.values() if v.ndim), 1)

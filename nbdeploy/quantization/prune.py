@@ -18,11 +18,11 @@ import onnx
 from onnx import numpy_helper
 
 from .. import _html
-from .._feed import random_feed
+from .._feed import batch_size, random_feed
 from ..artifact import Artifact
 from ..errors import ConfigError
 from ..provenance import compare_outputs, summarize
-from .weights import _weights
+from .weights import weight_tensors
 
 # Ops between two layers that keep the channel axis as it is.
 _CHANNEL_PRESERVING = frozenset({
@@ -92,7 +92,9 @@ def prune(art: Artifact, sparsity: float, *, structured: bool = False) -> Artifa
     derived = art.derive(onnx_model=model, step="prune", parity=None, sparsity=sparsity,
                          structured=structured)  # fmt: skip
     feed = art.example if art.example is not None else random_feed(art.inputs)
-    checks = compare_outputs(derived.run(feed), art.run(feed), batch_size=1, atol=0.05, rtol=0.05)
+    checks = compare_outputs(
+        derived.run(feed), art.run(feed), batch_size=batch_size(feed), atol=0.05, rtol=0.05
+    )
     derived.parity = summarize(checks, "the unpruned input", 0.05, 0.05)
     derived.report = PruneReport(structured, sparsity, pruned, before, _count(model, nonzero=True))
     return derived
@@ -110,7 +112,7 @@ def _count(model: onnx.ModelProto, *, nonzero: bool) -> int:
 def _magnitude(model: onnx.ModelProto, sparsity: float) -> dict[str, float]:
     inits = {i.name: i for i in model.graph.initializer}
     reached = {}
-    for name in _weights(model, set()):
+    for name in weight_tensors(model, set()):
         weight = numpy_helper.to_array(inits[name]).copy()
         cut = int(sparsity * weight.size)
         if cut:

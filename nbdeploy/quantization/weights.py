@@ -63,7 +63,7 @@ def quantize_weights(
 ) -> list[TensorError]:
     """Replace eligible float32 weights of ``model`` in place; return their errors."""
     skip = set(exclude)
-    targets = _weights(model, skip)
+    targets = weight_tensors(model, skip)
     initializers = {init.name: init for init in model.graph.initializer}
     errors, new_nodes = [], []
     for name, axis in targets.items():
@@ -80,7 +80,7 @@ def quantize_weights(
     return errors
 
 
-def _weights(model: onnx.ModelProto, skip: set[str]) -> dict[str, int]:
+def weight_tensors(model: onnx.ModelProto, skip: set[str]) -> dict[str, int]:
     """Float32 initializers used as weights, with their output-channel axis."""
     inits = {i.name: i for i in model.graph.initializer}
     graph_inputs = {i.name for i in model.graph.input}
