@@ -70,3 +70,11 @@ def test_metric_functions_and_errors(classifier) -> None:
 def test_pareto_front_by_hand() -> None:
     points = [(1.0, 90.0), (2.0, 95.0), (3.0, 94.0), (0.5, 80.0)]
     assert pareto_front(points, higher_is_better=True) == [3, 0, 1]
+
+
+def test_node_placement_is_read_from_an_onnxruntime_profile(classifier) -> None:
+    from nbdeploy.bench.providers import nodes_by_provider
+
+    feed = {"x": np.zeros((2, 20), np.float32)}
+    counts = nodes_by_provider(classifier, "cpu", feed)
+    assert counts == {"CPUExecutionProvider": 3}  # MatMul, Relu, MatMul

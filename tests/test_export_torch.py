@@ -119,6 +119,23 @@ def test_export_that_froze_the_batch_size_fails_parity() -> None:
         nbd.export(zoo.BatchAsConstant(), torch.randn(4, 3), name="frozen")
     assert info.value.batch_size == 5
     assert "batch size 5" in str(info.value) and "dynamic_batch=False" in str(info.value)
+
+
+class _ValueBranch(torch.nn.Module):
+    """Python control flow on a tensor's value: torch.export refuses it, tracing does not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x * 2
+        return x * 3
+
+
+def test_dynamo_failure_falls_back_to_the_torchscript_exporter_and_says_why() -> None:
+    art = nbd.export(_ValueBranch(), torch.rand(2, 3) + 0.1)
+    detail = art.lineage.steps[0].detail
+    assert detail["exporter"] == "torchscript"
+    assert "dynamo_failed" in detail and detail["dynamo_failed"]
+    assert art.parity is not None and art.parity.ok
     art = nbd.export(zoo.BatchAsConstant(), torch.randn(4, 3), dynamic_batch=False)
     assert art.parity is not None and art.parity.batch_sizes == (4,)
 
