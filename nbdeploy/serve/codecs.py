@@ -1,0 +1,213 @@
+"""V2 inference requests and responses as pure functions: JSON tensors, and Triton's
+binary tensor extension (``Inference-Header-Content-Length``), no sockets involved.
+
+Every malformed input raises :class:`ProtocolError` with the HTTP status to answer and
+a message that names the tensor at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NbDeployError
+
+__all__ = ["InferRequest", "ProtocolError", "decode_request", "encode_response"]
+
+# V2 datatype <-> numpy dtype. BYTES are numpy object arrays of bytes.
+V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}  # fmt: skip
+NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
+
+
+class ProtocolError(NbDeployError):
+    """A request that does not follow the protocol; ``status`` is the HTTP status to send."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message, status=status)
+        self.status = status
+
+
+@dataclass
+class InferRequest:
+    """A decoded inference request.
+
+    Attributes:
+        inputs: Input arrays by name.
+        outputs: Requested outputs by name, with whether each wants binary data
+            (empty: all outputs, as JSON unless ``binary_default``).
+        binary_default: The request's ``binary_data_output`` parameter.
+        id: The request id, echoed in the response.
+        parameters: Request-level parameters.
+    """
+
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, bool] = field(default_factory=dict)
+    binary_default: bool = False
+    id: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """Parse a V2 request body (JSON, optionally followed by binary tensor data)."""
+    if header_length is not None and not 0 <= header_length <= len(body):
+        raise ProtocolError(
+            f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
+        )
+    header, blob = (
+        (body[:header_length], body[header_length:]) if header_length is not None else (body, b"")
+    )
+    try:
+        doc = json.loads(header)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"the request is not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"the request must be a JSON object, not {type(doc).__name__}")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("the request needs a non-empty 'inputs' list")
+    inputs, offset = {}, 0
+    for item in raw_inputs:
+        name, array, used = _decode_tensor(item, blob, offset)
+        if name in inputs:
+            raise ProtocolError(f"input '{name}' is given twice")
+        inputs[name], offset = array, offset + used
+    if offset != len(blob):
+        raise ProtocolError(
+            f"{len(blob) - offset} bytes of binary data are not claimed by any input"
+        )
+    params = doc.get("parameters") or {}
+    outputs = {
+        str(o.get("name")): bool(
+            (o.get("parameters") or {}).get("binary_data", params.get("binary_data_output", False))
+        )
+        for o in doc.get("outputs") or []
+        if isinstance(o, dict)
+    }
+    return InferRequest(inputs, outputs, bool(params.get("binary_data_output", False)),
+                        str(doc.get("id", "")), params)  # fmt: skip
+
+
+def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise ProtocolError("each input must be an object with a 'name'")
+    name = item["name"]
+    datatype, shape = item.get("datatype"), item.get("shape")
+    if datatype not in V2_TO_NUMPY:
+        raise ProtocolError(
+            f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(V2_TO_NUMPY)}"
+        )
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
+    count = int(np.prod(shape, dtype=np.int64))
+    size = (item.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or offset + size > len(blob):
+            raise ProtocolError(
+                f"input '{name}': binary_data_size {size} goes past the end of the body"
+            )
+        return name, _from_bytes(name, blob[offset : offset + size], datatype, shape, count), size
+    if "data" not in item:
+        raise ProtocolError(f"input '{name}' has neither 'data' nor binary_data_size")
+    return name, _from_json(name, item["data"], datatype, shape, count), 0
+
+
+def _from_json(name: str, data: Any, datatype: str, shape: list[int], count: int) -> np.ndarray:
+    flat = np.asarray(data, dtype=object).reshape(-1) if isinstance(data, list) else None
+    if flat is None:
+        raise ProtocolError(f"input '{name}': 'data' must be a list")
+    if flat.size != count:
+        raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {flat.size}")
+    if datatype == "BYTES":
+        return np.array(
+            [v.encode() if isinstance(v, str) else v for v in flat], dtype=object
+        ).reshape(shape)
+    try:
+        return np.asarray(flat.tolist(), dtype=V2_TO_NUMPY[datatype]).reshape(shape)
+    except (TypeError, ValueError) as err:
+        raise ProtocolError(f"input '{name}': data is not {datatype}: {err}") from err
+
+
+def _from_bytes(name: str, raw: bytes, datatype: str, shape: list[int], count: int) -> np.ndarray:
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise ProtocolError(f"input '{name}': truncated BYTES length prefix")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            items.append(raw[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+        if pos != len(raw) or len(items) != count:
+            raise ProtocolError(
+                f"input '{name}': shape {shape} needs {count} strings, got {len(items)}"
+            )
+        return np.array(items, dtype=object).reshape(shape)
+    dtype = V2_TO_NUMPY[datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise ProtocolError(
+            f"input '{name}': shape {shape} of {datatype} needs {count * dtype.itemsize} "
+            f"bytes, got {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def encode_response(
+    model: str, version: str, outputs: dict[str, np.ndarray], request: InferRequest
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary data follows."""
+    wanted = request.outputs or {name: request.binary_default for name in outputs}
+    missing = sorted(set(wanted) - set(outputs))
+    if missing:
+        raise ProtocolError(f"unknown output(s) {missing}; the model has {sorted(outputs)}")
+    tensors, blobs = [], []
+    for name, binary in wanted.items():
+        array = outputs[name]
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": _v2_type(array),
+            "shape": list(array.shape),
+        }
+        if binary:
+            raw = _to_bytes(array)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            tensor["data"] = _to_json(array)
+        tensors.append(tensor)
+    doc = {"model_name": model, "model_version": version, "outputs": tensors}
+    if request.id:
+        doc["id"] = request.id
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    return (header + b"".join(blobs), len(header)) if blobs else (header, None)
+
+
+def _v2_type(array: np.ndarray) -> str:
+    if array.dtype.kind in "OSU":
+        return "BYTES"
+    return NUMPY_TO_V2[array.dtype]
+
+
+def _to_bytes(array: np.ndarray) -> bytes:
+    if array.dtype.kind in "OSU":
+        parts = []
+        for value in array.reshape(-1):
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _to_json(array: np.ndarray) -> list[Any]:
+    if array.dtype.kind in "OSU":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    values: list[Any] = array.reshape(-1).tolist()
+    return values
