@@ -4,7 +4,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import nbdeploy as nbd
@@ -89,4 +88,4 @@ def test_netron_renders_the_graph_in_a_real_browser(art, tmp_path: Path) -> None
     assert all(u.startswith(f"http://127.0.0.1:{netron.server().port}/") for u in requests), [
         u for u in requests if "127.0.0.1" not in u
     ]
-    assert np.isfinite((tmp_path / "netron.png").stat().st_size)
+    assert (tmp_path / "netron.png").stat().st_size > 5_000  # a drawn page, not a blank one
