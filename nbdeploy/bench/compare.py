@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +59,22 @@ def compare(
         provider_name(name)  # unknown names fail before any work
     chosen = metrics_mod.resolve(metric)
     x, y = _data(data, variants[0])
-    reference = _predict_all(variants[0], "cpu", x)
+    loaded: dict[tuple[int, str], _Loaded] = {}  # one session and one scoring per pair
+
+    def load(art: Artifact, provider: str) -> _Loaded:
+        key = (id(art), provider)
+        if key not in loaded:
+            loaded[key] = _Loaded.of(art, provider, x)
+        return loaded[key]
+
+    reference = load(variants[0], "cpu").predicted
     grid = [(v, p, b) for v in variants for p in providers for b in batch_sizes]
     rows: list[dict[str, Any]] = []
     from tqdm.auto import tqdm
 
     try:
         for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
-            rows.append(_measure(art, provider, batch, x, y, reference, chosen, warmup, repeat))
+            rows.append(_row(art, provider, batch, load, x, y, reference, chosen, warmup, repeat))
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         return Comparison(rows, chosen.name, chosen.higher_is_better, partial=True)
@@ -93,10 +102,24 @@ def _rows(feed: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.nd
     return {k: v[start:stop] for k, v in feed.items()}
 
 
-def _predict_all(
-    art: Artifact, provider: str, x: dict[str, np.ndarray], session: Any = None
-) -> np.ndarray:
-    session = session or session_for(art, provider)
+@dataclass(frozen=True)
+class _Loaded:
+    """A variant's session on one provider, its predictions on the data, and the memory
+    that loading and scoring took."""
+
+    session: Any
+    predicted: np.ndarray
+    memory_mb: float
+
+    @classmethod
+    def of(cls, art: Artifact, provider: str, x: dict[str, np.ndarray]) -> _Loaded:
+        rss = _rss()
+        session = session_for(art, provider)
+        predicted = _predict_all(art, x, session)
+        return cls(session, predicted, max(0.0, (_rss() - rss) / 2**20))
+
+
+def _predict_all(art: Artifact, x: dict[str, np.ndarray], session: Any) -> np.ndarray:
     names = [o.name for o in session.get_outputs()]
     parts = []
     for start in range(0, batch_size(x), _EVAL_BATCH):
@@ -111,10 +134,11 @@ def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
     return {k: np.concatenate([v] * reps)[:batch] if v.ndim else v for k, v in x.items()}
 
 
-def _measure(
+def _row(
     art: Artifact,
     provider: str,
     batch: int,
+    load: Callable[[Artifact, str], _Loaded],
     x: dict[str, np.ndarray],
     y: np.ndarray | None,
     reference: np.ndarray,
@@ -122,25 +146,36 @@ def _measure(
     warmup: int,
     repeat: int,
 ) -> dict[str, Any]:
+    """One table row: skipped with the reason, or measured."""
     row: dict[str, Any] = {"variant": _label(art), "provider": provider, "batch_size": batch}
     reason = unavailable_reason(provider)
     if reason is not None:
         return row | {"skipped": reason}
-    rss = _rss()
-    session = session_for(art, provider)
-    predicted = _predict_all(art, provider, x, session)
+    loaded = load(art, provider)
+    row[metric.name] = metric.fn(y, loaded.predicted) if y is not None else None
+    row |= _agreement(loaded.predicted, reference)
+    return row | _measure(art, provider, loaded, batch, x, warmup, repeat)
+
+
+def _measure(
+    art: Artifact,
+    provider: str,
+    loaded: _Loaded,
+    batch: int,
+    x: dict[str, np.ndarray],
+    warmup: int,
+    repeat: int,
+) -> dict[str, Any]:
+    """Latency, throughput, size and memory of one variant on one provider at one batch."""
     feed = as_feed(_batch_feed(x, batch), art.inputs)
+    session = loaded.session
     timing = time_call(lambda: session.run(None, feed), warmup=warmup, repeat=repeat)
-    row[metric.name] = metric.fn(y, predicted) if y is not None else None
-    row |= _agreement(predicted, reference)
-    row |= {
+    fallback = _fallback_note(art, provider, feed) if provider != "cpu" else ""
+    return {
         "p50_ms": timing.p50 * 1e3, "p95_ms": timing.p95 * 1e3, "p99_ms": timing.p99 * 1e3,
         "throughput": batch / timing.mean, "size_bytes": art.size_bytes,
-        "memory_mb": max(0.0, (_rss() - rss) / 2**20), "note": timing.warning or "",
+        "memory_mb": loaded.memory_mb, "note": fallback + (timing.warning or ""),
     }  # fmt: skip
-    if provider != "cpu":
-        row["note"] = _fallback_note(art, provider, feed) + row["note"]
-    return row
 
 
 def _agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
