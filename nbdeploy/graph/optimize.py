@@ -23,8 +23,9 @@ from onnx_ir.passes.common import ShapeInferencePass
 from .._feed import batch_size, random_feed
 from ..artifact import Artifact, adopt
 from ..errors import ConfigError, NbDeployError, OptimizationError
-from ..provenance import Parity, compare_outputs, summarize
+from ..provenance import Parity, compare_outputs
 from .passes import (
+    LOOP_AND_SEQUENCE_OPS,
     BatchNormToAffine,
     CommonSubexpressionElimination,
     ConstantFolding,
@@ -52,14 +53,8 @@ PASSES: dict[str, Callable[[], CountingPass]] = {
 DEFAULT_PASSES = tuple(PASSES)
 ORT_LEVELS = {"ort-basic": "ORT_ENABLE_BASIC", "ort-extended": "ORT_ENABLE_EXTENDED"}
 LEVELS = ("default", "none", *ORT_LEVELS)
-# Ops whose value types onnx's shape inference may get wrong inside control flow.
-_DYNAMIC_TYPES = frozenset({
-    "Loop", "Scan", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
-    "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence", "SequenceMap",
-    "Optional", "OptionalGetElement", "OptionalHasElement",
-})  # fmt: skip
-_PROGRESS_NODES = 2000
-_ROUNDS = 3  # show a progress bar by default from this many nodes
+_PROGRESS_NODES = 2000  # show a progress bar by default from this many nodes
+_ROUNDS = 3  # at most this many passes over the pipeline
 
 
 def optimize(
@@ -122,7 +117,8 @@ def _load_ir(art: Artifact) -> ir.Model:
         raise ConfigError(f"optimize works on ONNX artifacts; '{art.name}' is {art.format}.")
     model = ir.load(art.onnx_path) if art.onnx_path else ir.from_proto(art.onnx)
     if any(
-        node.op_type in _DYNAMIC_TYPES for node in ir.traversal.RecursiveGraphIterator(model.graph)
+        node.op_type in LOOP_AND_SEQUENCE_OPS
+        for node in ir.traversal.RecursiveGraphIterator(model.graph)
     ):
         return model  # onnx's inference can mistype values in loops over sequences/optionals
     try:  # shapes let more rules prove their preconditions; a model without them still works
@@ -262,7 +258,7 @@ def _parity(candidate: Artifact, feed: Any, reference: Any, atol: float, rtol: f
             f"the optimized '{candidate.name}' no longer runs: {err}", pass_name="(pipeline)"
         ) from err
     checks = compare_outputs(got, reference, batch_size=batch_size(feed), atol=atol, rtol=rtol)
-    return summarize(checks, "the input artifact", atol, rtol)
+    return Parity("the input artifact", atol, rtol, tuple(checks))
 
 
 def _bisect(

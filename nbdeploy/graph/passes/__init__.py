@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import CountingPass, RulePass, count_nodes
+from ._base import LOOP_AND_SEQUENCE_OPS, CountingPass, RulePass, count_nodes
 from .batchnorm import BatchNormToAffine
 from .cleanup import CommonSubexpressionElimination, DeadCodeElimination
 from .constant_folding import ConstantFolding
@@ -11,6 +11,7 @@ from .noop import NoOpElimination
 from .simplify import ShapeSimplification
 
 __all__ = [
+    "LOOP_AND_SEQUENCE_OPS",
     "BatchNormToAffine",
     "CommonSubexpressionElimination",
     "ConstantFolding",

@@ -17,6 +17,14 @@ from onnxscript.rewriter._rewrite_rule import RewriteRule
 
 _MAX_ROUNDS = 20  # rules can enable each other; stop well before anything loops
 
+# Loops and the sequence/optional types they carry: onnx's shape inference can mistype
+# values there, and onnxscript's constant folder crashes on some of them.
+LOOP_AND_SEQUENCE_OPS = frozenset({
+    "Loop", "Scan", "SequenceConstruct", "SequenceEmpty", "SequenceInsert", "SequenceErase",
+    "SequenceAt", "SequenceLength", "SplitToSequence", "ConcatFromSequence", "SequenceMap",
+    "Optional", "OptionalGetElement", "OptionalHasElement",
+})  # fmt: skip
+
 
 class CountingPass(ir.passes.InPlacePass):
     """An in-place pass that records how many times each of its rules fired."""
