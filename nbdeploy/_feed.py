@@ -65,14 +65,14 @@ def _as_array(value: Any, spec: TensorSpec) -> np.ndarray:
         array = _cast(array, spec)
     if spec.shape and array.ndim != len(spec.shape):
         raise ExampleError(
-            f"input '{spec.name}' should have {len(spec.shape)} dimensions {_dims(spec)}, "
+            f"input '{spec.name}' should have {len(spec.shape)} dimensions {spec.shape_text}, "
             f"got shape {array.shape}."
         )
     for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=False)):
         if isinstance(want, int) and want != got:
             raise ExampleError(
                 f"input '{spec.name}' has size {got} on axis {axis}, the model needs {want} "
-                f"(shape {_dims(spec)})."
+                f"(shape {spec.shape_text})."
             )
     return array
 
@@ -88,10 +88,6 @@ def _cast(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
             f"Convert it, e.g. x.astype('{spec.dtype}')."
         )
     return array.astype(target)
-
-
-def _dims(spec: TensorSpec) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
 
 
 def batch_size(feed: Mapping[str, np.ndarray]) -> int:

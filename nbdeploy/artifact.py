@@ -101,6 +101,19 @@ class Artifact:
             self._folder = self._owner.path
         return self._owner.path
 
+    def parity_against(
+        self, parent: Artifact, *, reference: str, atol: float, rtol: float
+    ) -> Parity:
+        """How this artifact's outputs compare with ``parent``'s on the parent's example
+        (random inputs of the right shape and dtype when it has none)."""
+        from ._feed import batch_size, random_feed
+        from .provenance import compare_outputs
+
+        feed = parent.example if parent.example is not None else random_feed(parent.inputs)
+        want, got = parent.run(feed), self.run(feed)
+        checks = compare_outputs(got, want, batch_size=batch_size(feed), atol=atol, rtol=rtol)
+        return Parity(reference, atol, rtol, tuple(checks))
+
     def derive(
         self, *, onnx_model: onnx.ModelProto, step: str, parity: Parity | None, **detail: Any
     ) -> Artifact:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -176,8 +176,3 @@ def _compare_one(
         else bool(np.isclose(g, w, atol=atol, rtol=rtol, equal_nan=True).all())
     )
     return OutputParity(name, batch, max_abs, max_rel, ok)
-
-
-def summarize(checks: Sequence[OutputParity], reference: str, atol: float, rtol: float) -> Parity:
-    """Bundle checks into a :class:`Parity`."""
-    return Parity(reference, atol, rtol, tuple(checks))

@@ -65,9 +65,13 @@ class TensorSpec:
         """True when the leading dimension is not fixed."""
         return bool(self.shape) and not isinstance(self.shape[0], int)
 
+    @property
+    def shape_text(self) -> str:
+        """The shape as text, unknown dimensions as ``?``: ``[batch, 3, ?]``."""
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+
     def __str__(self) -> str:
-        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype}[{dims}]"
+        return f"{self.name}: {self.dtype}{self.shape_text}"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -11,7 +11,7 @@ import numpy as np
 from .._feed import batch_size
 from ..artifact import Artifact
 from ..errors import ArtifactError, ExampleError, ParityError
-from ..provenance import OutputParity, Parity, compare_outputs, summarize
+from ..provenance import OutputParity, Parity, compare_outputs
 from ..types import Outputs
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def verify(
                 OutputParity("(all)", batch_size(one), inf, inf, ok=False),
             ) from err
         checks += compare_outputs(got, want, batch_size=batch_size(one), atol=atol, rtol=rtol)
-    parity = summarize(checks, reference_name, atol, rtol)
+    parity = Parity(reference_name, atol, rtol, tuple(checks))
     worst = parity.worst()
     if worst is not None and not worst.ok:
         raise _mismatch(

@@ -83,11 +83,11 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     )
     art = Artifact.from_onnx(proto, name=options.name, lineage=lineage)
     reference = _reference(model, rebuild, art.outputs)
-    art.example = dict(feed)
+    art.example = feed
     art.parity = verify(
         art,
         reference,
-        {k: v for k, v in feed.items()},
+        feed,
         reference_name=f"scikit-learn {sklearn.__version__}",
         dynamic_batch=options.dynamic_batch,
         atol=options.atol,

@@ -99,12 +99,13 @@ class GraphSummary:
         return _html.card(f"Graph '{self.name}'", body)
 
 
-def inspect(art: Artifact, *, top: int = 5) -> GraphSummary:
+def inspect(art: Artifact, *, top: int = 5, macs: bool = True) -> GraphSummary:
     """Summarize an ONNX artifact's graph: ops, weights, IO, opset, size and MACs.
 
     Args:
         art: An ONNX artifact.
         top: How many of the largest weights to list.
+        macs: Estimate MACs (runs shape inference on a copy of the model).
     """
     if art.format != "onnx":
         raise ConfigError(f"inspect works on ONNX artifacts; '{art.name}' is {art.format}.")
@@ -128,7 +129,7 @@ def inspect(art: Artifact, *, top: int = 5) -> GraphSummary:
         inputs=art.inputs,
         outputs=art.outputs,
         largest=tuple(sorted(weights, key=lambda w: -w[3])[:top]),
-        macs=_macs(model) if art.onnx_path is None else None,
+        macs=_macs(model) if macs and art.onnx_path is None else None,
         size_bytes=art.size_bytes,
     )
 

@@ -10,6 +10,7 @@ stop on a cookie prompt or ask a web service where the user is.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 import re
@@ -71,9 +72,10 @@ class NetronServer:
         return f"http://127.0.0.1:{self.port}/{self.token}"
 
     def register(self, filename: str, data: bytes) -> str:
-        """Make model bytes available; returns the id used in URLs."""
-        model_id = secrets.token_hex(8)
-        self.models[model_id] = _Model(filename, data)
+        """Make model bytes available; returns the id used in URLs. The same bytes under
+        the same name get the same id, so showing a model again holds no second copy."""
+        model_id = hashlib.sha256(filename.encode() + b"\0" + data).hexdigest()[:16]
+        self.models.setdefault(model_id, _Model(filename, data))
         return model_id
 
     def viewer_url(self, model_id: str) -> str:
