@@ -8,10 +8,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import NbDeployError
+
+if TYPE_CHECKING:  # the examples import torch and scikit-learn; only the demo needs them
+    from .examples import Digits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,12 +72,11 @@ def demo() -> None:
     _say("done", "next: nbd.serve / nbd.push as they land")
 
 
-def _optimize_and_quantize(cnn: object, data: object) -> None:
+def _optimize_and_quantize(cnn: Any, data: Digits) -> None:
     """The CNN as traced → optimized → every quantization scheme → compared on the CPU."""
     import nbdeploy as nbd
     from nbdeploy import examples
 
-    assert isinstance(data, examples.Digits)
     images = examples.Digits.images
     traced = nbd.export(cnn, images(data.x_val[:8]), name="digits-cnn", exporter_optimize=False)
     _say("graph as traced", str(nbd.inspect(traced)).splitlines()[0])
