@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .artifact import Artifact, load
     from .bench.compare import compare
     from .bench.results import Comparison
+    from .deployment import Deployment, deployments, serve
     from .exporters import export
     from .graph.diff import GraphDiff, diff
     from .graph.inspect import GraphSummary, inspect
@@ -58,13 +59,18 @@ _LAZY = {
     "prune": "quantization.prune",
     "compare": "bench.compare",
     "Comparison": "bench.results",
+    "serve": "deployment",
+    "deployments": "deployment",
+    "Deployment": "deployment",
 }
+_SUBMODULES = {"server"}  # namespaces: nbd.server.start(), .status(), .stop()
 
 __all__ = [
     "Artifact",
     "ArtifactError",
     "Comparison",
     "ConfigError",
+    "Deployment",
     "ExampleError",
     "ExportError",
     "GraphDiff",
@@ -79,6 +85,7 @@ __all__ = [
     "UnsupportedModelError",
     "__version__",
     "compare",
+    "deployments",
     "diff",
     "export",
     "inspect",
@@ -86,6 +93,8 @@ __all__ = [
     "optimize",
     "prune",
     "quantize",
+    "serve",
+    "server",
     "show",
 ]
 
@@ -95,6 +104,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nbdeploy' has no attribute {name!r}")
 
 

@@ -33,9 +33,9 @@ def draw_svg(model: onnx.ModelProto, *, max_nodes: int = MAX_NODES) -> str:
 
     edges = []
     for i, node in enumerate(nodes):
-        for x in node.input:
-            if x in producer:
-                (x1, y1), (x2, y2) = centre(producer[x]), centre(i)
+        for name in node.input:
+            if name in producer:
+                (x1, y1), (x2, y2) = centre(producer[name]), centre(i)
                 edges.append(
                     f'<line x1="{x1:.0f}" y1="{y1 + BOX_H:.0f}" x2="{x2:.0f}" y2="{y2:.0f}"/>'
                 )

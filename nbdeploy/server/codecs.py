@@ -16,7 +16,14 @@ import numpy as np
 
 from ..errors import NbDeployError
 
-__all__ = ["InferRequest", "ProtocolError", "decode_request", "encode_response"]
+__all__ = [
+    "InferRequest",
+    "ProtocolError",
+    "decode_raw",
+    "decode_request",
+    "encode_raw",
+    "encode_response",
+]
 
 # V2 datatype <-> numpy dtype. BYTES are numpy object arrays of bytes.
 V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -101,13 +108,7 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise ProtocolError("each input must be an object with a 'name'")
     name = item["name"]
-    datatype, shape = item.get("datatype"), item.get("shape")
-    if datatype not in V2_TO_NUMPY:
-        raise ProtocolError(
-            f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(V2_TO_NUMPY)}"
-        )
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
+    datatype, shape = _check_type_and_shape(name, item.get("datatype"), item.get("shape"))
     count = int(np.prod(shape, dtype=np.int64))
     size = (item.get("parameters") or {}).get("binary_data_size")
     if size is not None:
@@ -119,6 +120,27 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
     if "data" not in item:
         raise ProtocolError(f"input '{name}' has neither 'data' nor binary_data_size")
     return name, _from_json(name, item["data"], datatype, shape, count), 0
+
+
+def decode_raw(name: str, raw: bytes, datatype: str, shape: list[int]) -> np.ndarray:
+    """One tensor from its raw bytes (gRPC ``raw_input_contents``, binary HTTP data)."""
+    _check_type_and_shape(name, datatype, shape)
+    return _from_bytes(name, raw, datatype, shape, int(np.prod(shape, dtype=np.int64)))
+
+
+def encode_raw(array: np.ndarray) -> tuple[str, bytes]:
+    """The V2 datatype and raw bytes of one output tensor."""
+    return _v2_type(array), _to_bytes(array)
+
+
+def _check_type_and_shape(name: str, datatype: Any, shape: Any) -> tuple[str, list[int]]:
+    if datatype not in V2_TO_NUMPY:
+        raise ProtocolError(
+            f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(V2_TO_NUMPY)}"
+        )
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
+    return datatype, shape
 
 
 def _from_json(name: str, data: Any, datatype: str, shape: list[int], count: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nbdeploy.serve.codecs import InferRequest, ProtocolError, decode_request, encode_response
+from nbdeploy.server.codecs import InferRequest, ProtocolError, decode_request, encode_response
 
 httpclient = pytest.importorskip("tritonclient.http")
 

@@ -1,0 +1,235 @@
+"""``nbd.serve``: put an artifact on the local server as a new version of a model, beside
+the versions already serving, and get a :class:`Deployment` to call, canary, promote and
+roll back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from .artifact import Artifact
+from .errors import ConfigError
+from .server import control
+
+__all__ = ["Deployment", "deployments", "serve"]
+
+
+def serve(
+    art: Artifact,
+    *,
+    name: str | None = None,
+    version: int | None = None,
+    canary: float | None = None,
+    max_batch_size: int | None = None,
+    instances: int = 1,
+    dynamic_batching: bool = True,
+    repository: str | os.PathLike[str] | None = None,
+) -> Deployment:
+    """Serve an artifact on the local server (started if none runs) as a new version.
+
+    The new version loads beside the ones serving and takes traffic only once it is
+    ready; if it fails to load, the old version keeps serving and the loader's reason
+    is raised.
+
+    Args:
+        art: An ONNX artifact.
+        name: Model name on the server (default: the artifact's name).
+        version: Version number (default: one more than the newest in the repository).
+        canary: Percent of the requests that name no version to send to the new version
+            (the rest stay on the current one); ``None`` sends all of them.
+        max_batch_size: Largest batch per run (default 32 for models with a batch
+            dimension, else 0).
+        instances: Model runs that may execute at once.
+        dynamic_batching: Merge concurrent requests into one run.
+        repository: The server's model repository (default: ``nbd.server.default_repository()``).
+
+    Returns:
+        The :class:`Deployment` of the new version.
+
+    Raises:
+        ConfigError: The artifact is not ONNX, or an argument is out of range.
+        ServerError: The server refused the model (its message says why).
+    """
+    from .server import config as cfg
+
+    if art.format != "onnx":
+        raise ConfigError(
+            "the local server runs ONNX models; export with format='onnx', or push TorchScript "
+            "to Triton with nbd.push"
+        )
+    name = name or art.name
+    status = control.start(repository)
+    state = _state(status)
+    on_disk = _versions_on_disk(status.repository, name)
+    version = version if version is not None else max(on_disk, default=0) + 1
+    if version < 1 or version in on_disk:
+        raise ConfigError(
+            f"version {version} of '{name}' is taken or invalid; versions on disk: {on_disk}"
+        )
+    config = cfg.build_config(
+        name, art.inputs, art.outputs, max_batch_size=max_batch_size, instances=instances,
+        dynamic_batching=dynamic_batching, parameters=art.session_config,
+    )  # fmt: skip
+    folder = status.repository / name / str(version)
+    art.save(folder / "model.onnx")
+    params: dict[str, Any] = {"config": json.dumps(cfg.to_json(config))}
+    if canary is not None:
+        params["canary"] = canary
+    else:
+        serving = _serving(state, name)
+        params["traffic"] = json.dumps({**{str(v): 0 for v in serving[-1:]}, str(version): 100})
+    try:
+        control.call(state, "POST", f"/v2/repository/models/{quote(name)}/load",
+                     {"parameters": params})  # fmt: skip
+    except control.ServerError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Deployment(name, version, status)
+
+
+def deployments(repository: str | os.PathLike[str] | None = None) -> list[Deployment]:
+    """The models the local server serves, each at its newest serving version."""
+    status = control.status(repository)
+    if not status.running:
+        return []
+    names = sorted({row["name"] for row in status.models if row.get("state") == "READY"})
+    found = []
+    for name in names:
+        serving = _serving(_state(status), name)
+        if serving:
+            found.append(Deployment(name, serving[-1], status))
+    return found
+
+
+@dataclass
+class Deployment:
+    """One model version on the local server.
+
+    Attributes:
+        name: Model name.
+        version: The version this deployment made.
+        http_url: The server's HTTP base URL (KServe V2 REST).
+        grpc_url: The server's gRPC ``host:port``.
+        metrics_url: Prometheus metrics (Triton's names).
+    """
+
+    name: str
+    version: int
+    server: control.ServerStatus = field(repr=False)
+
+    @property
+    def http_url(self) -> str:
+        return self.server.http_url
+
+    @property
+    def grpc_url(self) -> str:
+        return self.server.grpc_url
+
+    @property
+    def metrics_url(self) -> str:
+        return self.server.metrics_url
+
+    @property
+    def infer_url(self) -> str:
+        """The URL to POST V2 inference requests to (any version, by traffic share)."""
+        return f"{self.http_url}/v2/models/{quote(self.name)}/infer"
+
+    @property
+    def traffic(self) -> dict[int, float]:
+        """Share of the requests that name no version, by version (live)."""
+        doc = control.call(_state(self.server), "GET", f"/v2/models/{quote(self.name)}/traffic")
+        return {int(v): float(s) for v, s in doc["traffic"].items()}
+
+    def promote(self) -> dict[int, float]:
+        """Send all traffic to the newest version; returns the new split."""
+        return self._traffic_action("promote")
+
+    def rollback(self) -> dict[int, float]:
+        """Send all traffic back to the previous version and unload the newest."""
+        return self._traffic_action("rollback")
+
+    def _traffic_action(self, action: str) -> dict[int, float]:
+        path = f"/v2/repository/models/{quote(self.name)}/traffic"
+        doc = control.call(_state(self.server), "POST", path, {"action": action})
+        return {int(v): float(s) for v, s in doc["traffic"].items()}
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Triton's statistics for every loaded version of this model."""
+        doc = control.call(_state(self.server), "GET", f"/v2/models/{quote(self.name)}/stats")
+        rows: list[dict[str, Any]] = doc["model_stats"]
+        return rows
+
+    def client(self, protocol: Literal["http", "grpc"] = "http") -> Any:
+        """A ready tritonclient client for this server (the token, if any, attached)."""
+        token = self.server.token
+        if protocol == "grpc":
+            import tritonclient.grpc as grpcclient
+
+            grpc_client = grpcclient.InferenceServerClient(self.grpc_url)
+            if token:
+                grpc_client.register_plugin(_Bearer(token))
+            return grpc_client
+        if protocol != "http":
+            raise ConfigError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
+        import tritonclient.http as httpclient
+
+        http_client = httpclient.InferenceServerClient(self.http_url.removeprefix("http://"))
+        if token:
+            http_client.register_plugin(_Bearer(token))
+        return http_client
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} v{self.version}: {self.infer_url}\n"
+            f"  gRPC {self.grpc_url} · metrics {self.metrics_url}"
+        )
+
+    def _repr_html_(self) -> str:
+        return (
+            f"<p><b>{escape(self.name)}</b> version {self.version} · "
+            f"<code>{escape(self.infer_url)}</code> · gRPC <code>{escape(self.grpc_url)}</code>"
+            f" · <a href='{escape(self.metrics_url)}'>metrics</a></p>"
+        )
+
+
+class _Bearer:
+    """A tritonclient plugin that adds the server's token to every call."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: Any) -> None:
+        request.headers["authorization"] = f"Bearer {self._token}"
+
+
+def _state(status: control.ServerStatus) -> dict[str, Any]:
+    return {"http_url": status.http_url, "token": status.token}
+
+
+def _serving(state: dict[str, Any], name: str) -> list[int]:
+    """Versions of ``name`` that take traffic now, ascending (empty if not served)."""
+    try:
+        doc = control.call(state, "GET", f"/v2/models/{quote(name)}/traffic")
+    except control.ServerError as err:
+        if err.context.get("status") == 404:
+            return []
+        raise
+    return sorted(int(v) for v, share in doc["traffic"].items() if share > 0)
+
+
+def _versions_on_disk(repository: Path, name: str) -> list[int]:
+    from .server.codecs import ProtocolError
+    from .server.repository import Repository, check_model_name
+
+    try:
+        check_model_name(name)
+    except ProtocolError as err:
+        raise ConfigError(str(err)) from err
+    return Repository(repository).versions(name)

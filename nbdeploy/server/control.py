@@ -1,0 +1,261 @@
+"""Start, find and stop the local server from a notebook: ``nbd.server.start()``,
+``nbd.server.status()``, ``nbd.server.stop()``.
+
+The server runs as its own (detached) process, so a kernel restart leaves it serving;
+the state file it writes in the repository is how a new kernel finds it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ..errors import NbDeployError
+from .repository import STATE_FILE
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServerError", "ServerStatus", "default_repository", "start", "status", "stop"]
+
+PREFERRED_PORTS = (8000, 8001)  # Triton's, when free
+
+
+class ServerError(NbDeployError):
+    """The local server could not be started, reached or stopped, or refused a call."""
+
+
+def default_repository() -> Path:
+    """``$NBDEPLOY_REPOSITORY``, or ``~/.local/share/nbdeploy/repository``."""
+    env = os.environ.get("NBDEPLOY_REPOSITORY")
+    if env:
+        return Path(env).expanduser()
+    data = Path(os.environ.get("XDG_DATA_HOME", "~/.local/share")).expanduser()
+    return data / "nbdeploy" / "repository"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """Where the local server listens and what it serves.
+
+    Attributes:
+        running: Whether a live server serves the repository.
+        repository: The model repository folder.
+        pid: The server's process id.
+        http_url: Base URL for HTTP (KServe V2 REST).
+        grpc_url: ``host:port`` for gRPC.
+        metrics_url: Prometheus metrics.
+        models: Repository index rows (name, version, state, reason).
+    """
+
+    running: bool
+    repository: Path
+    pid: int | None = None
+    http_url: str = ""
+    grpc_url: str = ""
+    metrics_url: str = ""
+    models: list[dict[str, str]] = field(default_factory=list)
+    token: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        if not self.running:
+            return f"nbdeploy server: not running (repository {self.repository})"
+        ready = sorted({m["name"] for m in self.models if m.get("state") == "READY"})
+        return (
+            f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC), "
+            f"metrics {self.metrics_url}\n  repository {self.repository}\n"
+            f"  models ready: {', '.join(ready) or 'none'}"
+        )
+
+    def _repr_html_(self) -> str:
+        if not self.running:
+            return f"<p><b>nbdeploy server</b>: not running ({escape(str(self.repository))})</p>"
+        rows = "".join(
+            f"<tr><td>{escape(m['name'])}</td><td>{escape(m.get('version', ''))}</td>"
+            f"<td>{escape(m.get('state', ''))}</td><td>{escape(m.get('reason', ''))}</td></tr>"
+            for m in self.models
+        )
+        return (
+            f"<p><b>nbdeploy server</b> pid {self.pid} · HTTP <code>{escape(self.http_url)}</code>"
+            f" · gRPC <code>{escape(self.grpc_url)}</code> · "
+            f"<a href='{escape(self.metrics_url)}'>metrics</a></p>"
+            "<table><tr><th>model</th><th>version</th><th>state</th><th>reason</th></tr>"
+            f"{rows}</table>"
+        )
+
+
+def start(
+    repository: str | os.PathLike[str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    token: str | None = None,
+    max_request_bytes: int | None = None,
+    timeout: float = 60.0,
+) -> ServerStatus:
+    """Start the local server in the background (or return the one already running).
+
+    Args:
+        repository: Model repository folder (default: :func:`default_repository`).
+        host: Address to listen on; anything but loopback needs ``token``.
+        http_port: HTTP port (default 8000 when free, else any free port).
+        grpc_port: gRPC port (default 8001 when free, else any free port).
+        token: Bearer token clients must send (``Authorization: Bearer <token>``).
+        max_request_bytes: Largest request body accepted (default 64 MiB).
+        timeout: Seconds to wait for the server to answer.
+
+    Returns:
+        The running server's :class:`ServerStatus`.
+
+    Raises:
+        ServerError: The server exited or did not answer in time; the message carries
+            the end of its log.
+    """
+    root = Path(repository or default_repository()).expanduser().resolve()
+    current = status(root)
+    if current.running:
+        return current
+    root.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "nbdeploy.server", str(root), "--host", host,
+               "--http-port", str(_port(http_port, PREFERRED_PORTS[0], host)),
+               "--grpc-port", str(_port(grpc_port, PREFERRED_PORTS[1], host))]  # fmt: skip
+    if max_request_bytes:
+        command += ["--max-request-bytes", str(max_request_bytes)]
+    env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
+    log_path = root / "server.log"
+    with log_path.open("ab") as log_file:
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+    return _wait_started(root, child, log_path, timeout)
+
+
+def _port(requested: int | None, preferred: int, host: str) -> int:
+    if requested is not None:
+        return requested
+    with socket.socket() as probe:
+        try:
+            probe.bind((host if ":" not in host else "127.0.0.1", preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
+def _wait_started(
+    root: Path, child: subprocess.Popen[bytes], log_path: Path, timeout: float
+) -> ServerStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise ServerError(f"the server exited with code {child.returncode}:\n{_tail(log_path)}")
+        current = status(root)
+        if current.running and current.pid == child.pid:
+            return current
+        time.sleep(0.05)
+    child.kill()
+    raise ServerError(f"the server did not answer within {timeout:.0f}s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+def status(repository: str | os.PathLike[str] | None = None) -> ServerStatus:
+    """Is a server serving ``repository``, where, and with which models?"""
+    root = Path(repository or default_repository()).expanduser().resolve()
+    state = read_state(root)
+    if state is None:
+        return ServerStatus(False, root)
+    try:
+        models = call(state, "POST", "/v2/repository/index", {})
+    except ServerError:
+        return ServerStatus(False, root)
+    return ServerStatus(
+        True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
+        models, state.get("token"),
+    )  # fmt: skip
+
+
+def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -> bool:
+    """Stop the server of ``repository``; returns whether one was running.
+
+    Models stay in the repository: the next :func:`start` serves them again.
+    """
+    root = Path(repository or default_repository()).expanduser().resolve()
+    state = read_state(root)
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    (root / STATE_FILE).unlink(missing_ok=True)
+    return True
+
+
+def read_state(root: Path) -> dict[str, Any] | None:
+    """The state file of a live server process, or ``None`` (stale files are ignored)."""
+    try:
+        state: dict[str, Any] = json.loads((root / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if _alive(int(state.get("pid", 0))) else None
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (our own child that exited) is not alive.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True
+
+
+def call(state: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
+    """One JSON call to the server named by a state file; errors carry the server's message."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(state["http_url"] + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if state.get("token"):
+        request.add_header("Authorization", f"Bearer {state['token']}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as err:
+        raise ServerError(_message(err.read()) or str(err), status=err.code) from err
+    except (urllib.error.URLError, OSError) as err:
+        raise ServerError(f"cannot reach the server at {state['http_url']}: {err}") from err
+    return json.loads(raw) if raw else None
+
+
+def _message(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["error"])
+    except (ValueError, KeyError, TypeError):
+        return raw.decode(errors="replace")

@@ -1,0 +1,379 @@
+"""What the server does, with no HTTP or gRPC in sight: models, versions, traffic,
+inference, statistics. The front ends translate requests into these calls and
+:class:`ProtocolError` s into their status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import NbDeployError
+from ..types import TensorSpec
+from . import config as cfg
+from . import traffic as tr
+from .batcher import Scheduler
+from .codecs import InferRequest, ProtocolError
+from .repository import Repository, check_model_name
+from .runtime import OnnxModel, check_feed
+from .stats import VersionStats, exposition
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DataPlane", "InferResult"]
+
+EXTENSIONS = [
+    "binary_tensor_data", "model_repository", "statistics", "model_configuration",
+    "schedule_policy", "nbdeploy_traffic",
+]  # fmt: skip
+
+
+@dataclass
+class InferResult:
+    """One answered request: the version that answered and the outputs asked for."""
+
+    model: str
+    version: str
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass
+class _Version:
+    number: int
+    model: OnnxModel
+    scheduler: Scheduler
+    stats: VersionStats
+
+
+@dataclass
+class _Served:
+    versions: dict[int, _Version] = field(default_factory=dict)
+    traffic: tr.Traffic = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    error: str = ""  # why the last load failed
+
+
+class DataPlane:
+    """All models of one repository, loaded and answering.
+
+    Args:
+        repository: The on-disk repository (the server's state).
+        threads: Worker threads for model runs.
+    """
+
+    def __init__(self, repository: Repository, *, threads: int = 8) -> None:
+        self.repository = repository
+        self._models: dict[str, _Served] = {}
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Load every model of the repository as it was last served."""
+        for name in self.repository.names():
+            saved = self.repository.traffic(name)
+            if saved == {}:
+                continue  # explicitly unloaded
+            try:
+                await self.load(name, traffic=saved)
+            except ProtocolError as err:
+                log.error("could not restore model %s: %s", name, err)
+
+    async def close(self) -> None:
+        for name in list(self._models):
+            await self._retire(self._models.pop(name).versions.values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- health and metadata -----------------------------------------------------------
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "nbdeploy", "version": __version__, "extensions": EXTENSIONS}
+
+    def ready(self) -> bool:
+        return True
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self._version(name, version)
+        except ProtocolError:
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        served, chosen = self._served(name), self._version(name, version)
+        config = chosen.model.config
+        lead = [-1] if config.max_batch_size > 0 else []
+
+        def tensors(items: Any) -> list[dict[str, Any]]:
+            return [
+                {"name": t.name, "datatype": cfg.datatype_name(t.data_type),
+                 "shape": lead + list(t.dims)}
+                for t in items
+            ]  # fmt: skip
+
+        versions = [str(v) for v in sorted(served.versions)] if not version else [version]
+        return {
+            "name": name,
+            "versions": versions,
+            "platform": config.platform or config.backend,
+            "inputs": tensors(config.input),
+            "outputs": tensors(config.output),
+        }
+
+    def inputs(self, name: str, version: str = "") -> list[TensorSpec]:
+        """The input specs of a model version (the serving one when none is named)."""
+        return self._version(name, version).model.inputs
+
+    def model_config(self, name: str, version: str = "") -> cfg.ModelConfig:
+        return self._version(name, version).model.config
+
+    def traffic(self, name: str) -> dict[str, float]:
+        return {str(v): share for v, share in sorted(self._served(name).traffic.items())}
+
+    def statistics(self, name: str = "", version: str = "") -> dict[str, Any]:
+        if name:
+            self._version(name, version)  # 404s for unknown models and versions
+        rows = [
+            stats.to_dict(model, number)
+            for model, number, stats in self._rows()
+            if (not name or model == name) and (not version or number == version)
+        ]
+        return {"model_stats": rows}
+
+    def metrics(self) -> str:
+        return exposition(self._rows())
+
+    def _rows(self) -> Iterator[tuple[str, str, VersionStats]]:
+        for name, served in sorted(self._models.items()):
+            for number, loaded in sorted(served.versions.items()):
+                yield name, str(number), loaded.stats
+
+    # -- inference ----------------------------------------------------------------------
+
+    async def infer(self, name: str, version: str, request: InferRequest) -> InferResult:
+        """Run one request on the version asked for, or on one drawn by the traffic split."""
+        served = self._served(name)
+        if not version and served.traffic:
+            version = str(tr.pick(served.traffic))
+        loaded = self._version(name, version)
+        started = time.perf_counter_ns()
+        try:
+            outputs = await self._run(name, loaded, request)
+        except BaseException:
+            loaded.stats.record_request(False, time.perf_counter_ns() - started)
+            raise
+        batch = next(iter(outputs.values())).shape[0] if loaded.model.config.max_batch_size else 1
+        loaded.stats.record_request(True, time.perf_counter_ns() - started, batch)
+        return InferResult(name, str(loaded.number), outputs)
+
+    async def _run(self, name: str, loaded: _Version, request: InferRequest) -> dict[str, Any]:
+        model = loaded.model
+        unknown = sorted(set(request.outputs) - set(model.output_names))
+        if unknown:
+            raise ProtocolError(
+                f"unknown output(s) {unknown}; model '{name}' has {model.output_names}"
+            )
+        batch = check_feed(model.inputs, request.inputs, model.config.max_batch_size)
+        try:
+            outputs = await loaded.scheduler.infer(request.inputs, batch)
+        except Exception as err:  # onnxruntime's own complaint about this input
+            raise ProtocolError(
+                f"model '{name}' version {loaded.number} could not run this input: {err}"
+            ) from err
+        wanted = request.outputs or outputs
+        return {key: outputs[key] for key in wanted}
+
+    # -- repository ---------------------------------------------------------------------
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: every model version on disk and its state."""
+        rows = []
+        for name in self.repository.names():
+            served = self._models.get(name)
+            for number in self.repository.versions(name) or [0]:
+                ready = served is not None and number in served.versions
+                if ready_only and not ready:
+                    continue
+                reason = "" if ready else (served.error if served else "unloaded")
+                state = "READY" if ready else "UNAVAILABLE"
+                version = str(number) if number else ""
+                rows.append({"name": name, "version": version, "state": state, "reason": reason})
+        return rows
+
+    async def load(
+        self,
+        name: str,
+        *,
+        config_json: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        traffic: Mapping[int, float] | None = None,
+        canary: float | None = None,
+    ) -> None:
+        """Load (or reload) a model; the versions serving now keep serving if it fails.
+
+        Args:
+            name: Model name.
+            config_json: A config that replaces ``config.pbtxt`` (Triton's ``config``).
+            files: Files to add under the model's folder (Triton's ``file:`` overrides),
+                e.g. ``{"2/model.onnx": b"..."}``.
+            traffic: Shares by version; the versions named are the ones loaded.
+            canary: Percent of traffic for the newest version, the rest to the current one.
+        """
+        served = self._models.setdefault(check_model_name(name), _Served())
+        async with served.lock:
+            staging = self.repository.stage(name, files) if files else None
+            try:
+                await self._load_locked(name, served, config_json, staging, traffic, canary)
+            except BaseException as err:
+                served.error = str(err)
+                if not served.versions:
+                    self._models.pop(name, None)
+                raise
+            finally:
+                if staging is not None:
+                    shutil.rmtree(staging, ignore_errors=True)
+
+    async def _load_locked(
+        self,
+        name: str,
+        served: _Served,
+        config_json: str | bytes | None,
+        staging: Path | None,
+        traffic: Mapping[int, float] | None,
+        canary: float | None,
+    ) -> None:
+        config = self._config(name, config_json)
+        staged = (
+            sorted(int(p.name) for p in staging.iterdir() if p.name.isdigit()) if staging else []
+        )
+        on_disk = sorted(set(self.repository.versions(name)) | set(staged))
+        target = self._target_traffic(served, config, on_disk, staged, traffic, canary)
+        fresh = {v for v in target if v in staged or config_json or v not in served.versions}
+        loaded = await self._load_versions(name, config, fresh, staging)
+        if staging is not None:
+            self.repository.commit(name, staging)
+        if config_json is not None:
+            self.repository.save_config(name, config)
+        self.repository.save_traffic(name, target)
+        retired = [served.versions[v] for v in served.versions if v not in target or v in fresh]
+        served.versions = {v: loaded.get(v) or served.versions[v] for v in target}
+        served.traffic, served.error = target, ""
+        log.info("model %s serving %s", name, target)
+        await self._retire(retired)
+
+    def _config(self, name: str, config_json: str | bytes | None) -> cfg.ModelConfig:
+        try:
+            config = cfg.from_json(config_json) if config_json else self.repository.config(name)
+        except NbDeployError as err:
+            raise ProtocolError(f"model '{name}': {err}") from err
+        if config.name and config.name != name:
+            raise ProtocolError(f"the config names model '{config.name}', not '{name}'")
+        config.name = name
+        return config
+
+    def _target_traffic(
+        self,
+        served: _Served,
+        config: cfg.ModelConfig,
+        on_disk: list[int],
+        staged: list[int],
+        traffic: Mapping[int, float] | None,
+        canary: float | None,
+    ) -> tr.Traffic:
+        if traffic:
+            return tr.check(traffic, on_disk)
+        if canary is not None:
+            return tr.canary(served.traffic, max(staged or on_disk), canary)
+        policy = config.version_policy
+        kind = policy.WhichOneof("policy_choice") or "latest"
+        return tr.by_policy(kind, policy.latest.num_versions, list(policy.specific.versions),
+                            on_disk)  # fmt: skip
+
+    async def _load_versions(
+        self, name: str, config: cfg.ModelConfig, numbers: set[int], staging: Path | None
+    ) -> dict[int, _Version]:
+        loaded: dict[int, _Version] = {}
+        try:
+            for number in sorted(numbers):
+                path = self.repository.model_file(name, number, config)
+                if staging is not None and (staging / str(number)).is_dir():
+                    path = staging / path.relative_to(self.repository.folder(name))
+                loaded[number] = await self._open(name, number, path, config)
+        except BaseException:
+            await self._retire(loaded.values())
+            raise
+        return loaded
+
+    async def _open(self, name: str, number: int, path: Path, config: cfg.ModelConfig) -> _Version:
+        if not path.is_file():
+            raise ProtocolError(f"model '{name}' version {number} has no {path.name}")
+        version_config = cfg.ModelConfig()
+        version_config.CopyFrom(config)
+        try:
+            model = await asyncio.to_thread(OnnxModel, path, version_config)
+        except Exception as err:
+            raise ProtocolError(f"failed to load '{name}' version {number}: {err}") from err
+        stats = VersionStats()
+        scheduler = Scheduler(model.run, model.config, stats, self._executor)
+        return _Version(number, model, scheduler, stats)
+
+    async def unload(self, name: str) -> None:
+        """Stop serving a model; its files stay, and a restart does not bring it back."""
+        served = self._served(name)
+        async with served.lock:
+            self._models.pop(name, None)
+            self.repository.save_traffic(name, {})
+            await self._retire(served.versions.values())
+
+    async def set_traffic(self, name: str, action: str, shares: Mapping[str, Any]) -> None:
+        """``promote``, ``rollback``, or explicit ``shares`` by version."""
+        served = self._served(name)
+        on_disk = self.repository.versions(name)
+        if action == "promote":
+            target = tr.promote(served.traffic)
+        elif action == "rollback":
+            target = tr.rollback(served.traffic, on_disk)
+        elif action == "set":
+            target = tr.check({int(k): float(v) for k, v in shares.items()}, on_disk)
+        else:
+            raise ProtocolError(f"unknown traffic action {action!r}; use promote, rollback, set")
+        await self.load(name, traffic=target)
+
+    async def _retire(self, versions: Any) -> None:
+        for loaded in list(versions):
+            await loaded.scheduler.close()
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def _served(self, name: str) -> _Served:
+        served = self._models.get(name)
+        if served is None or not served.versions:
+            raise ProtocolError(f"unknown model '{name}'; serving: {sorted(self._models)}",
+                                status=404)  # fmt: skip
+        return served
+
+    def _version(self, name: str, version: str) -> _Version:
+        served = self._served(name)
+        if not version:
+            return served.versions[max(v for v, s in served.traffic.items() if s > 0)]
+        if not version.isdigit() or int(version) not in served.versions:
+            raise ProtocolError(
+                f"model '{name}' has no loaded version {version!r}; loaded: "
+                f"{sorted(served.versions)}",
+                status=404,
+            )
+        return served.versions[int(version)]
+
+
+def _version_folders(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())

@@ -1,0 +1,215 @@
+"""The gRPC front end: Triton's ``GRPCInferenceService`` (the stubs tritonclient ships)
+on ``grpc.aio``, over the same dataplane as HTTP. :class:`ProtocolError` s become the
+matching status codes; the token, when set, is checked by an interceptor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+from .codecs import InferRequest, ProtocolError, decode_raw, encode_raw
+from .dataplane import DataPlane
+from .security import Guard
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_server"]
+
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+OPEN_METHODS = ("/inference.GRPCInferenceService/ServerLive",
+                "/inference.GRPCInferenceService/ServerReady")  # fmt: skip
+
+# InferTensorContents field per V2 datatype (when a client sends typed contents).
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc.aio.Server, int]:
+    """A ``grpc.aio`` server with the inference service bound to ``address`` (host:port),
+    and the port it got."""
+    limit = guard.max_request_bytes
+    server = grpc.aio.server(
+        interceptors=[_TokenCheck(guard)] if guard.token else [],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_Service(dataplane), server)
+    port = server.add_insecure_port(address)
+    return server, port
+
+
+class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
+
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+    ) -> Any:
+        metadata = dict(details.invocation_metadata or ())
+        if details.method in OPEN_METHODS or self._guard.token_ok(metadata.get("authorization")):
+            return await continuation(details)
+
+        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "this server needs 'authorization: Bearer <token>'"
+            )
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Turn a ProtocolError into the matching gRPC status, like HTTP's error handler."""
+
+    async def wrapper(self: _Service, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except ProtocolError as err:
+            code = STATUS_CODES.get(err.status, grpc.StatusCode.INVALID_ARGUMENT)
+            await context.abort(code, str(err))
+
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dp = dataplane
+
+    @_translating
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    @_translating
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.dp.ready())
+
+    @_translating
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        return pb.ModelReadyResponse(ready=self.dp.model_ready(request.name, request.version))
+
+    @_translating
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return json_format.ParseDict(self.dp.server_metadata(), pb.ServerMetadataResponse())
+
+    @_translating
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        doc = self.dp.model_metadata(request.name, request.version)
+        return json_format.ParseDict(doc, pb.ModelMetadataResponse())
+
+    @_translating
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
+        response = pb.ModelConfigResponse()
+        response.config.CopyFrom(self.dp.model_config(request.name, request.version))
+        return response
+
+    @_translating
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+        doc = self.dp.statistics(request.name, request.version)
+        return json_format.ParseDict(doc, pb.ModelStatisticsResponse())
+
+    @_translating
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        rows = self.dp.index(ready_only=request.ready)
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r)
+                                                  for r in rows])  # fmt: skip
+
+    @_translating
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        params = request.parameters
+        config = params["config"].string_param if "config" in params else None
+        files = {k[5:]: v.bytes_param for k, v in params.items() if k.startswith("file:")}
+        if files and config is None:
+            raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
+        traffic = None
+        if "traffic" in params:
+            try:
+                shares = json.loads(params["traffic"].string_param)
+                traffic = {int(k): float(v) for k, v in shares.items()}
+            except (ValueError, AttributeError) as err:
+                raise ProtocolError("parameter 'traffic' must map versions to shares") from err
+        canary = float(params["canary"].string_param) if "canary" in params else None
+        await self.dp.load(
+            request.model_name, config_json=config, files=files, traffic=traffic, canary=canary
+        )
+        return pb.RepositoryModelLoadResponse()
+
+    @_translating
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        await self.dp.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @_translating
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        decoded = _decode(request)
+        result = await self.dp.infer(request.model_name, request.model_version, decoded)
+        response = pb.ModelInferResponse(
+            model_name=result.model, model_version=result.version, id=request.id
+        )
+        for name, array in result.outputs.items():
+            datatype, raw = encode_raw(np.asarray(array))
+            response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+            response.raw_output_contents.append(raw)
+        return response
+
+
+def _decode(request: Any) -> InferRequest:
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise ProtocolError(
+            f"{len(request.inputs)} inputs but {len(raw)} raw_input_contents; send one per input"
+        )
+    inputs: dict[str, np.ndarray] = {}
+    for i, tensor in enumerate(request.inputs):
+        shape = list(tensor.shape)
+        if tensor.name in inputs:
+            raise ProtocolError(f"input '{tensor.name}' is given twice")
+        if raw:
+            inputs[tensor.name] = decode_raw(tensor.name, raw[i], tensor.datatype, shape)
+        else:
+            inputs[tensor.name] = _from_contents(tensor, shape)
+    if not inputs:
+        raise ProtocolError("the request has no inputs")
+    return InferRequest(inputs, {o.name: True for o in request.outputs})
+
+
+def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:
+    field = _CONTENTS.get(tensor.datatype)
+    if field is None:
+        raise ProtocolError(
+            f"input '{tensor.name}': datatype {tensor.datatype!r} cannot travel as typed "
+            "contents; send raw_input_contents"
+        )
+    values = list(getattr(tensor.contents, field))
+    raw = b"".join(len(v).to_bytes(4, "little") + v for v in values) if field == "bytes_contents" \
+        else np.asarray(values, dtype=_numpy(tensor.datatype)).tobytes()  # fmt: skip
+    return decode_raw(tensor.name, raw, tensor.datatype, shape)
+
+
+def _numpy(datatype: str) -> Any:
+    from .codecs import V2_TO_NUMPY
+
+    return V2_TO_NUMPY[datatype]

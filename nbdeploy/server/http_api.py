@@ -1,0 +1,217 @@
+"""The HTTP front end: KServe V2 / Triton REST routes (and TF Serving's predict) over the
+dataplane, as a Starlette app. Handlers translate; errors become ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import config as cfg
+from .codecs import ProtocolError, decode_request, encode_response
+from .dataplane import DataPlane
+from .security import Guard
+from .tfserving import decode_predict, encode_predict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_app"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+MODEL = "/v2/models/{name}"
+VERSION = "/v2/models/{name}/versions/{version}"
+
+
+def build_app(dataplane: DataPlane, guard: Guard) -> Any:
+    """The ASGI app: routes, JSON errors, then the guard (token, Host, size limit)."""
+    h = _Handlers(dataplane)
+    routes = [
+        Route("/v2/health/live", h.live),
+        Route("/v2/health/ready", h.ready),
+        Route("/v2", h.server_metadata),
+        Route("/v2/models/stats", h.statistics),
+        Route("/v2/repository/index", h.index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", h.load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", h.unload, methods=["POST"]),
+        Route("/v2/repository/models/{name}/traffic", h.set_traffic, methods=["POST"]),
+        Route(MODEL + "/traffic", h.traffic),
+        Route("/metrics", h.metrics),
+        Route("/v1/models/{name}:predict", h.predict, methods=["POST"]),
+        Route("/v1/models/{name}/versions/{version}:predict", h.predict, methods=["POST"]),
+    ]
+    for prefix in (MODEL, VERSION):
+        routes += [
+            Route(prefix, h.model_metadata),
+            Route(prefix + "/ready", h.model_ready),
+            Route(prefix + "/config", h.model_config),
+            Route(prefix + "/stats", h.statistics),
+            Route(prefix + "/infer", h.infer, methods=["POST"]),
+        ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ProtocolError: _protocol_error, HTTPException: _http_error},
+    )
+    return guard.wrap(app)
+
+
+async def _protocol_error(request: Request, exc: Exception) -> Response:
+    status = exc.status if isinstance(exc, ProtocolError) else 400
+    return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "no such endpoint", 405: "method not allowed here"}.get(status, str(exc))
+    return JSONResponse({"error": f"{message}: {request.method} {request.url.path}"}, status)
+
+
+def _names(request: Request) -> tuple[str, str]:
+    params = request.path_params
+    return str(params.get("name", "")), str(params.get("version", ""))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body:
+        return {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ProtocolError(f"the request is not valid JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"the request must be a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+class _Handlers:
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dp = dataplane
+
+    async def live(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def ready(self, request: Request) -> Response:
+        return Response(status_code=200 if self.dp.ready() else 400)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return JSONResponse(self.dp.server_metadata())
+
+    async def model_metadata(self, request: Request) -> Response:
+        return JSONResponse(self.dp.model_metadata(*_names(request)))
+
+    async def model_ready(self, request: Request) -> Response:
+        return Response(status_code=200 if self.dp.model_ready(*_names(request)) else 400)
+
+    async def model_config(self, request: Request) -> Response:
+        return JSONResponse(cfg.to_json(self.dp.model_config(*_names(request))))
+
+    async def statistics(self, request: Request) -> Response:
+        return JSONResponse(self.dp.statistics(*_names(request)))
+
+    async def metrics(self, request: Request) -> Response:
+        return PlainTextResponse(self.dp.metrics(), media_type="text/plain; version=0.0.4")
+
+    async def traffic(self, request: Request) -> Response:
+        name, _ = _names(request)
+        return JSONResponse({"name": name, "traffic": self.dp.traffic(name)})
+
+    async def infer(self, request: Request) -> Response:
+        name, version = _names(request)
+        raw_length = request.headers.get("inference-header-content-length")
+        if raw_length is not None and not raw_length.isdigit():
+            raise ProtocolError(f"Inference-Header-Content-Length {raw_length!r} is not a number")
+        body = await request.body()
+        decoded = decode_request(body, int(raw_length) if raw_length is not None else None)
+        result = await self.dp.infer(name, version, decoded)
+        payload, header = encode_response(result.model, result.version, result.outputs, decoded)
+        if header is None:
+            return Response(payload, media_type="application/json")
+        return Response(
+            payload,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header)},
+        )
+
+    async def predict(self, request: Request) -> Response:
+        name, version = _names(request)
+        decoded, rows = decode_predict(await request.body(), self.dp.inputs(name, version))
+        result = await self.dp.infer(name, version, decoded)
+        return Response(encode_predict(result.outputs, rows), media_type="application/json")
+
+    async def index(self, request: Request) -> Response:
+        ready = bool((await _json_object(request)).get("ready", False))
+        return JSONResponse(self.dp.index(ready_only=ready))
+
+    async def load(self, request: Request) -> Response:
+        name, _ = _names(request)
+        params = (await _json_object(request)).get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ProtocolError("'parameters' must be an object")
+        await self.dp.load(
+            name,
+            config_json=_string(params, "config"),
+            files=_files(params),
+            traffic=_traffic(params.get("traffic")),
+            canary=_number(params, "canary"),
+        )
+        return Response(status_code=200)
+
+    async def unload(self, request: Request) -> Response:
+        await self.dp.unload(_names(request)[0])
+        return Response(status_code=200)
+
+    async def set_traffic(self, request: Request) -> Response:
+        name, _ = _names(request)
+        doc = await _json_object(request)
+        shares = doc.get("traffic") or {}
+        if not isinstance(shares, dict):
+            raise ProtocolError("'traffic' must be an object of version -> share")
+        await self.dp.set_traffic(name, str(doc.get("action", "set")), shares)
+        return JSONResponse({"name": name, "traffic": self.dp.traffic(name)})
+
+
+def _string(params: dict[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"parameter '{key}' must be a string")
+    return value
+
+
+def _number(params: dict[str, Any], key: str) -> float | None:
+    value = params.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ProtocolError(f"parameter '{key}' must be a number")
+    return value
+
+
+def _files(params: dict[str, Any]) -> dict[str, bytes]:
+    files = {}
+    for key, value in params.items():
+        if not key.startswith("file:"):
+            continue
+        try:
+            files[key[5:]] = base64.b64decode(value, validate=True)
+        except (ValueError, TypeError) as err:
+            raise ProtocolError(f"parameter '{key}' must be base64-encoded file content") from err
+    if files and "config" not in params:
+        raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
+    return files
+
+
+def _traffic(value: Any) -> dict[int, float] | None:
+    if value is None:
+        return None
+    try:
+        shares = json.loads(value) if isinstance(value, str) else value
+        return {int(k): float(v) for k, v in shares.items()}
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ProtocolError("parameter 'traffic' must map versions to shares") from err

@@ -1,0 +1,181 @@
+"""The server process: HTTP (uvicorn) and gRPC (grpc.aio) on one event loop over one
+dataplane, with a state file in the repository so notebooks can find it again.
+
+Run it with ``nbdeploy serve REPO`` or ``python -m nbdeploy.server REPO``; notebooks use
+:func:`nbdeploy.server.start`, which launches this detached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import NbDeployError
+from .repository import Repository
+from .security import DEFAULT_MAX_REQUEST_BYTES, Guard
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServerOptions", "run"]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How a server listens and what it serves.
+
+    Attributes:
+        repository: The model repository folder.
+        host: Address to listen on; anything but loopback needs ``token``.
+        http_port: HTTP port (0: any free port).
+        grpc_port: gRPC port (0: any free port).
+        token: Bearer token clients must send.
+        allowed_hosts: Extra ``Host`` names accepted without a token.
+        max_request_bytes: Largest request accepted.
+        threads: Threads that run models.
+    """
+
+    repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 0
+    grpc_port: int = 0
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
+
+    @property
+    def guard(self) -> Guard:
+        return Guard(self.token, frozenset(self.allowed_hosts), self.max_request_bytes)
+
+
+def run(options: ServerOptions) -> None:
+    """Serve until SIGTERM or SIGINT (blocking)."""
+    options.guard.check_bind(options.host)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # the standard loop works, a little slower
+        pass
+    asyncio.run(_serve(options))
+
+
+async def _serve(options: ServerOptions) -> None:
+    import uvicorn
+
+    from .dataplane import DataPlane
+    from .grpc_api import build_server
+    from .http_api import build_app
+
+    repository = Repository(options.repository)
+    dataplane = DataPlane(repository, threads=options.threads)
+    http_socket = _bind(options.host, options.http_port)
+    address = f"{_url_host(options.host)}:{options.grpc_port}"
+    grpc_server, grpc_port = build_server(dataplane, options.guard, address)
+    await dataplane.restore()
+    app = build_app(dataplane, options.guard)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, http="httptools", loop="none"
+    )
+    http = uvicorn.Server(config)
+    await grpc_server.start()
+    task = asyncio.create_task(http.serve(sockets=[http_socket]))
+    while not http.started and not task.done():
+        await asyncio.sleep(0.01)
+    state = _state(options, http_socket.getsockname()[1], grpc_port)
+    if http.started:
+        _write_state(repository, state)
+        log.warning(
+            "serving %s on %s and %s", repository.root, state["http_url"], state["grpc_url"]
+        )
+    try:
+        await task
+    finally:
+        repository.state_file.unlink(missing_ok=True)
+        await grpc_server.stop(grace=2)
+        await dataplane.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _state(options: ServerOptions, http_port: int, grpc_port: int) -> dict[str, Any]:
+    host = _url_host("127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host)
+    return {
+        "pid": os.getpid(),
+        "host": options.host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "http_url": f"http://{host}:{http_port}",
+        "grpc_url": f"{host}:{grpc_port}",
+        "metrics_url": f"http://{host}:{http_port}/metrics",
+        "repository": str(Path(options.repository).resolve()),
+        "token": options.token,
+        "max_request_bytes": options.max_request_bytes,
+    }
+
+
+def _write_state(repository: Repository, state: dict[str, Any]) -> None:
+    """The state file is readable by its owner only: it carries the token."""
+    temp = repository.state_file.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state, out, indent=2)
+    temp.replace(repository.state_file)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's command-line options (shared by ``nbdeploy serve``)."""
+    parser.add_argument("repository", type=Path, help="model repository folder (Triton layout)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (0: any free)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: any free)")
+    parser.add_argument(
+        "--allow-host", action="append", default=[], help="extra Host name to accept"
+    )
+    parser.add_argument(
+        "--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request body accepted",
+    )  # fmt: skip
+
+
+def options_from(args: argparse.Namespace) -> ServerOptions:
+    """Options from parsed arguments; the token comes from ``$NBDEPLOY_TOKEN`` (never argv,
+    which other users can read in the process list)."""
+    return ServerOptions(
+        repository=args.repository, host=args.host, http_port=args.http_port,
+        grpc_port=args.grpc_port, token=os.environ.get("NBDEPLOY_TOKEN") or None,
+        allowed_hosts=tuple(args.allow_host), max_request_bytes=args.max_request_bytes,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a repository in the foreground until interrupted."""
+    parser = argparse.ArgumentParser(prog="nbdeploy serve", description=__doc__)
+    add_arguments(parser)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        run(options_from(parser.parse_args(argv)))
+    except NbDeployError as err:
+        print(f"nbdeploy serve: {err}", file=sys.stderr)
+        return 1
+    return 0

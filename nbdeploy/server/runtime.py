@@ -1,0 +1,156 @@
+"""One model version on onnxruntime: load, check a request against the signature, run.
+
+Runs are synchronous; the batcher calls them from ``instances`` threads at once, like
+Triton's instance groups (one onnxruntime session is safe to run concurrently, and
+releases the GIL while it computes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _onnxio
+from ..errors import ArtifactError
+from ..types import TensorSpec
+from . import config as cfg
+from .codecs import V2_TO_NUMPY, ProtocolError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxModel", "check_feed"]
+
+
+class OnnxModel:
+    """An ONNX model file on onnxruntime's CPU provider.
+
+    Args:
+        path: The ``model.onnx`` file (external data beside it).
+        config: Its Triton config; inputs/outputs left empty are filled from the file.
+    """
+
+    def __init__(self, path: Path, config: cfg.ModelConfig) -> None:
+        import onnxruntime as ort
+
+        _check_external_data(path)
+        options = ort.SessionOptions()
+        for key, value in cfg.session_entries(config).items():
+            options.add_session_config_entry(key, value)
+        threads = config.parameters.get("intra_op_thread_count")
+        if threads is not None and threads.string_value:
+            options.intra_op_num_threads = int(threads.string_value)
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.instances = sum(group.count for group in config.instance_group) or 1
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        if not config.input:
+            config.CopyFrom(_complete(config, self._session))
+        self.config = config
+        self.inputs, self.outputs = cfg.signature(config)
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """All outputs for one (already checked) feed."""
+        values = self._session.run(self.output_names, dict(feed))
+        return dict(zip(self.output_names, values, strict=True))
+
+
+def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
+    """Fill a config's signature from the model, as Triton's auto-complete does."""
+    from ..types import ONNX_TO_NUMPY
+
+    names = {f"tensor({v})": k for k, v in _ORT_TYPES.items()}
+
+    def specs(values: Sequence[Any]) -> list[TensorSpec]:
+        return [
+            TensorSpec(v.name, ONNX_TO_NUMPY.get(names.get(v.type, 0), "unknown"),
+                       tuple(d if isinstance(d, int) else (d or None) for d in v.shape))
+            for v in values
+        ]  # fmt: skip
+
+    done = cfg.build_config(
+        config.name, specs(session.get_inputs()), specs(session.get_outputs()),
+        max_batch_size=config.max_batch_size or None,
+    )  # fmt: skip
+    done.MergeFrom(config)
+    return done
+
+
+# ONNX element type -> onnxruntime's type string suffix.
+_ORT_TYPES = {
+    1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    8: "string", 9: "bool", 10: "float16", 11: "double", 12: "uint32", 13: "uint64",
+    16: "bfloat16",
+}  # fmt: skip
+
+
+def _check_external_data(path: Path) -> None:
+    """Refuse external-data references that leave the model's folder (or go through links)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise ArtifactError(f"{path.name} is not a readable ONNX model: {err}") from err
+    folder = path.parent.resolve()
+    for location in _onnxio.data_files(model):
+        target = path.parent / location
+        if target.is_symlink() or not target.resolve().is_relative_to(folder):
+            raise ArtifactError(
+                f"external data '{location}' of {path.name} must be a plain file in the "
+                "model's folder"
+            )
+
+
+def check_feed(
+    inputs: Sequence[TensorSpec], feed: Mapping[str, np.ndarray], max_batch_size: int
+) -> int:
+    """Check a request's inputs against the signature; return its batch size (0: none).
+
+    Raises:
+        ProtocolError: naming the input at fault and what it should be.
+    """
+    known = {spec.name: spec for spec in inputs}
+    missing = sorted(set(known) - set(feed))
+    unknown = sorted(set(feed) - set(known))
+    if missing or unknown:
+        parts = [f"missing input(s) {missing}"] * bool(missing)
+        parts += [f"unknown input(s) {unknown}"] * bool(unknown)
+        raise ProtocolError(f"{'; '.join(parts)}; the model takes {sorted(known)}")
+    batch = 0
+    for name, array in feed.items():
+        spec = known[name]
+        _check_one(spec, array, max_batch_size)
+        if max_batch_size > 0:
+            if batch and array.shape[0] != batch:
+                raise ProtocolError(
+                    f"input '{name}' has batch size {array.shape[0]}, other inputs {batch}"
+                )
+            batch = int(array.shape[0])
+    return batch
+
+
+def _check_one(spec: TensorSpec, array: np.ndarray, max_batch_size: int) -> None:
+    expected = V2_TO_NUMPY.get(cfg.v2_datatype(spec.dtype)) if spec.dtype != "unknown" else None
+    if expected is not None and array.dtype != expected:
+        got = cfg.v2_datatype(array.dtype.name if array.dtype.kind != "O" else "object")
+        raise ProtocolError(
+            f"input '{spec.name}' has datatype {got}; the model expects "
+            f"{cfg.v2_datatype(spec.dtype)}"
+        )
+    shape_ok = len(array.shape) == spec.rank and all(
+        not isinstance(want, int) or want == got
+        for want, got in zip(spec.shape, array.shape, strict=True)
+    )
+    if not shape_ok:
+        raise ProtocolError(
+            f"input '{spec.name}' has shape {list(array.shape)}; the model expects "
+            f"{spec.shape_text}"
+        )
+    if max_batch_size > 0 and not 1 <= array.shape[0] <= max_batch_size:
+        raise ProtocolError(
+            f"input '{spec.name}' has batch size {array.shape[0]}; this model takes 1 to "
+            f"{max_batch_size} per request"
+        )

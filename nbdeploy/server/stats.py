@@ -1,0 +1,126 @@
+"""Per-version statistics, in Triton's shapes: the statistics endpoint's JSON and the
+Prometheus metrics under Triton's names (so existing Grafana dashboards work).
+
+One set of counters feeds both; they are only touched on the server's event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Duration", "VersionStats", "exposition"]
+
+
+@dataclass
+class Duration:
+    """How many times something happened and how long it took in total."""
+
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+    def to_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class VersionStats:
+    """What one model version has done since it was loaded."""
+
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    inference_count: int = 0  # batch items
+    execution_count: int = 0  # runs (a batched run serves many requests)
+    last_inference_ms: int = 0
+    batches: dict[int, Duration] = field(default_factory=dict)
+
+    def record_execution(self, batch: int, ns: int) -> None:
+        """One model run over ``batch`` items."""
+        self.execution_count += 1
+        self.batches.setdefault(batch, Duration()).add(ns)
+
+    def record_request(self, ok: bool, ns: int, items: int = 1) -> None:
+        """One request answered (``ok``) or failed, ``ns`` after it arrived."""
+        (self.success if ok else self.fail).add(ns)
+        if ok:
+            self.inference_count += items
+        self.last_inference_ms = int(time.time() * 1000)
+
+    def to_dict(self, name: str, version: str) -> dict[str, Any]:
+        """Triton's ``model_stats`` entry."""
+        zero = Duration().to_dict()
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                "success": self.success.to_dict(),
+                "fail": self.fail.to_dict(),
+                "queue": self.queue.to_dict(),
+                "compute_input": zero,
+                "compute_infer": self.compute_infer.to_dict(),
+                "compute_output": zero,
+                "cache_hit": zero,
+                "cache_miss": zero,
+            },
+            "batch_stats": [_batch(size, d) for size, d in sorted(self.batches.items())],
+        }
+
+
+def _batch(size: int, compute: Duration) -> dict[str, Any]:
+    zero = Duration().to_dict()
+    return {"batch_size": size, "compute_input": zero, "compute_infer": compute.to_dict(),
+            "compute_output": zero}  # fmt: skip
+
+
+# Triton's metric name -> (help, how to read it from VersionStats).
+_COUNTERS: dict[str, tuple[str, Callable[[VersionStats], float]]] = {
+    "nv_inference_request_success": (
+        "Number of successful inference requests, all batch sizes", lambda s: s.success.count),
+    "nv_inference_request_failure": (
+        "Number of failed inference requests, all batch sizes", lambda s: s.fail.count),
+    "nv_inference_count": (
+        "Number of inferences performed (does not include cached requests)",
+        lambda s: s.inference_count),
+    "nv_inference_exec_count": (
+        "Number of model executions performed (does not include cached requests)",
+        lambda s: s.execution_count),
+    "nv_inference_request_duration_us": (
+        "Cumulative inference request duration in microseconds (includes cached requests)",
+        lambda s: (s.success.ns + s.fail.ns) // 1000),
+    "nv_inference_queue_duration_us": (
+        "Cumulative inference queuing duration in microseconds (includes cached requests)",
+        lambda s: s.queue.ns // 1000),
+    "nv_inference_compute_infer_duration_us": (
+        "Cumulative compute inference duration in microseconds (does not include cached "
+        "requests)", lambda s: s.compute_infer.ns // 1000),
+}  # fmt: skip
+
+
+def exposition(rows: Iterable[tuple[str, str, VersionStats]]) -> str:
+    """Prometheus text format, exactly as Triton writes it (``# TYPE nv_... counter``
+    with no ``_total`` suffix, which prometheus-client would add), labelled by model and
+    version."""
+    rows = list(rows)
+    lines = []
+    for name, (doc, read) in _COUNTERS.items():
+        lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter"]
+        lines += [
+            f'{name}{{model="{_label(model)}",version="{_label(version)}"}} {read(stats)}'
+            for model, version, stats in rows
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
