@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -136,12 +135,18 @@ def start(
         command += ["--max-request-bytes", str(max_request_bytes)]
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
     log_path = root / "server.log"
-    with log_path.open("ab") as log_file:
-        child = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-    return _wait_started(root, child, log_path, timeout)
+    pid = _spawn_detached(command, env, log_path)
+    return _wait_started(root, pid, log_path, timeout)
+
+
+def _spawn_detached(command: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Launch in a new session, output to ``log_path``; no Popen object to outlive us."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(command[0], command, env, file_actions=actions, setsid=True)
 
 
 def _port(requested: int | None, preferred: int, host: str) -> int:
@@ -155,19 +160,28 @@ def _port(requested: int | None, preferred: int, host: str) -> int:
     return preferred
 
 
-def _wait_started(
-    root: Path, child: subprocess.Popen[bytes], log_path: Path, timeout: float
-) -> ServerStatus:
+def _wait_started(root: Path, pid: int, log_path: Path, timeout: float) -> ServerStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise ServerError(f"the server exited with code {child.returncode}:\n{_tail(log_path)}")
+        code = _exit_code(pid)
+        if code is not None:
+            raise ServerError(f"the server exited with code {code}:\n{_tail(log_path)}")
         current = status(root)
-        if current.running and current.pid == child.pid:
+        if current.running and current.pid == pid:
             return current
         time.sleep(0.05)
-    child.kill()
+    os.kill(pid, signal.SIGKILL)
+    _exit_code(pid)
     raise ServerError(f"the server did not answer within {timeout:.0f}s:\n{_tail(log_path)}")
+
+
+def _exit_code(pid: int) -> int | None:
+    """Reap ``pid`` if it is our child and has exited; its exit code, else ``None``."""
+    try:
+        done, code = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by another kernel): nothing to reap
+        return None
+    return os.waitstatus_to_exitcode(code) if done else None
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -209,6 +223,7 @@ def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 1
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+    _exit_code(pid)
     (root / STATE_FILE).unlink(missing_ok=True)
     return True
 

@@ -1,0 +1,88 @@
+"""Servers for the server tests: our own as a real subprocess on free loopback ports
+(started once per session), and a real Triton where the nvidia-pytriton wheel runs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import nbdeploy as nbd
+from tests import onnx_models
+
+W = np.arange(6, dtype=np.float32).reshape(3, 2)  # the weights of onnx_models.affine
+
+
+def affine(offset: float = 0.0) -> nbd.Artifact:
+    """y = x @ W + b + offset: versions with different offsets answer differently."""
+    model = onnx_models.affine()
+    bias = model.graph.initializer[1]
+    values = np.frombuffer(bias.raw_data, np.float32) + np.float32(offset)
+    bias.raw_data = values.astype(np.float32).tobytes()
+    return nbd.export(model, name="affine")
+
+
+def expected(x: np.ndarray, offset: float = 0.0) -> np.ndarray:
+    return x @ W + np.array([0.5, -1.0], np.float32) + np.float32(offset)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server under test: where it listens and which model it serves as ``affine``."""
+
+    kind: str
+    http: str  # host:port
+    grpc: str
+    repository: Path
+
+    def request(
+        self, method: str, path: str, body: bytes | str | None = None, **headers: str
+    ) -> tuple[int, Any]:
+        """A raw HTTP call; returns the status and the decoded JSON body (or raw bytes)."""
+        host, port = self.http.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.request(method, path, body=body, headers={k.replace("_", "-"): v
+                                                          for k, v in headers.items()})  # fmt: skip
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """Our server, with ``affine`` v1 (offset 0) and ``affine2`` v1 served."""
+    repo = tmp_path_factory.mktemp("repository")
+    status = nbd.server.start(repo, http_port=0, grpc_port=0)
+    try:
+        nbd.serve(affine(), name="affine", repository=repo)
+        nbd.serve(affine(), name="affine2", repository=repo)
+        yield Endpoint("nbdeploy", status.http_url.removeprefix("http://"), status.grpc_url, repo)
+    finally:
+        nbd.server.stop(repo)
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """A real Triton (nvidia-pytriton's tritonserver) serving the same ``affine`` models."""
+    from tests import triton as real_triton
+
+    reason = real_triton.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    repo = tmp_path_factory.mktemp("triton-repository")
+    for name in ("affine", "affine2"):
+        real_triton.write_onnx_python_model(repo, name, affine())
+    with real_triton.running(repo) as (http_address, grpc_address):
+        yield Endpoint("triton", http_address, grpc_address, repo)

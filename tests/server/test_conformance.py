@@ -1,0 +1,149 @@
+"""Behaviours shared with Triton, checked through the real tritonclient (HTTP, gRPC and
+their asyncio variants). Runs against our server, and against a real Triton where the
+nvidia-pytriton wheel can run (see tests/triton.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+import tritonclient.http as httpclient
+import tritonclient.http.aio as httpaio
+from tritonclient.utils import InferenceServerException
+
+from .conftest import Endpoint, expected
+
+pytestmark = pytest.mark.slow
+
+X = np.arange(12, dtype=np.float32).reshape(4, 3) / 3
+
+
+@pytest.fixture(scope="module", params=["nbdeploy", "triton"])
+def server(request: pytest.FixtureRequest) -> Endpoint:
+    endpoint: Endpoint = request.getfixturevalue("local" if request.param == "nbdeploy"
+                                                 else "triton")  # fmt: skip
+    return endpoint
+
+
+def _http_input(x: np.ndarray, binary: bool) -> httpclient.InferInput:
+    item = httpclient.InferInput("x", list(x.shape), "FP32")
+    item.set_data_from_numpy(x, binary_data=binary)
+    return item
+
+
+def test_health_and_server_metadata(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    assert client.is_server_live() and client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert {"binary_tensor_data", "model_repository"} <= set(meta["extensions"])
+    g = grpcclient.InferenceServerClient(server.grpc)
+    assert g.is_server_live() and g.is_server_ready()
+    assert "model_repository" in g.get_server_metadata().extensions
+
+
+def test_model_metadata_config_and_readiness(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    assert client.is_model_ready("affine") and client.is_model_ready("affine", "1")
+    assert not client.is_model_ready("affine", "99")
+    meta = client.get_model_metadata("affine")
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
+    assert meta["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
+    config = client.get_model_config("affine")
+    assert config["max_batch_size"] > 0 and config["input"][0]["dims"] == [3]
+    g = grpcclient.InferenceServerClient(server.grpc)
+    assert g.get_model_metadata("affine", "1").inputs[0].shape == [-1, 3]
+    assert g.get_model_config("affine").config.input[0].dims == [3]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_http_infer_json_and_binary(server: Endpoint, binary: bool) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    wanted = [httpclient.InferRequestedOutput("y", binary_data=binary)]
+    result = client.infer("affine", [_http_input(X, binary)], outputs=wanted, request_id="r7")
+    np.testing.assert_allclose(result.as_numpy("y"), expected(X), rtol=1e-6)
+    response = result.get_response()
+    assert response["model_version"] == "1" and response["id"] == "r7"
+    versioned = client.infer("affine", [_http_input(X, binary)], model_version="1")
+    np.testing.assert_allclose(versioned.as_numpy("y"), expected(X), rtol=1e-6)
+
+
+def test_grpc_infer(server: Endpoint) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc)
+    item = grpcclient.InferInput("x", list(X.shape), "FP32")
+    item.set_data_from_numpy(X)
+    result = client.infer("affine", [item], outputs=[grpcclient.InferRequestedOutput("y")])
+    np.testing.assert_allclose(result.as_numpy("y"), expected(X), rtol=1e-6)
+    assert result.get_response().model_version == "1"
+
+
+def test_asyncio_clients(server: Endpoint) -> None:
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        h = httpaio.InferenceServerClient(server.http)
+        g = grpcaio.InferenceServerClient(server.grpc)
+        try:
+            item = grpcaio.InferInput("x", list(X.shape), "FP32")
+            item.set_data_from_numpy(X)
+            a, b = await asyncio.gather(
+                h.infer("affine", [_http_input(X, True)]), g.infer("affine", [item])
+            )
+            return a.as_numpy("y"), b.as_numpy("y")
+        finally:
+            await h.close()
+            await g.close()
+
+    for answer in asyncio.run(both()):
+        np.testing.assert_allclose(answer, expected(X), rtol=1e-6)
+
+
+def test_statistics_count_requests(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    before = client.get_inference_statistics("affine")["model_stats"][0]
+    client.infer("affine", [_http_input(X, True)])
+    after = client.get_inference_statistics("affine")["model_stats"][0]
+    success = after["inference_stats"]["success"]["count"]
+    assert success == before["inference_stats"]["success"]["count"] + 1
+    g = grpcclient.InferenceServerClient(server.grpc)
+    assert g.get_inference_statistics("affine").model_stats[0].inference_count >= 4
+
+
+def test_unknown_model_and_version_are_client_errors(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    with pytest.raises(InferenceServerException, match="nope"):
+        client.infer("nope", [_http_input(X, True)])
+    with pytest.raises(InferenceServerException):
+        client.infer("affine", [_http_input(X, True)], model_version="99")
+    status, body = server.request("POST", "/v2/models/nope/infer", b"{}")
+    assert 400 <= status < 500 and "error" in body
+    g = grpcclient.InferenceServerClient(server.grpc)
+    with pytest.raises(InferenceServerException, match="nope"):
+        item = grpcclient.InferInput("x", list(X.shape), "FP32")
+        item.set_data_from_numpy(X)
+        g.infer("nope", [item])
+
+
+def test_wrong_shape_is_a_client_error(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    bad = np.zeros((2, 5), np.float32)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("affine", [_http_input(bad, True)])
+    assert info.value.status() in ("400", None) or "shape" in str(info.value)
+    np.testing.assert_allclose(  # and the next good request still works
+        client.infer("affine", [_http_input(X, True)]).as_numpy("y"), expected(X), rtol=1e-6
+    )
+
+
+def test_repository_index_unload_and_load(server: Endpoint) -> None:
+    for client in (httpclient.InferenceServerClient(server.http),
+                   grpcclient.InferenceServerClient(server.grpc)):  # fmt: skip
+        client.unload_model("affine2")
+        index = client.get_model_repository_index()
+        rows = index if isinstance(index, list) else [
+            {"name": m.name, "state": m.state} for m in index.models
+        ]  # fmt: skip
+        assert any(r["name"] == "affine2" and r.get("state") != "READY" for r in rows)
+        assert not client.is_model_ready("affine2")
+        client.load_model("affine2")
+        assert client.is_model_ready("affine2")

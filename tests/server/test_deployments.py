@@ -1,0 +1,138 @@
+"""nbd.serve through the real server and the real tritonclient: versions, canary,
+promote, rollback, failing loads, restarts (also after kill -9), TF Serving's predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+import nbdeploy as nbd
+from nbdeploy.server import ServerError
+
+from .conftest import affine, expected
+
+pytestmark = pytest.mark.slow
+
+X = np.ones((2, 3), np.float32)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+    yield tmp_path
+    nbd.server.stop(tmp_path)
+
+
+def _versions_answering(dep: nbd.Deployment, count: int = 300) -> Counter[str]:
+    client = dep.client()
+    item = httpclient.InferInput("x", list(X.shape), "FP32")
+    item.set_data_from_numpy(X)
+    seen: Counter[str] = Counter()
+    for _ in range(count):
+        result = client.infer(dep.name, [item])
+        version = result.get_response()["model_version"]
+        np.testing.assert_allclose(result.as_numpy("y"), expected(X, float(version) - 1))
+        seen[version] += 1
+    return seen
+
+
+def test_versions_canary_promote_rollback(repo: Path) -> None:
+    first = nbd.serve(affine(0), name="affine", repository=repo)
+    assert (first.version, first.traffic) == (1, {1: 100.0})
+    canary = nbd.serve(affine(1), name="affine", canary=25, repository=repo)
+    assert canary.version == 2 and canary.traffic == {1: 75.0, 2: 25.0}
+    seen = _versions_answering(canary)
+    assert 0.15 < seen["2"] / 300 < 0.35, seen
+    assert canary.promote() == {1: 0.0, 2: 100.0}
+    assert _versions_answering(canary, 20) == Counter({"2": 20})
+    assert canary.rollback() == {1: 100.0}
+    assert _versions_answering(canary, 20) == Counter({"1": 20})
+    assert not canary.client().is_model_ready("affine", "2")  # the canary is unloaded
+    assert [d.version for d in nbd.deployments(repo)] == [1]
+
+
+def test_a_failing_version_leaves_the_old_one_serving(repo: Path) -> None:
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    broken = affine(5)
+    broken.onnx.graph.node[0].op_type = "NoSuchOp"  # loads nowhere
+    with pytest.raises(ServerError, match=r"failed to load 'affine' version 2.*NoSuchOp"):
+        nbd.serve(broken, name="affine", repository=repo)
+    assert _versions_answering(dep, 10) == Counter({"1": 10})
+    assert not (repo / "affine" / "2").exists()
+    assert nbd.serve(affine(1), name="affine", repository=repo).version == 2
+
+
+def test_every_model_comes_back_after_kill_9(repo: Path) -> None:
+    nbd.serve(affine(0), name="affine", repository=repo)
+    nbd.serve(affine(1), name="affine", canary=50, repository=repo)
+    nbd.serve(affine(0), name="other", repository=repo)
+    before = nbd.server.status(repo)
+    os.kill(before.pid or 0, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while nbd.server.status(repo).running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = nbd.server.start(repo, http_port=0, grpc_port=0)
+    assert after.pid != before.pid
+    ready = {(m["name"], m["version"]) for m in after.models if m["state"] == "READY"}
+    assert ready == {("affine", "1"), ("affine", "2"), ("other", "1")}
+    dep = next(d for d in nbd.deployments(repo) if d.name == "affine")
+    assert dep.traffic == {1: 50.0, 2: 50.0}
+    assert set(_versions_answering(dep, 60)) == {"1", "2"}
+
+
+def test_stop_and_start_keep_models_and_unload_is_remembered(repo: Path) -> None:
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    nbd.serve(affine(0), name="gone", repository=repo)
+    dep.client().unload_model("gone")
+    assert nbd.server.stop(repo)
+    assert not nbd.server.status(repo).running and not nbd.server.stop(repo)
+    nbd.server.start(repo, http_port=0, grpc_port=0)
+    assert [d.name for d in nbd.deployments(repo)] == ["affine"]
+
+
+def test_tf_serving_predict(repo: Path) -> None:
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    status = nbd.server.status(repo)
+    from .conftest import Endpoint
+
+    endpoint = Endpoint("nbdeploy", status.http_url.removeprefix("http://"), "", repo)
+    code, doc = endpoint.request("POST", "/v1/models/affine:predict",
+                                 json.dumps({"instances": X.tolist()}))  # fmt: skip
+    assert code == 200 and np.allclose(doc["predictions"], expected(X))
+    code, doc = endpoint.request("POST", "/v1/models/affine/versions/1:predict",
+                                 json.dumps({"inputs": {"x": X.tolist()}}))  # fmt: skip
+    assert code == 200 and np.allclose(doc["outputs"], expected(X))
+    code, doc = endpoint.request("POST", "/v1/models/affine:predict", json.dumps({"rows": 1}))
+    assert code == 400 and "'instances' or 'inputs'" in doc["error"]
+    assert dep.stats()[0]["inference_count"] == 4
+
+
+def test_metrics_use_tritons_names(repo: Path) -> None:
+    import urllib.request
+
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    _versions_answering(dep, 3)
+    text = urllib.request.urlopen(dep.metrics_url).read().decode()
+    assert 'nv_inference_request_success{model="affine",version="1"} 3' in text
+    assert 'nv_inference_count{model="affine",version="1"} 6' in text
+    for name in ("nv_inference_request_failure", "nv_inference_exec_count",
+                 "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+                 "nv_inference_compute_infer_duration_us"):  # fmt: skip
+        assert f"# TYPE {name} counter" in text
+
+
+def test_serve_refuses_what_it_cannot_serve(repo: Path) -> None:
+    with pytest.raises(nbd.ConfigError, match="invalid model name"):
+        nbd.serve(affine(0), name="../x", repository=repo)
+    nbd.serve(affine(0), name="affine", repository=repo)
+    with pytest.raises(nbd.ConfigError, match="version 1 of 'affine' is taken"):
+        nbd.serve(affine(0), name="affine", version=1, repository=repo)

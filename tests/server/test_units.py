@@ -1,0 +1,169 @@
+"""The server's pure layers: model configs, traffic policy, repository paths, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nbdeploy import ConfigError, TensorSpec
+from nbdeploy.server import config as cfg
+from nbdeploy.server import traffic as tr
+from nbdeploy.server.batcher import Scheduler
+from nbdeploy.server.codecs import ProtocolError
+from nbdeploy.server.repository import Repository, check_model_name
+from nbdeploy.server.runtime import check_feed
+from nbdeploy.server.stats import VersionStats
+
+X = TensorSpec("x", "float32", ("batch", 3))
+Y = TensorSpec("y", "int64", ("batch",))
+
+
+def test_config_drops_the_batch_dimension_and_round_trips_through_text() -> None:
+    config = cfg.build_config("m", [X], [Y], instances=2, preferred_batch_sizes=[4, 8],
+                              max_queue_delay_us=100, parameters={"session.x": "1"})  # fmt: skip
+    assert config.max_batch_size == cfg.DEFAULT_MAX_BATCH_SIZE
+    assert list(config.input[0].dims) == [3] and list(config.output[0].dims) == []
+    again = cfg.from_text(cfg.to_text(config))
+    assert again == config
+    assert cfg.signature(again) == ([X], [Y])
+    assert cfg.session_entries(again) == {"session.x": "1"}
+    assert cfg.to_json(config)["input"][0]["dims"] == [3]  # numbers, as Triton writes them
+    assert cfg.from_json(__import__("json").dumps(cfg.to_json(config))) == config
+
+
+def test_config_refuses_batching_a_model_without_a_batch_dimension() -> None:
+    fixed = TensorSpec("x", "float32", (1, 3))
+    assert cfg.build_config("m", [fixed], [Y]).max_batch_size == 0
+    with pytest.raises(ConfigError, match="max_batch_size=0"):
+        cfg.build_config("m", [fixed], [Y], max_batch_size=8)
+    with pytest.raises(ConfigError, match="not a valid model config"):
+        cfg.from_text("max_batch_size: 'many'")
+
+
+def test_traffic_canary_promote_rollback() -> None:
+    split = tr.canary({1: 100.0}, 2, 10)
+    assert split == {1: 90.0, 2: 10.0}
+    assert tr.promote(split) == {1: 0.0, 2: 100.0}
+    assert tr.rollback(split, [1, 2]) == {1: 100.0}
+    assert tr.rollback({2: 100.0}, [1, 2]) == {1: 100.0}  # previous reloaded from disk
+    with pytest.raises(ProtocolError, match="nothing to roll back"):
+        tr.rollback({1: 100.0}, [1])
+    with pytest.raises(ProtocolError, match="between 0 and 100"):
+        tr.canary({1: 100.0}, 2, 100)
+    with pytest.raises(ProtocolError, match=r"not in the repository"):
+        tr.check({7: 1.0}, [1, 2])
+    draws = [tr.pick({1: 75.0, 2: 25.0}) for _ in range(4000)]
+    assert 0.2 < draws.count(2) / len(draws) < 0.3
+
+
+def test_version_policy_like_triton() -> None:
+    assert tr.by_policy("latest", 1, [], [1, 2, 3]) == {3: 100.0}
+    assert tr.by_policy("all", 0, [], [1, 2]) == {1: 0.0, 2: 100.0}
+    assert tr.by_policy("specific", 0, [1], [1, 2]) == {1: 100.0}
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 200, "a..b"])
+def test_model_names_that_could_escape_are_refused(name: str) -> None:
+    with pytest.raises(ProtocolError, match="invalid model name"):
+        check_model_name(name)
+
+
+@pytest.mark.parametrize("path", ["../evil", "/etc/passwd", "1/../../x", "a\\b", "traffic.json"])
+def test_file_overrides_stay_in_the_model_folder(tmp_path: Path, path: str) -> None:
+    repo = Repository(tmp_path)
+    with pytest.raises(ProtocolError, match="inside the model's folder"):
+        repo.stage("m", {path: b"x"})
+    assert not any((tmp_path / "m").glob(".incoming-*"))
+
+
+def test_file_overrides_do_not_follow_links(tmp_path: Path) -> None:
+    repo = Repository(tmp_path / "repo")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "1").symlink_to(tmp_path / "outside")
+    with pytest.raises(ProtocolError, match="link"):
+        repo.stage("m", {"1/model.onnx": b"x"})
+
+
+def test_check_feed_names_the_input_at_fault() -> None:
+    good = {"x": np.zeros((2, 3), np.float32)}
+    assert check_feed([X], good, 8) == 2
+    cases = {
+        "missing input": {},
+        "unknown input": {**good, "z": np.zeros(1, np.float32)},
+        "datatype FP64": {"x": np.zeros((2, 3))},
+        r"shape \[2, 4\]": {"x": np.zeros((2, 4), np.float32)},
+        "batch size 9": {"x": np.zeros((9, 3), np.float32)},
+    }
+    for message, feed in cases.items():
+        with pytest.raises(ProtocolError, match=message):
+            check_feed([X], feed, 8)
+
+
+def _scheduler(run: object, max_batch: int, delay_us: int, instances: int = 1) -> Scheduler:
+    config = cfg.build_config("m", [X], [X], max_batch_size=max_batch, instances=instances,
+                              max_queue_delay_us=delay_us)  # fmt: skip
+    return Scheduler(run, config, VersionStats(), ThreadPoolExecutor(4))  # type: ignore[arg-type]
+
+
+def test_dynamic_batching_merges_concurrent_requests_and_splits_answers() -> None:
+    sizes: list[int] = []
+
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes.append(len(feed["x"]))
+        return {"x": feed["x"] * 2}
+
+    async def scenario() -> list[dict[str, np.ndarray]]:
+        scheduler = _scheduler(run, 16, delay_us=20_000)
+        feeds = [np.full((1 + i % 2, 3), i, np.float32) for i in range(8)]
+        answers = await asyncio.gather(*(scheduler.infer({"x": f}, len(f)) for f in feeds))
+        await scheduler.close()
+        for feed, answer in zip(feeds, answers, strict=True):
+            np.testing.assert_array_equal(answer["x"], feed * 2)
+        return answers
+
+    asyncio.run(scenario())
+    assert sum(sizes) == 12 and len(sizes) < 8  # merged, nothing lost
+
+
+def test_requests_with_different_item_shapes_are_not_merged() -> None:
+    seen: list[tuple[int, ...]] = []
+    lock = threading.Lock()
+
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with lock:
+            seen.append(feed["x"].shape)
+        return {"x": feed["x"]}
+
+    async def scenario() -> None:
+        scheduler = _scheduler(run, 16, delay_us=5_000)
+        a, b = np.zeros((1, 3), np.float32), np.zeros((1, 4), np.float32)
+        out = await asyncio.gather(scheduler.infer({"x": a}, 1), scheduler.infer({"x": b}, 1))
+        assert out[0]["x"].shape == (1, 3) and out[1]["x"].shape == (1, 4)
+        await scheduler.close()
+
+    asyncio.run(scenario())
+    assert sorted(seen) == [(1, 3), (1, 4)]
+
+
+def test_a_failing_run_fails_only_its_requests() -> None:
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if feed["x"].sum() < 0:
+            raise ValueError("negative input")
+        return {"x": feed["x"]}
+
+    async def scenario() -> None:
+        scheduler = _scheduler(run, 0, delay_us=0)
+        with pytest.raises(ValueError, match="negative"):
+            await scheduler.infer({"x": -np.ones((1, 3), np.float32)}, 0)
+        ok = await scheduler.infer({"x": np.ones((1, 3), np.float32)}, 0)
+        assert ok["x"].sum() == 3
+        await scheduler.close()
+
+    asyncio.run(scenario())
