@@ -110,8 +110,9 @@ def start(
     Args:
         repository: Model repository folder (default: :func:`default_repository`).
         host: Address to listen on; anything but loopback needs ``token``.
-        http_port: HTTP port (default 8000 when free, else any free port).
-        grpc_port: gRPC port (default 8001 when free, else any free port).
+        http_port: HTTP port (default: the one this repository's server used last, else
+            8000, when free; else any free port).
+        grpc_port: gRPC port (likewise, 8001).
         token: Bearer token clients must send (``Authorization: Bearer <token>``).
         max_request_bytes: Largest request body accepted (default 64 MiB).
         timeout: Seconds to wait for the server to answer.
@@ -128,9 +129,11 @@ def start(
     if current.running:
         return current
     root.mkdir(parents=True, exist_ok=True)
+    last = _last_state(root)  # after a crash, come back on the same URLs
+    http_port = _port(http_port, last.get("http_port", PREFERRED_PORTS[0]), host)
+    grpc_port = _port(grpc_port, last.get("grpc_port", PREFERRED_PORTS[1]), host)
     command = [sys.executable, "-m", "nbdeploy.server", str(root), "--host", host,
-               "--http-port", str(_port(http_port, PREFERRED_PORTS[0], host)),
-               "--grpc-port", str(_port(grpc_port, PREFERRED_PORTS[1], host))]  # fmt: skip
+               "--http-port", str(http_port), "--grpc-port", str(grpc_port)]  # fmt: skip
     if max_request_bytes:
         command += ["--max-request-bytes", str(max_request_bytes)]
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
@@ -153,6 +156,7 @@ def _port(requested: int | None, preferred: int, host: str) -> int:
     if requested is not None:
         return requested
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
             probe.bind((host if ":" not in host else "127.0.0.1", preferred))
         except OSError:
@@ -230,11 +234,17 @@ def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 1
 
 def read_state(root: Path) -> dict[str, Any] | None:
     """The state file of a live server process, or ``None`` (stale files are ignored)."""
+    state = _last_state(root)
+    return state if _alive(int(state.get("pid", 0))) else None
+
+
+def _last_state(root: Path) -> dict[str, Any]:
+    """The state file as written, even if its server has died (``{}`` if none)."""
     try:
         state: dict[str, Any] = json.loads((root / STATE_FILE).read_text())
     except (OSError, ValueError):
-        return None
-    return state if _alive(int(state.get("pid", 0))) else None
+        return {}
+    return state
 
 
 def _alive(pid: int) -> bool:
