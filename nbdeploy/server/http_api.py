@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import config as cfg
-from .codecs import ProtocolError, decode_request, encode_response
+from .codecs import ProtocolError, decode_request, encode_response, loads
 from .dataplane import DataPlane
 from .security import Guard
 from .tfserving import decode_predict, encode_predict
@@ -84,7 +84,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
     if not body:
         return {}
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise ProtocolError(f"the request is not valid JSON: {err}") from err
     if not isinstance(doc, dict):

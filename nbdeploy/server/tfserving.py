@@ -4,14 +4,13 @@ format), as pure functions onto the same :class:`InferRequest` the V2 path uses.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..types import TensorSpec
-from .codecs import InferRequest, ProtocolError
+from .codecs import InferRequest, ProtocolError, dumps, loads
 
 __all__ = ["decode_predict", "encode_predict"]
 
@@ -19,7 +18,7 @@ __all__ = ["decode_predict", "encode_predict"]
 def decode_predict(body: bytes, inputs: Sequence[TensorSpec]) -> tuple[InferRequest, bool]:
     """The request, and whether it used the row (``instances``) format."""
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise ProtocolError(f"the request is not valid JSON: {err}") from err
     if not isinstance(doc, dict) or ("instances" in doc) == ("inputs" in doc):
@@ -71,7 +70,7 @@ def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
             doc = {"predictions": [{k: v[i] for k, v in values.items()} for i in range(count)]}
     else:
         doc = {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return dumps(doc)
 
 
 def _plain(array: np.ndarray) -> Any:
