@@ -6,6 +6,12 @@ running onnxruntime: the only ONNX path that build has) over the same — each w
 dynamic batching on and off. Latency p50/p99 at concurrency 1 (rounds interleaved across
 targets so machine noise hits all alike); throughput at concurrency 1, 4 and 16 (one
 tritonclient per thread).
+
+Reading it: on HTTP (binary and JSON) we match Triton's p50 and throughput within this
+machine's noise, with a lower p99. gRPC is where we trail: py-spy on the server at
+concurrency 16 puts about half of its CPU in grpc.aio's own core and under a tenth in
+nbdeploy's code, so the gap is the Python gRPC runtime on a 2-core machine shared with
+the 16 client threads, not our request handling.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import NbDeployError
 
 if TYPE_CHECKING:  # the examples import torch and scikit-learn; only the demo needs them
+    from .artifact import Artifact
     from .examples import Digits
 
 
@@ -22,11 +23,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nbdeploy`` command."""
     parser = argparse.ArgumentParser(prog="nbdeploy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="train small models, export them and prove parity")
+    commands.add_parser("demo", help="train, export, optimize, quantize, compare and serve")
+    from .server import process
+
+    serve = commands.add_parser(
+        "serve", help="run the local KServe V2 server on a model repository (foreground)"
+    )
+    process.add_arguments(serve)
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             demo()
+        elif args.command == "serve":
+            process.run(process.options_from(args))
     except NbDeployError as err:
         print(f"nbdeploy: {err}", file=sys.stderr)
         return 1
@@ -68,11 +77,12 @@ def demo() -> None:
             path = art.save(Path(tmp) / name)
             again = nbd.load(path)
             _say(f"saved and reloaded {path.name}", f"lineage: {again.lineage}")
-    _optimize_and_quantize(cnn, data)
-    _say("done", "next: nbd.serve / nbd.push as they land")
+    best = _optimize_and_quantize(cnn, data)
+    _serve_and_call(best, images)
+    _say("done", "next: nbd.push to a Triton, nbd.manifests for Kubernetes as they land")
 
 
-def _optimize_and_quantize(cnn: Any, data: Digits) -> None:
+def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
     """The CNN as traced → optimized → every quantization scheme → compared on the CPU."""
     import nbdeploy as nbd
     from nbdeploy import examples
@@ -95,6 +105,33 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> None:
     _say("compared on this CPU (batch 1)", "\n    ".join(lines))
     best = table.best(metric_drop=0.5)
     _say("fastest within 0.5 points of fp32", best["variant"] if best else "none")
+    chosen: Artifact = table.artifact(best) if best else optimized
+    return chosen
+
+
+def _serve_and_call(art: Artifact, images: np.ndarray) -> None:
+    """Serve on a local server in a temporary repository and call it like any client."""
+    import tritonclient.http as httpclient
+
+    import nbdeploy as nbd
+
+    with tempfile.TemporaryDirectory() as repository:
+        try:
+            dep = nbd.serve(art, name="digits", repository=repository)
+            _say("serving on the local server (KServe V2, Triton-compatible)", str(dep))
+            x = images[:4]
+            item = httpclient.InferInput(art.inputs[0].name, list(x.shape), "FP32")
+            item.set_data_from_numpy(x)
+            result = dep.client().infer("digits", [item])
+            answer = result.as_numpy(art.outputs[0].name)
+            local = next(iter(art.run(x).values()))
+            _say(
+                "called through tritonclient",
+                f"version {result.get_response()['model_version']} answered; max difference "
+                f"from the artifact in process: {float(np.abs(answer - local).max()):.2g}",
+            )
+        finally:
+            nbd.server.stop(repository)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Pa
     for row in cmp.measured:
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput"] > 0
     assert cmp.best(metric_drop=100)["provider"] == "cpu"
+    assert cmp.artifact(cmp.measured[2]) is q and cmp.artifact(fp32) is classifier
+    with pytest.raises(nbd.ConfigError, match="no artifact for variant 'nope'"):
+        cmp.artifact({"variant": "nope"})
     html = cmp._repr_html_()
     assert 'class="best"' in html and "skipped: CUDAExecutionProvider" in html
     figure = cmp.plot()

@@ -72,13 +72,16 @@ def compare(
     rows: list[dict[str, Any]] = []
     from tqdm.auto import tqdm
 
+    partial = False
     try:
         for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
             rows.append(_row(art, provider, batch, load, x, y, reference, chosen, warmup, repeat))
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
-        return Comparison(rows, chosen.name, chosen.higher_is_better, partial=True)
-    return Comparison(rows, chosen.name, chosen.higher_is_better)
+        partial = True
+    by_label = {_label(v): v for v in variants}
+    return Comparison(rows, chosen.name, chosen.higher_is_better, partial=partial,
+                      variants=by_label)  # fmt: skip
 
 
 def _data(data: Any, first: Artifact) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

@@ -20,9 +20,17 @@ class Comparison:
         partial: True when the run was interrupted.
     """
 
-    def __init__(self, rows: list[dict[str, Any]], metric: str, higher_is_better: bool,
-                 *, partial: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        metric: str,
+        higher_is_better: bool,
+        *,
+        partial: bool = False,
+        variants: dict[str, Any] | None = None,
+    ) -> None:
         self.rows = rows
+        self._variants = variants or {}
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.partial = partial
@@ -51,6 +59,18 @@ class Comparison:
 
         pandas = require("pandas", extra="lab", feature="Comparison.to_pandas")
         return pandas.DataFrame(self.rows)
+
+    def artifact(self, row: dict[str, Any]) -> Any:
+        """The artifact a row measured (to serve or push the one you chose)."""
+        try:
+            return self._variants[row["variant"]]
+        except KeyError:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"no artifact for variant {row.get('variant')!r}; this comparison measured "
+                f"{sorted(self._variants)}"
+            ) from None
 
     def best(self, metric_drop: float = 0.5, *, provider: str = "cpu") -> dict[str, Any] | None:
         """The fastest row (p50) whose metric is within ``metric_drop`` of the first

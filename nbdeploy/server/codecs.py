@@ -8,6 +8,7 @@ a message that names the tensor at fault.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
         raise ProtocolError("each input must be an object with a 'name'")
     name = item["name"]
     datatype, shape = _check_type_and_shape(name, item.get("datatype"), item.get("shape"))
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     size = (item.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(blob):
@@ -143,7 +144,7 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
 def decode_raw(name: str, raw: bytes, datatype: str, shape: list[int]) -> np.ndarray:
     """One tensor from its raw bytes (gRPC ``raw_input_contents``, binary HTTP data)."""
     _check_type_and_shape(name, datatype, shape)
-    return _from_bytes(name, raw, datatype, shape, int(np.prod(shape, dtype=np.int64)))
+    return _from_bytes(name, raw, datatype, shape, math.prod(shape))
 
 
 def encode_raw(array: np.ndarray) -> tuple[str, bytes]:
