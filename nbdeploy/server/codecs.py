@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ml_dtypes  # numpy's bfloat16 (onnx depends on it; tritonclient uses it for BF16)
 import numpy as np
 
 from ..errors import NbDeployError
@@ -50,7 +51,7 @@ V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
     "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
     "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
+    "BF16": np.dtype(ml_dtypes.bfloat16), "BYTES": np.dtype(object),
 }  # fmt: skip
 NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
 
@@ -262,5 +263,7 @@ def _to_bytes(array: np.ndarray) -> bytes:
 def _to_json(array: np.ndarray) -> list[Any]:
     if array.dtype.kind in "OSU":
         return [v.decode() if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    if array.dtype == V2_TO_NUMPY["BF16"]:
+        array = array.astype(np.float32)  # exact: every bfloat16 is a float32
     values: list[Any] = array.reshape(-1).tolist()
     return values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -33,6 +34,8 @@ def test_tritonclient_requests_decode_exactly(binary: bool) -> None:
         "flag": np.array([True, False]),
         "text": np.array([b"hello", b"w\xc3\xb6rld"], dtype=object),
     }
+    if binary:  # tritonclient sends BF16 only as binary data
+        arrays["bf16"] = np.array([1.5, -2.0, 3.25], dtype=ml_dtypes.bfloat16)
     request = decode_request(*_request(arrays, binary))
     for name, want in arrays.items():
         got = request.inputs[name]
@@ -46,12 +49,16 @@ def test_responses_parse_with_tritonclient(binary: bool) -> None:
         "scores": np.array([[0.1, 0.9]], np.float32),
         "label": np.array([b"cat"], dtype=object),
     }
+    if binary:  # tritonclient reads BF16 only from binary data
+        outputs["half"] = np.array([0.5, 1.75], ml_dtypes.bfloat16)
     body, length = encode_response(
         "m", "2", outputs, InferRequest({}, binary_default=binary, id="7")
     )
     result = httpclient.InferenceServerClient.parse_response_body(body, header_length=length)
     assert result.get_response()["model_version"] == "2" and result.get_response()["id"] == "7"
     np.testing.assert_array_equal(result.as_numpy("scores"), outputs["scores"])
+    if binary:
+        np.testing.assert_array_equal(result.as_numpy("half").astype(np.float32), [0.5, 1.75])
     label = result.as_numpy("label").tolist()  # tritonclient gives str from JSON, bytes from binary
     assert [v.encode() if isinstance(v, str) else v for v in label] == [b"cat"]
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import tritonclient.http as httpclient
 
@@ -162,3 +163,34 @@ def test_serve_refuses_what_it_cannot_serve(repo: Path) -> None:
     nbd.serve(affine(0), name="affine", repository=repo)
     with pytest.raises(nbd.ConfigError, match="version 1 of 'affine' is taken"):
         nbd.serve(affine(0), name="affine", version=1, repository=repo)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_tritonclient_load_with_config_and_file_overrides(repo: Path, protocol: str) -> None:
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    client = dep.client(protocol)  # type: ignore[arg-type]
+    config = json.dumps({"name": "affine", "max_batch_size": 8,
+                         "version_policy": {"specific": {"versions": [3]}}})  # fmt: skip
+    client.load_model("affine", config=config,
+                      files={"file:3/model.onnx": affine(2).onnx.SerializeToString()})  # fmt: skip
+    assert (repo / "affine" / "3" / "model.onnx").is_file()
+    assert client.is_model_ready("affine", "3") and not client.is_model_ready("affine", "1")
+    assert _versions_answering(dep, 5) == Counter({"3": 5})
+    assert dep.client().get_model_config("affine")["max_batch_size"] == 8
+
+
+def test_external_data_must_stay_in_the_model_folder(tmp_path: Path) -> None:
+    from nbdeploy.errors import ArtifactError
+    from nbdeploy.server import config as cfg
+    from nbdeploy.server.runtime import OnnxModel
+    from tests import onnx_models
+
+    model = onnx_models.affine()
+    weight = model.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="../../secret.bin")
+    (tmp_path / "1").mkdir()
+    onnx.save(model, tmp_path / "1" / "model.onnx")
+    with pytest.raises(ArtifactError, match="outside the model's folder"):
+        OnnxModel(tmp_path / "1" / "model.onnx", cfg.ModelConfig(name="m"))
