@@ -22,6 +22,7 @@ from .errors import (
     NbDeployError,
     OptimizationError,
     ParityError,
+    PushError,
     UnsupportedModelError,
 )
 from .types import TensorSpec
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .provenance import Lineage, Parity
     from .quantization import quantize
     from .quantization.prune import prune
+    from .triton.push import PushResult, push
 
 __version__ = "0.1.0"
 
@@ -62,6 +64,8 @@ _LAZY = {
     "serve": "deployment",
     "deployments": "deployment",
     "Deployment": "deployment",
+    "push": "triton.push",
+    "PushResult": "triton.push",
 }
 _SUBMODULES = {"server"}  # namespaces: nbd.server.start(), .status(), .stop()
 
@@ -81,6 +85,8 @@ __all__ = [
     "OptimizationError",
     "Parity",
     "ParityError",
+    "PushError",
+    "PushResult",
     "TensorSpec",
     "UnsupportedModelError",
     "__version__",
@@ -92,6 +98,7 @@ __all__ = [
     "load",
     "optimize",
     "prune",
+    "push",
     "quantize",
     "serve",
     "server",

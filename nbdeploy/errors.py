@@ -11,7 +11,9 @@ notebook can catch them all with one ``except``::
     ├── ExportError                 the framework's exporter failed
     │   └── ParityError             the export answers differently from the source
     ├── ArtifactError               an artifact cannot be saved, loaded or run
-    └── OptimizationError           a graph pass failed or changed the model's answers
+    ├── OptimizationError           a graph pass failed or changed the model's answers
+    └── PushError                   a Triton server could not be reached, refused the
+                                    model, or answers differently from the artifact
 
 Each error carries its context as attributes and says in its message what to do next.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "NbDeployError",
     "OptimizationError",
     "ParityError",
+    "PushError",
     "UnsupportedModelError",
 ]
 
@@ -132,3 +135,12 @@ class OptimizationError(NbDeployError):
     def __init__(self, message: str, *, pass_name: str, **context: Any) -> None:
         super().__init__(message, pass_name=pass_name, **context)
         self.pass_name = pass_name
+
+
+class PushError(NbDeployError):
+    """Pushing to a Triton server failed; ``target`` is the address, and the message
+    carries Triton's own reason (and what to do about it)."""
+
+    def __init__(self, message: str, *, target: str, **context: Any) -> None:
+        super().__init__(message, target=target, **context)
+        self.target = target

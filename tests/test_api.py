@@ -8,13 +8,14 @@ import nbdeploy as nbd
 CURATED = {
     # the flow
     "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
-    "serve", "deployments", "server",
+    "serve", "deployments", "server", "push",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
-    "Deployment",
+    "Deployment", "PushResult",
     # the error tree
     "NbDeployError", "ArtifactError", "ConfigError", "ExampleError", "ExportError",
-    "MissingDependencyError", "OptimizationError", "ParityError", "UnsupportedModelError",
+    "MissingDependencyError", "OptimizationError", "ParityError", "PushError",
+    "UnsupportedModelError",
     "__version__",
 }  # fmt: skip
 

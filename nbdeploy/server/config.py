@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 ModelConfig = mc.ModelConfig
+KIND_GPU = mc.ModelInstanceGroup.KIND_GPU
 
 DEFAULT_MAX_BATCH_SIZE = 32
 SESSION_PREFIX = "session."  # config parameters passed to onnxruntime as session entries

@@ -108,16 +108,18 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    repository: str | os.PathLike[str], *, timeout: float = 180.0
+    repository: str | os.PathLike[str], *, timeout: float = 180.0, control_mode: str = "explicit"
 ) -> Iterator[tuple[str, str]]:
-    """Run ``tritonserver`` on ``repository`` in explicit model-control mode (every model
-    loaded at start); yields ``("127.0.0.1:<http>", "127.0.0.1:<grpc>")``."""
+    """Run ``tritonserver`` on ``repository`` (explicit model control by default, every
+    model loaded at start); yields ``("127.0.0.1:<http>", "127.0.0.1:<grpc>")``."""
     unpacked = prepare()
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
     log = Path(repository) / "tritonserver.log"
     command = [
         str(_binary(unpacked)), f"--model-repository={Path(repository).resolve()}",
-        "--model-control-mode=explicit", "--load-model=*", "--http-address=127.0.0.1",
+        f"--model-control-mode={control_mode}", "--exit-timeout-secs=3",
+        *(["--load-model=*"] if control_mode == "explicit" else []),
+        "--http-address=127.0.0.1",
         f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
         f"--metrics-port={metrics}", "--allow-metrics=true",
         f"--backend-directory={unpacked / 'pytriton' / 'tritonserver' / 'backends'}",

@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 import tritonclient.http.aio as httpaio
 from tritonclient.utils import InferenceServerException
 
-from .conftest import Endpoint, expected
+from tests.servers import Endpoint, expected
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,7 @@ import tritonclient.http as httpclient
 
 import nbdeploy as nbd
 from nbdeploy.server import ServerError
-
-from .conftest import affine, expected
+from tests.servers import affine, expected
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +128,7 @@ def test_stop_and_start_keep_models_and_unload_is_remembered(repo: Path) -> None
 def test_tf_serving_predict(repo: Path) -> None:
     dep = nbd.serve(affine(0), name="affine", repository=repo)
     status = nbd.server.status(repo)
-    from .conftest import Endpoint
+    from tests.servers import Endpoint
 
     endpoint = Endpoint("nbdeploy", status.http_url.removeprefix("http://"), "", repo)
     code, doc = endpoint.request("POST", "/v1/models/affine:predict",

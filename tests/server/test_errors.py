@@ -13,7 +13,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from .conftest import Endpoint, expected
+from tests.servers import Endpoint, expected
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ import tritonclient.grpc.aio as grpcaio
 import tritonclient.http.aio as httpaio
 
 import nbdeploy as nbd
-
-from .conftest import Endpoint, expected
+from tests.servers import Endpoint, expected
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 import nbdeploy as nbd
 from nbdeploy.server import ServerError
-
-from .conftest import Endpoint, affine
+from tests.servers import Endpoint, affine
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret-token"

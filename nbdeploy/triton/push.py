@@ -1,0 +1,287 @@
+"""``nbd.push``: an artifact onto a real Triton through its repository API (config and
+files as load overrides, as ``tritonclient``'s ``load_model(config=, files=)`` sends
+them), verified through the wire; or into a Triton model repository on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._feed import random_feed
+from ..artifact import Artifact
+from ..errors import ConfigError, PushError
+from ..provenance import Parity, compare_outputs
+from ..server import config as cfg
+from .model_folder import Backend, default_backend, triton_config, version_files, write_version
+
+__all__ = ["PushResult", "push"]
+
+GRPC_LIMITS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+NO_ORT_BACKEND = "unable to find backend library for backend 'onnxruntime'"
+NOT_EXPLICIT = ("not allowed", "polling", "model control mode")
+WIRE_ATOL, WIRE_RTOL = 1e-4, 1e-3  # the server's onnxruntime may be another version
+
+
+@dataclass
+class PushResult:
+    """Where a pushed model version now lives.
+
+    Attributes:
+        target: The server address or folder pushed to.
+        name: Model name.
+        version: Version number.
+        backend: Triton backend used.
+        folder: The model's folder, for pushes to disk.
+        parity: Answers through the server against the artifact's, for pushes to a server.
+    """
+
+    target: str
+    name: str
+    version: int
+    backend: str
+    folder: Path | None = None
+    parity: Parity | None = None
+    protocol: str = "http"
+    token: str | None = field(default=None, repr=False)
+
+    def client(self) -> Any:
+        """A tritonclient client for the server pushed to."""
+        if self.folder is not None:
+            raise ConfigError(f"{self.name} was written to {self.folder}, not to a server")
+        return _client(self.target, self.protocol, self.token)
+
+    def __str__(self) -> str:
+        where = str(self.folder) if self.folder else f"{self.protocol}://{self.target}"
+        check = f"; through the wire {self.parity}" if self.parity else ""
+        return f"{self.name} v{self.version} ({self.backend}) at {where}{check}"
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>pushed</b> {escape(str(self))}</p>"
+
+
+def push(
+    art: Artifact,
+    target: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    version: int | None = None,
+    backend: Literal["auto", "onnxruntime", "python", "pytorch"] = "auto",
+    max_batch_size: int | None = None,
+    instances: int = 1,
+    dynamic_batching: bool = True,
+    gpu: bool = False,
+    tensorrt: bool = False,
+    token: str | None = None,
+    timeout: float = 120.0,
+) -> PushResult:
+    """Push an artifact to a Triton server, or write it into a model repository folder.
+
+    Args:
+        art: ONNX or TorchScript artifact.
+        target: ``host:port`` / ``http://host:port`` / ``grpc://host:port`` of a Triton
+            started with ``--model-control-mode=explicit``; or a folder (existing, or a
+            path with a separator) to write a repository into.
+        name: Model name (default: the artifact's).
+        version: Version number (default: one more than the newest known).
+        backend: ``"onnxruntime"`` (native ONNX), ``"python"`` (onnxruntime inside Triton's
+            Python backend: works where the stub environment has onnxruntime), ``"pytorch"``
+            (TorchScript), or ``"auto"``: native, falling back to Python with a warning
+            when the server has no onnxruntime backend.
+        max_batch_size: Largest batch (default 32 for models with a batch dimension).
+        instances: Model instances.
+        dynamic_batching: Merge concurrent requests.
+        gpu: GPU instance groups.
+        tensorrt: TensorRT accelerator on the onnxruntime backend (with ``gpu``).
+        token: Bearer token sent with every call.
+        timeout: Seconds to wait for the version to be ready.
+
+    Returns:
+        A :class:`PushResult` (with ``parity`` through the server for server targets).
+
+    Raises:
+        PushError: unreachable server, not in explicit mode, config refused (Triton's
+            message), not ready in time, or answers differ from the artifact's.
+    """
+    name = name or art.name
+    options = {"max_batch_size": max_batch_size, "instances": instances,
+               "dynamic_batching": dynamic_batching, "gpu": gpu, "tensorrt": tensorrt}  # fmt: skip
+    if _is_folder(target):
+        folder = Path(target)
+        chosen: Backend = default_backend(art) if backend == "auto" else backend
+        number = version or _next_on_disk(folder / name)
+        written = write_version(folder, art, name=name, version=number, backend=chosen, **options)
+        return PushResult(str(folder), name, number, chosen, folder=written)
+    address, protocol = _address(str(target))
+    client = _client(address, protocol, token)
+    _check_live(client, address)
+    number = version or _next_on_server(client, name, address)
+    loaded = _load(client, art, name, number, backend, options, address)
+    _wait_ready(client, name, number, address, timeout)
+    parity = _verify(client, art, name, number, address)
+    return PushResult(address, name, number, loaded, parity=parity, protocol=protocol, token=token)
+
+
+def _is_folder(target: str | os.PathLike[str]) -> bool:
+    text = os.fspath(target)
+    return isinstance(target, os.PathLike) or (
+        "://" not in text and (os.sep in text or Path(text).is_dir())
+    )
+
+
+def _address(target: str) -> tuple[str, str]:
+    protocol, _, rest = target.rpartition("://")
+    protocol = protocol or "http"
+    if protocol not in ("http", "grpc"):
+        raise ConfigError(f"target {target!r}: use host:port, http://host:port or grpc://host:port")
+    return rest.rstrip("/"), protocol
+
+
+def _client(address: str, protocol: str, token: str | None) -> Any:
+    if protocol == "grpc":
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(address, channel_args=GRPC_LIMITS)
+    else:
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(address, connection_timeout=10.0)
+    if token:
+        from ..deployment import _Bearer
+
+        client.register_plugin(_Bearer(token))
+    return client
+
+
+def _check_live(client: Any, address: str) -> None:
+    try:
+        live = client.is_server_live()
+    except Exception as err:
+        raise PushError(
+            f"cannot reach Triton at {address}: {err}. Is tritonserver running and listening "
+            "there?",
+            target=address,
+        ) from err
+    if not live:
+        raise PushError(f"Triton at {address} says it is not live", target=address)
+
+
+def _next_on_server(client: Any, name: str, address: str) -> int:
+    """One more than the newest version Triton knows: loaded ones (metadata; models loaded
+    through overrides are not in the repository index) and ones in its repository."""
+    try:
+        index = client.get_model_repository_index()
+    except Exception as err:
+        raise PushError(
+            f"Triton at {address} has no repository API: {err}", target=address
+        ) from err
+    rows = index if isinstance(index, list) else json.loads(_to_json(index)).get("models", [])
+    versions = [int(r["version"]) for r in rows if r.get("name") == name and r.get("version")]
+    try:
+        metadata = client.get_model_metadata(name)
+    except Exception:  # not loaded: nothing to add
+        metadata = None
+    if metadata is not None:
+        loaded = metadata["versions"] if isinstance(metadata, dict) else metadata.versions
+        versions += [int(v) for v in loaded]
+    return max(versions, default=0) + 1
+
+
+def _to_json(message: Any) -> str:
+    from google.protobuf import json_format
+
+    return str(json_format.MessageToJson(message, preserving_proto_field_name=True))
+
+
+def _next_on_disk(folder: Path) -> int:
+    numbers = [int(p.name) for p in folder.glob("*") if p.is_dir() and p.name.isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def _load(
+    client: Any,
+    art: Artifact,
+    name: str,
+    version: int,
+    backend: str,
+    options: dict[str, Any],
+    address: str,
+) -> str:
+    """Load through the repository API; returns the backend that took the model."""
+    from tritonclient.utils import InferenceServerException
+
+    tries: list[Backend] = (
+        [default_backend(art), "python"] if backend == "auto" and art.format == "onnx"
+        else [default_backend(art) if backend == "auto" else backend]  # type: ignore[list-item]
+    )  # fmt: skip
+    for chosen in tries:
+        config = triton_config(art, name, chosen, **options)
+        files = {f"file:{path}": data for path, data in version_files(art, version, chosen).items()}
+        try:
+            client.load_model(name, config=json.dumps(cfg.to_json(config)), files=files)
+            return chosen
+        except InferenceServerException as err:
+            message = err.message() or str(err)
+            if chosen == "onnxruntime" and len(tries) > 1 and NO_ORT_BACKEND in message:
+                warnings.warn(
+                    f"Triton at {address} has no onnxruntime backend; serving '{name}' with a "
+                    "Python-backend model that runs onnxruntime instead",
+                    stacklevel=3,
+                )
+                continue
+            raise _refusal(message, name, address) from err
+    raise PushError(f"no backend of {tries} could load '{name}'", target=address)
+
+
+def _refusal(message: str, name: str, address: str) -> PushError:
+    if "explicit" in message and any(part in message for part in NOT_EXPLICIT):
+        return PushError(
+            f"Triton at {address} does not accept model loads ({message.strip()}); start it "
+            "with --model-control-mode=explicit",
+            target=address,
+        )
+    return PushError(f"Triton at {address} refused model '{name}': {message.strip()}",
+                     target=address, model=name)  # fmt: skip
+
+
+def _wait_ready(client: Any, name: str, version: int, address: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.is_model_ready(name, str(version)):
+            return
+        time.sleep(0.2)
+    raise PushError(f"'{name}' v{version} was not ready on {address} after {timeout:.0f}s",
+                    target=address)  # fmt: skip
+
+
+def _verify(client: Any, art: Artifact, name: str, version: int, address: str) -> Parity:
+    """Run the example through the server and compare with the artifact in process."""
+    feed = art.example or random_feed(art.inputs)
+    module = __import__(type(client).__module__.rsplit(".", 1)[0], fromlist=["InferInput"])
+    items = []
+    for spec in art.inputs:
+        array = np.asarray(feed[spec.name])
+        item = module.InferInput(spec.name, list(array.shape), cfg.v2_datatype(spec.dtype))
+        item.set_data_from_numpy(array)
+        items.append(item)
+    result = client.infer(name, items, model_version=str(version))
+    got = {spec.name: result.as_numpy(spec.name) for spec in art.outputs}
+    want = art.run(feed)
+    batch = next(iter(feed.values())).shape[0] if feed else 1
+    checks = compare_outputs(got, want, batch_size=batch, atol=WIRE_ATOL, rtol=WIRE_RTOL)
+    parity = Parity(f"'{name}' v{version} on {address}", WIRE_ATOL, WIRE_RTOL, tuple(checks))
+    if not parity.ok:
+        raise PushError(
+            f"'{name}' v{version} on {address} answers differently from the artifact: "
+            f"{parity}. The server's runtime may differ from this machine's onnxruntime.",
+            target=address, parity=parity,
+        )  # fmt: skip
+    return parity
