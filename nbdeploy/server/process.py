@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -87,6 +88,10 @@ async def _serve(options: ServerOptions) -> None:
     )
     http = uvicorn.Server(config)
     await grpc_server.start()
+    # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal into the
+    # handlers it found: make those no-ops, so the cleanup below runs and we exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     task = asyncio.create_task(http.serve(sockets=[http_socket]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)
