@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .artifact import Artifact, load
     from .bench.compare import compare
     from .bench.results import Comparison
+    from .deploy.manifests import Manifests, manifests
     from .deployment import Deployment, deployments, serve
     from .exporters import export
     from .graph.diff import GraphDiff, diff
@@ -66,6 +67,8 @@ _LAZY = {
     "Deployment": "deployment",
     "push": "triton.push",
     "PushResult": "triton.push",
+    "manifests": "deploy.manifests",
+    "Manifests": "deploy.manifests",
 }
 _SUBMODULES = {"server"}  # namespaces: nbd.server.start(), .status(), .stop()
 
@@ -80,6 +83,7 @@ __all__ = [
     "GraphDiff",
     "GraphSummary",
     "Lineage",
+    "Manifests",
     "MissingDependencyError",
     "NbDeployError",
     "OptimizationError",
@@ -96,6 +100,7 @@ __all__ = [
     "export",
     "inspect",
     "load",
+    "manifests",
     "optimize",
     "prune",
     "push",

@@ -8,10 +8,10 @@ import nbdeploy as nbd
 CURATED = {
     # the flow
     "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
-    "serve", "deployments", "server", "push",
+    "serve", "deployments", "server", "push", "manifests",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
-    "Deployment", "PushResult",
+    "Deployment", "PushResult", "Manifests",
     # the error tree
     "NbDeployError", "ArtifactError", "ConfigError", "ExampleError", "ExportError",
     "MissingDependencyError", "OptimizationError", "ParityError", "PushError",

@@ -7,11 +7,17 @@ One set of counters feeds both; they are only touched on the server's event loop
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Duration", "VersionStats", "exposition"]
+
+
+RECENT = 4096  # request durations kept for the latency summary's quantiles
+QUANTILES = (0.5, 0.9, 0.95, 0.99)
+SUMMARY = "nv_inference_request_summary_us"
 
 
 @dataclass
@@ -41,6 +47,7 @@ class VersionStats:
     execution_count: int = 0  # runs (a batched run serves many requests)
     last_inference_ms: int = 0
     batches: dict[int, Duration] = field(default_factory=dict)
+    recent_us: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def record_execution(self, batch: int, ns: int) -> None:
         """One model run over ``batch`` items."""
@@ -50,6 +57,7 @@ class VersionStats:
     def record_request(self, ok: bool, ns: int, items: int = 1) -> None:
         """One request answered (``ok``) or failed, ``ns`` after it arrived."""
         (self.success if ok else self.fail).add(ns)
+        self.recent_us.append(ns / 1000)
         if ok:
             self.inference_count += items
         self.last_inference_ms = int(time.time() * 1000)
@@ -119,7 +127,27 @@ def exposition(rows: Iterable[tuple[str, str, VersionStats]]) -> str:
             f'{name}{{model="{_label(model)}",version="{_label(version)}"}} {read(stats)}'
             for model, version, stats in rows
         ]
+    lines += _summary(rows)
     return "\n".join(lines) + "\n"
+
+
+def _summary(rows: list[tuple[str, str, VersionStats]]) -> list[str]:
+    """Request latency quantiles over the last requests, as Triton's summary (which it
+    exports with ``--metrics-config summary_latencies=true``)."""
+    import numpy as np
+
+    lines = [f"# HELP {SUMMARY} Summary of inference request duration in microseconds",
+             f"# TYPE {SUMMARY} summary"]  # fmt: skip
+    for model, version, stats in rows:
+        labels = f'model="{_label(model)}",version="{_label(version)}"'
+        recent = np.fromiter(stats.recent_us, float)
+        for q in QUANTILES:
+            value = float(np.quantile(recent, q)) if recent.size else float("nan")
+            lines.append(f'{SUMMARY}{{{labels},quantile="{q}"}} {value:.1f}')
+        total = stats.success.count + stats.fail.count
+        lines.append(f"{SUMMARY}_count{{{labels}}} {total}")
+        lines.append(f"{SUMMARY}_sum{{{labels}}} {(stats.success.ns + stats.fail.ns) / 1000:.1f}")
+    return lines
 
 
 def _label(value: str) -> str:

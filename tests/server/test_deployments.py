@@ -154,6 +154,8 @@ def test_metrics_use_tritons_names(repo: Path) -> None:
                  "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
                  "nv_inference_compute_infer_duration_us"):  # fmt: skip
         assert f"# TYPE {name} counter" in text
+    assert 'nv_inference_request_summary_us{model="affine",version="1",quantile="0.99"}' in text
+    assert 'nv_inference_request_summary_us_count{model="affine",version="1"} 3' in text
 
 
 def test_serve_refuses_what_it_cannot_serve(repo: Path) -> None:

@@ -1,0 +1,1 @@
+"""Beyond one machine: Kubernetes and KServe manifests (:func:`manifests`)."""

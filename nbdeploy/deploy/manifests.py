@@ -1,0 +1,164 @@
+"""``nbd.manifests``: Kubernetes objects that serve a model repository beyond one machine —
+Triton as a Deployment + Service (+ HorizontalPodAutoscaler), or a KServe
+``InferenceService`` — with Prometheus alerts on Triton's metric names (the names the
+local server exports too).
+
+The model files are not uploaded here: write a repository with
+``nbd.push(art, "some/folder")``, copy it to ``storage_uri`` (``s3://``, ``gs://``,
+``pvc://``...), then apply these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any, Literal
+
+from ..artifact import Artifact
+from ..errors import ConfigError
+from .alerts import Alerts, prometheus_rule, rule_groups
+from .kubernetes import TRITON_IMAGE, inference_service, triton_objects
+
+__all__ = ["Alerts", "Autoscale", "Manifests", "manifests"]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """Horizontal scaling between ``min_replicas`` and ``max_replicas``.
+
+    Attributes:
+        min_replicas: Fewest pods.
+        max_replicas: Most pods.
+        cpu_percent: Target CPU utilization (the default signal).
+        queue_us: Instead of CPU, a target for Triton's queue time per pod (microseconds
+            of ``nv_inference_queue_duration_us`` per second), served to the autoscaler by
+            a Prometheus adapter.
+    """
+
+    min_replicas: int = 1
+    max_replicas: int = 4
+    cpu_percent: int = 70
+    queue_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ConfigError(
+                f"autoscale needs 1 <= min_replicas <= max_replicas, got "
+                f"{self.min_replicas}..{self.max_replicas}"
+            )
+
+
+class Manifests:
+    """Kubernetes objects for one model; ``.objects`` (dicts), ``.yaml``, ``.save(dir)``.
+
+    Attributes:
+        objects: The objects, in apply order.
+        rules: A plain Prometheus rules file (for Prometheus without the Operator).
+    """
+
+    def __init__(self, objects: list[Object], rules: Object) -> None:
+        self.objects = objects
+        self.rules = rules
+
+    @property
+    def yaml(self) -> str:
+        """All objects as one multi-document YAML stream (``kubectl apply -f -``)."""
+        import yaml
+
+        return str(yaml.safe_dump_all(self.objects, sort_keys=False))
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """One file per object (``<kind>-<name>.yaml``) plus ``prometheus-rules.yaml``."""
+        import yaml
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for obj in self.objects:
+            path = out / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+            path.write_text(yaml.safe_dump(obj, sort_keys=False))
+            paths.append(path)
+        rules = out / "prometheus-rules.yaml"
+        rules.write_text(yaml.safe_dump(self.rules, sort_keys=False))
+        return [*paths, rules]
+
+    def __str__(self) -> str:
+        return "\n".join(f"{o['kind']}/{o['metadata']['name']}" for o in self.objects)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{escape(o['apiVersion'])}</td><td>{escape(o['kind'])}</td>"
+            f"<td>{escape(o['metadata']['name'])}</td></tr>"
+            for o in self.objects
+        )
+        return (
+            "<table><tr><th>apiVersion</th><th>kind</th><th>name</th></tr>"
+            f"{rows}</table><details><summary>YAML</summary><pre>{escape(self.yaml)}</pre>"
+            "</details>"
+        )
+
+
+def manifests(
+    art: Artifact,
+    *,
+    target: Literal["triton", "kserve"] = "triton",
+    storage_uri: str,
+    name: str | None = None,
+    replicas: int = 1,
+    canary: float | None = None,
+    autoscale: Autoscale | None = None,
+    gpu: bool = False,
+    namespace: str | None = None,
+    alerts: Alerts | None = None,
+    image: str = TRITON_IMAGE,
+) -> Manifests:
+    """Kubernetes manifests that serve ``art`` (already in a repository at ``storage_uri``).
+
+    Args:
+        art: The artifact (its name and format pick defaults).
+        target: ``"triton"`` (Deployment, Service, HPA running Triton on the repository)
+            or ``"kserve"`` (an ``InferenceService`` on KServe's Triton runtime).
+        storage_uri: Where the model repository lives (``s3://bucket/models``...).
+        name: Kubernetes name (default: the artifact's name); a DNS label.
+        replicas: Pods (the minimum when autoscaling).
+        canary: KServe only: percent of traffic for the newest revision.
+        autoscale: Scale between bounds on CPU (or Triton's queue time).
+        gpu: Request one NVIDIA GPU per pod.
+        namespace: Namespace for every object.
+        alerts: Thresholds of the error-rate and p99-latency alerts.
+        image: Triton's container image (``target="triton"``).
+
+    Raises:
+        ConfigError: a name that is not a DNS label, a canary for plain Triton, bad bounds.
+    """
+    name = name or art.name
+    if not _DNS_LABEL.match(name):
+        raise ConfigError(
+            f"{name!r} is not a Kubernetes name: use lowercase letters, digits and '-' "
+            "(at most 63), e.g. name='digits-v2'"
+        )
+    if replicas < 1:
+        raise ConfigError(f"replicas must be at least 1, not {replicas}")
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "nbdeploy"}
+    if target == "triton":
+        if canary is not None:
+            raise ConfigError(
+                "canary needs target='kserve' (KServe splits traffic between revisions); "
+                "plain Deployments cannot"
+            )
+        objects = triton_objects(meta, labels, storage_uri, replicas, autoscale, gpu, image)
+    elif target == "kserve":
+        objects = [
+            inference_service(art, meta, labels, storage_uri, replicas, canary, autoscale, gpu)
+        ]
+    else:
+        raise ConfigError(f"target must be 'triton' or 'kserve', not {target!r}")
+    rules = rule_groups(name, alerts or Alerts())
+    objects.append(prometheus_rule(meta, labels, rules))
+    return Manifests(objects, {"groups": rules})
