@@ -111,6 +111,17 @@ __all__ = [
 ]
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbdeploy``: registers ``%deploy`` / ``%%deploy`` (idempotent)."""
+    from .notebook.magics import NbDeployMagics
+
+    if any(isinstance(c, NbDeployMagics) for c in ipython.configurables):
+        return
+    magics = NbDeployMagics(shell=ipython)
+    ipython.register_magics(magics)
+    ipython.configurables.append(magics)  # so %config NbDeployMagics.<trait> = ... works
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -166,6 +166,24 @@ class Deployment:
         rows: list[dict[str, Any]] = doc["model_stats"]
         return rows
 
+    def latency_us(self, quantile: float = 0.5) -> dict[int, float]:
+        """Request latency (µs) by version over recent requests, from the server's
+        ``nv_inference_request_summary_us`` metric."""
+        import re
+        import urllib.request
+
+        request = urllib.request.Request(self.metrics_url)
+        if self.server.token:
+            request.add_header("Authorization", f"Bearer {self.server.token}")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        pattern = re.compile(
+            r'^nv_inference_request_summary_us\{model="' + re.escape(self.name)
+            + r'",version="(\d+)",quantile="' + re.escape(str(quantile)) + r'"\} (\S+)$',
+            re.MULTILINE,
+        )  # fmt: skip
+        return {int(v): float(x) for v, x in pattern.findall(text) if x != "nan"}
+
     def client(self, protocol: Literal["http", "grpc"] = "http") -> Any:
         """A ready tritonclient client for this server (the token, if any, attached)."""
         token = self.server.token

@@ -1,0 +1,121 @@
+"""The card ``%deploy`` shows: what runs where, whether it answers like the model, how
+fast one request is through the server, and how to call it from anywhere."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+import numpy as np
+
+from .. import _html
+from ..artifact import Artifact
+from ..server import config as cfg
+
+__all__ = ["DeployCard"]
+
+CURL_VALUES = 64  # beyond this many input values the curl example sends zeros
+
+
+@dataclass
+class DeployCard:
+    """A compact summary of one ``%deploy`` (``_repr_html_`` and ``__str__``)."""
+
+    title: str
+    facts: list[tuple[str, Any]]
+    snippets: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, request: Any, art: Artifact, result: Any) -> DeployCard:
+        """The card for a finished pipeline (``result`` is a Deployment, a PushResult or
+        ``None`` for a dry run)."""
+        facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(request.steps()))]
+        if art.parity is not None:
+            facts.append(("parity vs source", _html.verdict(art.parity.ok, str(art.parity))))
+        if result is None:
+            return cls(f"{request.name}: prepared (dry run), not served", facts)
+        if hasattr(result, "infer_url"):  # a Deployment on the local server
+            return cls._for_deployment(request, art, result, facts)
+        facts += [("pushed to", str(result.folder or result.target)), ("version", result.version)]
+        if result.parity is not None:
+            facts.append(("through the wire", _html.verdict(result.parity.ok, str(result.parity))))
+        return cls(f"{request.name} v{result.version} pushed ({result.backend})", facts)
+
+    @classmethod
+    def _for_deployment(
+        cls, request: Any, art: Artifact, dep: Any, facts: list[tuple[str, Any]]
+    ) -> DeployCard:
+        facts += [("version", dep.version), ("traffic", dep.traffic), ("HTTP", dep.infer_url),
+                  ("gRPC", dep.grpc_url), ("metrics", dep.metrics_url)]  # fmt: skip
+        example = art.example or {}
+        if example:
+            facts.append(("one request", f"{_latency_ms(dep, art, example):.2f} ms (median of 10)"))
+        snippets = {"python": _python_snippet(dep, art, example), "curl": _curl(dep, art, example)}
+        return cls(f"{dep.name} v{dep.version} is live", facts, snippets)
+
+    def __str__(self) -> str:
+        lines = [self.title] + [f"  {k}: {v}" for k, v in self.facts]
+        for kind, text in self.snippets.items():
+            lines += [f"  {kind}:", *("    " + line for line in text.splitlines())]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        blocks = "".join(
+            f"<details{' open' if kind == 'python' else ''}><summary>{escape(kind)}</summary>"
+            f"<pre><code>{escape(text)}</code></pre></details>"
+            for kind, text in self.snippets.items()
+        )
+        return _html.card(self.title, _html.fields(self.facts) + blocks)
+
+
+def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> float:
+    import tritonclient.http as httpclient
+
+    client = dep.client()
+    items = []
+    for spec in art.inputs:
+        array = np.asarray(example[spec.name])
+        item = httpclient.InferInput(spec.name, list(array.shape), cfg.v2_datatype(spec.dtype))
+        item.set_data_from_numpy(array)
+        items.append(item)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        client.infer(dep.name, items)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _python_snippet(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
+    lines = ["import numpy as np", "import tritonclient.http as httpclient", "",
+             f'client = httpclient.InferenceServerClient("{dep.http_url.removeprefix("http://")}")',
+             "inputs = []"]  # fmt: skip
+    for spec in art.inputs:
+        shape = list(np.asarray(example[spec.name]).shape) if spec.name in example else [1]
+        lines += [
+            f'x = httpclient.InferInput("{spec.name}", {shape}, "{cfg.v2_datatype(spec.dtype)}")',
+            f"x.set_data_from_numpy(your_{_identifier(spec.name)})  # a {spec.dtype} array",
+            "inputs.append(x)",
+        ]
+    lines.append(f'result = client.infer("{dep.name}", inputs)')
+    lines += [f'print(result.as_numpy("{spec.name}"))' for spec in art.outputs]
+    return "\n".join(lines)
+
+
+def _curl(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
+    tensors = []
+    for spec in art.inputs:
+        array = np.asarray(example.get(spec.name, np.zeros(1)))[:1]
+        data = array.reshape(-1).tolist() if array.size <= CURL_VALUES else [0] * array.size
+        tensors.append({"name": spec.name, "shape": list(array.shape),
+                        "datatype": cfg.v2_datatype(spec.dtype), "data": data})  # fmt: skip
+    body = json.dumps({"inputs": tensors})
+    header = "-H 'Content-Type: application/json'"
+    return f"curl -s -X POST {dep.infer_url} \\\n  {header} \\\n  -d '{body}'"
+
+
+def _identifier(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)

@@ -1,0 +1,72 @@
+"""``%deploy list``, ``promote``, ``rollback`` and ``stop``: the deployments on the local
+server as a table, and the actions on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _html
+from ..deployment import Deployment, deployments
+from ..errors import ConfigError
+from ..server import control
+
+__all__ = ["DeploymentTable", "deployment_table", "stop", "traffic_action"]
+
+HEADER = ["model", "version", "traffic %", "ready", "requests", "failures", "p50 ms"]
+
+
+@dataclass
+class DeploymentTable:
+    """One row per loaded version of every model on the local server."""
+
+    rows: list[list[Any]]
+    server: str
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return f"no deployments ({self.server})"
+        widths = [max(len(str(r[i])) for r in [HEADER, *self.rows]) for i in range(len(HEADER))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+                 for row in [HEADER, *self.rows]]  # fmt: skip
+        return "\n".join([self.server, *lines])
+
+    def _repr_html_(self) -> str:
+        return _html.card(f"deployments · {self.server}", _html.table(HEADER, self.rows))
+
+
+def deployment_table(repository: str | None = None) -> DeploymentTable:
+    """Versions, traffic, readiness, request counts and median latency of every model."""
+    status = control.status(repository)
+    if not status.running:
+        return DeploymentTable([], "the local server is not running")
+    rows = []
+    for dep in deployments(repository):
+        traffic = dep.traffic
+        latency = dep.latency_us()
+        for stats in dep.stats():
+            version = int(stats["version"])
+            p50 = latency.get(version)
+            rows.append([dep.name, version, traffic.get(version, 0.0), "yes",
+                         stats["inference_stats"]["success"]["count"],
+                         stats["inference_stats"]["fail"]["count"],
+                         round(p50 / 1000, 3) if p50 is not None else "–"])  # fmt: skip
+    return DeploymentTable(rows, status.http_url)
+
+
+def traffic_action(action: str, name: str, repository: str | None = None) -> dict[int, float]:
+    """``promote`` or ``rollback`` the model called ``name``; returns the new split."""
+    found = {dep.name: dep for dep in deployments(repository)}
+    if name not in found:
+        raise ConfigError(f"no deployment named {name!r}; deployed: {sorted(found) or 'none'}")
+    dep: Deployment = found[name]
+    split = dep.promote() if action == "promote" else dep.rollback()
+    print(f"{name}: traffic now {split}")
+    return split
+
+
+def stop(repository: str | None = None) -> bool:
+    """Stop the local server (models stay in its repository for the next start)."""
+    stopped = control.stop(repository)
+    print("local server stopped" if stopped else "the local server was not running")
+    return stopped

@@ -1,0 +1,111 @@
+"""%deploy in IPython's real shell, against the real local server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+
+import nbdeploy as nbd
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    shell = start_ipython()
+    repo = tmp_path_factory.mktemp("magic-repo")
+    shell.run_line_magic("load_ext", "nbdeploy")
+    shell.run_line_magic("load_ext", "nbdeploy")  # idempotent
+    shell.run_line_magic("config", f"NbDeployMagics.repository = {str(repo)!r}")
+    torch.manual_seed(0)
+    shell.user_ns.update(
+        model=torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+        ).eval(),
+        x=torch.randn(2, 4),
+        x_cal=np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32),
+    )
+    yield shell
+    nbd.server.stop(repo)
+
+
+def _answer(dep: nbd.Deployment, x: np.ndarray) -> np.ndarray:
+    import tritonclient.http as httpclient
+
+    client = dep.client()
+    meta = client.get_model_metadata(dep.name)
+    item = httpclient.InferInput(meta["inputs"][0]["name"], list(x.shape), "FP32")
+    item.set_data_from_numpy(x)
+    return client.infer(dep.name, [item]).as_numpy(meta["outputs"][0]["name"])
+
+
+def test_deploy_gives_a_live_endpoint_that_answers_like_the_model(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dep = ip.run_line_magic("deploy", "model --example x --name tiny")
+    assert isinstance(dep, nbd.Deployment) and dep.version == 1
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    with torch.no_grad():
+        want = ip.user_ns["model"](torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(_answer(dep, x), want, rtol=1e-4, atol=1e-5)
+    card = capsys.readouterr().out
+    assert "tiny v1 is live" in card and "one request" in card and "curl -s -X POST" in card
+
+
+def test_canary_list_promote_rollback(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("deploy", "model --example x --name cany")
+    dep = ip.run_line_magic("deploy", "model --example x --name cany --quantize int8-static "
+                                      "--calibration x_cal --canary 20")  # fmt: skip
+    assert dep.version == 2 and dep.traffic == {1: 80.0, 2: 20.0}
+    table = ip.run_line_magic("deploy", "list")
+    rows = {(r[0], r[1]): r for r in table.rows}
+    assert rows[("cany", 2)][2] == 20.0 and rows[("cany", 1)][3] == "yes"
+    assert ip.run_line_magic("deploy", "promote cany") == {1: 0.0, 2: 100.0}
+    assert ip.run_line_magic("deploy", "rollback cany") == {1: 100.0}
+    assert "cany: traffic now {1: 100.0}" in capsys.readouterr().out
+
+
+def test_cell_form_and_dry_run(ip: Any) -> None:
+    art = ip.run_cell_magic("deploy", "--example x --name celled --dry-run",
+                            "import torch\ntorch.nn.Linear(4, 2).eval()")  # fmt: skip
+    assert isinstance(art, nbd.Artifact) and art.name == "celled"
+    magics = next(c for c in ip.configurables if type(c).__name__ == "NbDeployMagics")
+    assert nbd.server.status(magics.repository).running  # the server is there...
+    assert "celled" not in {d.name for d in nbd.deployments(magics.repository)}  # ...untouched
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("modle --example x", "model 'modle': name 'modle' is not defined"),
+        ("model --example y", "example 'y': name 'y' is not defined"),
+        ("model --example x --quantize int3-magic",
+         "unknown quantization scheme 'int3-magic'; the schemes are: int8-dynamic"),
+        ("model --example x --quantize int8-static", "needs calibration inputs: --calibration"),
+        ("model --example x --to 127.0.0.1:9", "cannot reach Triton at 127.0.0.1:9"),
+        ("model", "needs an example input"),
+        ("rollback", "needs one model name"),
+        ("promote nothing-here", "no deployment named 'nothing-here'"),
+        ("model --canary lots --example x", "argument --canary: invalid float value"),
+    ],
+)  # fmt: skip
+def test_mistakes_are_one_line_usage_errors(ip: Any, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        ip.run_line_magic("deploy", line)
+    assert message in str(info.value) and "\n" not in str(info.value).strip()[:200]
+
+
+def test_help_and_config(ip: Any) -> None:
+    magics = next(c for c in ip.configurables if type(c).__name__ == "NbDeployMagics")
+    assert "export, optimize" in (type(magics).deploy.__doc__ or "").lower()
+    ip.run_line_magic("config", "NbDeployMagics.optimize_by_default = False")
+    try:
+        assert magics.optimize_by_default is False
+    finally:
+        ip.run_line_magic("config", "NbDeployMagics.optimize_by_default = True")
