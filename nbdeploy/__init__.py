@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .graph.inspect import GraphSummary, inspect
     from .graph.optimize import optimize
     from .graph.show import show
+    from .notebook.studio import studio
     from .provenance import Lineage, Parity
     from .quantization import quantize
     from .quantization.prune import prune
@@ -68,6 +69,7 @@ _LAZY = {
     "push": "triton.push",
     "PushResult": "triton.push",
     "manifests": "deploy.manifests",
+    "studio": "notebook.studio",
     "Manifests": "deploy.manifests",
 }
 _SUBMODULES = {"server"}  # namespaces: nbd.server.start(), .status(), .stop()
@@ -108,6 +110,7 @@ __all__ = [
     "serve",
     "server",
     "show",
+    "studio",
 ]
 
 

@@ -8,7 +8,7 @@ import nbdeploy as nbd
 CURATED = {
     # the flow
     "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
-    "serve", "deployments", "server", "push", "manifests",
+    "serve", "deployments", "server", "push", "manifests", "studio",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
     "Deployment", "PushResult", "Manifests",

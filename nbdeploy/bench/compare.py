@@ -33,6 +33,7 @@ def compare(
     warmup: int = 3,
     repeat: int = 5,
     progress: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> Comparison:
     """Measure every variant on every provider: metric, agreement, latency, size, memory.
 
@@ -48,6 +49,7 @@ def compare(
         warmup: Calls before timing.
         repeat: Timed runs (each auto-ranged, as ``%timeit``).
         progress: Show a progress bar.
+        on_row: Called with each row as soon as it is measured (live tables).
 
     Returns:
         A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``best``). Ctrl-C
@@ -76,6 +78,8 @@ def compare(
     try:
         for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
             rows.append(_row(art, provider, batch, load, x, y, reference, chosen, warmup, repeat))
+            if on_row is not None:
+                on_row(rows[-1])
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         partial = True

@@ -68,6 +68,7 @@ def quantize(
     source = onnx.ModelProto()
     source.CopyFrom(art.onnx)
     model, tensors = _apply(source, config, art, calibration, per_channel, skip)
+    model = _sorted(model)
     derived = art.derive(onnx_model=model, step="quantize", parity=None, scheme=config.name,
                          per_channel=per_channel, exclude=skip)  # fmt: skip
     if isinstance(config, WeightOnly):
@@ -93,6 +94,17 @@ def quantize(
         {c.output: c.max_abs for c in derived.parity.checks},
     )
     return derived
+
+
+def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Nodes in topological order, as the ONNX spec requires (onnxruntime's fp16
+    converter appends the Cast nodes it inserts at the end of the graph)."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import TopologicalSortPass
+
+    graph = ir.serde.deserialize_model(model)
+    TopologicalSortPass()(graph)
+    return ir.serde.serialize_model(graph)
 
 
 def _apply(

@@ -39,6 +39,7 @@ def test_scheme_keeps_accuracy_and_shrinks_the_file(scheme: str, digits_cnn, dig
     assert all(t.snr_db > 10 for t in q.report.tensors)
     assert q.inputs == digits_cnn.inputs and q.outputs[0].dtype == "float32"
     assert scheme in str(q.report) and "SNR" in q.report._repr_html_()
+    onnx.checker.check_model(q.onnx)  # valid ONNX: nodes topologically sorted (fp16 was not)
 
 
 def test_weight_only_stores_integers_with_dequantize_linear(digits_cnn) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,229 @@
+"""``nbd.studio``: an ipywidgets panel to explore optimization and quantization without
+writing a loop — pick passes, schemes and providers, Run (a live table, then the Pareto
+plot), look at any variant's graph and diff, Deploy the one you choose.
+
+Everything a button does is a method too (``.run()``, ``.deploy()``), so scripts and
+tests drive the same code headless.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import _html
+from ..artifact import Artifact
+from ..bench.results import Comparison
+from ..errors import ConfigError, NbDeployError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Studio", "studio"]
+
+SCHEMES = ["int8-dynamic", "int8-static", "fp16", "int8-weight-symmetric",
+           "int8-weight-asymmetric", "kmeans-16"]  # fmt: skip
+PROVIDERS = ["cpu", "cuda", "tensorrt"]
+TABLE_COLUMNS = ["variant", "provider", "p50_ms", "size_bytes"]
+
+
+def studio(
+    model_or_artifact: Any,
+    *,
+    example: Any = None,
+    data: Any = None,
+    metric: str = "accuracy",
+    calibration: Any = None,
+    name: str | None = None,
+) -> Studio:
+    """An interactive panel over one model: optimize, quantize, compare, deploy.
+
+    Args:
+        model_or_artifact: An :class:`Artifact`, or a model :func:`nbd.export` accepts.
+        example: Example input (needed to export a model).
+        data: ``(X, y)`` to score ``metric`` on (or ``X``: agreement and latency only).
+        metric: As in :func:`nbd.compare`.
+        calibration: Inputs for ``int8-static`` (default: the first 128 rows of ``X``).
+        name: Model name (default: the artifact's).
+    """
+    if isinstance(model_or_artifact, Artifact):
+        art = model_or_artifact
+    else:
+        from ..exporters import export
+
+        if example is None:
+            raise ConfigError("studio needs example= to export a model (or pass an Artifact)")
+        art = export(model_or_artifact, example, name=name or "model")
+    return Studio(art, data=data, metric=metric, calibration=calibration)
+
+
+class Studio:
+    """The panel; ``.widget`` is what a notebook shows, ``.comparison`` the last result.
+
+    Attributes:
+        original: The artifact everything derives from.
+        variants: Artifacts made by the last run, by their label in the table.
+        comparison: The last :class:`Comparison`, or ``None`` before a run.
+        deployed: What the last deploy returned (a Deployment or a PushResult).
+    """
+
+    def __init__(self, art: Artifact, *, data: Any, metric: str, calibration: Any) -> None:
+        import ipywidgets as w
+
+        from ..bench.providers import unavailable_reason
+        from ..graph.optimize import PASSES
+
+        self.original = art
+        self.data, self.metric = data, metric
+        self.calibration = calibration if calibration is not None else _calibration(data)
+        self.variants: dict[str, Artifact] = {}
+        self.comparison: Comparison | None = None
+        self.deployed: Any = None
+        self.passes = w.SelectMultiple(options=list(PASSES), value=list(PASSES),
+                                       description="passes", rows=min(8, len(PASSES)))  # fmt: skip
+        self.schemes = w.SelectMultiple(options=SCHEMES, value=["int8-dynamic", "fp16"],
+                                        description="schemes", rows=len(SCHEMES))  # fmt: skip
+        available = [p for p in PROVIDERS if unavailable_reason(p) is None]
+        self.providers = w.SelectMultiple(options=PROVIDERS, value=available,
+                                          description="providers", rows=len(PROVIDERS))  # fmt: skip
+        self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.progress = w.IntProgress(min=0, max=1, description="", bar_style="info")
+        self.table = w.HTML()
+        self.plot = w.Output()
+        self.chosen = w.Dropdown(options=[], description="variant")
+        self.graph = w.Output()
+        self.target = w.Text(placeholder="empty: local server · host:port · folder",
+                             description="deploy to")  # fmt: skip
+        self.deploy_button = w.Button(description="Deploy", icon="rocket", disabled=True)
+        self.status = w.HTML()
+        self.run_button.on_click(lambda _: self._guarded(self.run))
+        self.deploy_button.on_click(lambda _: self._guarded(self.deploy))
+        self.chosen.observe(lambda change: self._show_variant(change["new"]), names="value")
+        self.widget = w.VBox([
+            w.HBox([self.passes, self.schemes, self.providers]),
+            w.HBox([self.run_button, self.progress]), self.table, self.plot,
+            w.HBox([self.chosen]), self.graph,
+            w.HBox([self.target, self.deploy_button]), self.status,
+        ])  # fmt: skip
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def run(self) -> Comparison:
+        """Optimize with the chosen passes, quantize with each chosen scheme, compare on
+        each chosen provider; the table fills as rows arrive."""
+        from ..bench.compare import compare
+        from ..graph.optimize import optimize
+        from ..quantization import quantize
+
+        steps = 1 + len(self.schemes.value) + 1
+        self.progress.max, self.progress.value = steps, 0
+        optimized = optimize(self.original, list(self.passes.value), progress=False)
+        self.progress.value += 1
+        made = [self.original, optimized]
+        for scheme in self.schemes.value:
+            self._say(f"quantizing: {scheme}")
+            made.append(quantize(optimized, scheme, calibration=self.calibration))
+            self.progress.value += 1
+        rows: list[dict[str, Any]] = []
+
+        def arrived(row: dict[str, Any]) -> None:
+            rows.append(row)
+            self.table.value = _table(rows, self.metric)
+
+        self._say("comparing")
+        self.comparison = compare(made, data=self.data, metric=self.metric,
+                                  providers=list(self.providers.value), progress=False,
+                                  on_row=arrived)  # fmt: skip
+        self.progress.value = steps
+        self.table.value = self.comparison._repr_html_()
+        self.variants = {row["variant"]: self.comparison.artifact(row)
+                         for row in self.comparison.measured}  # fmt: skip
+        self._draw_plot()
+        best = self.comparison.best()
+        self.chosen.options = list(self.variants)
+        self.chosen.value = best["variant"] if best else next(iter(self.variants))
+        self.deploy_button.disabled = False
+        self._say(f"done: {len(self.comparison.measured)} rows; best within 0.5 points: "
+                  f"{best['variant'] if best else 'none'}")  # fmt: skip
+        return self.comparison
+
+    def deploy(self, variant: str | None = None) -> Any:
+        """Serve the chosen variant locally, or push it to the target in the text box."""
+        label = variant or self.chosen.value
+        if label not in self.variants:
+            raise ConfigError(f"run first, then choose a variant; known: {sorted(self.variants)}")
+        art = self.variants[label]
+        target = self.target.value.strip()
+        if target:
+            from ..triton.push import push
+
+            self.deployed = push(art, target, name=self.original.name)
+        else:
+            from ..deployment import serve
+
+            self.deployed = serve(art, name=self.original.name)
+        self._say(f"deployed {label}: {self.deployed}")
+        return self.deployed
+
+    # -- display -----------------------------------------------------------------------------
+
+    def _guarded(self, action: Any) -> None:
+        """Buttons report errors in the panel instead of losing them in a log."""
+        try:
+            action()
+        except NbDeployError as err:
+            self._say(f"error: {err}", ok=False)
+
+    def _say(self, text: str, ok: bool = True) -> None:
+        self.status.value = _html.card("", str(_html.verdict(ok, text)))
+
+    def _draw_plot(self) -> None:
+        import base64
+        import io
+
+        assert self.comparison is not None
+        figure = self.comparison.plot()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        png = base64.b64encode(buffer.getvalue()).decode()
+        self.plot.outputs = ()
+        _append(self.plot, {"image/png": png, "text/plain": "accuracy vs latency (Pareto)"})
+
+    def _show_variant(self, label: str | None) -> None:
+        from ..graph.diff import diff
+        from ..graph.show import show
+
+        self.graph.outputs = ()
+        if not label or label not in self.variants:
+            return
+        _append(self.graph, _bundle(show(self.variants[label])))
+        _append(self.graph, _bundle(diff(self.original, self.variants[label])))
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _bundle(obj: Any) -> dict[str, Any]:
+    """A display object's MIME bundle, without needing a kernel to format it."""
+    if hasattr(obj, "_repr_mimebundle_"):
+        data = obj._repr_mimebundle_()
+        bundle: dict[str, Any] = data[0] if isinstance(data, tuple) else data
+        return bundle
+    return {"text/html": obj._repr_html_(), "text/plain": str(obj)}
+
+
+def _append(output: Any, bundle: dict[str, Any]) -> None:
+    """Add a display to an Output widget (works headless, unlike ``with output:``)."""
+    output.outputs += ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+def _calibration(data: Any) -> Any:
+    x = data[0] if isinstance(data, tuple) and len(data) == 2 else data
+    return None if x is None else x[:128]
+
+
+def _table(rows: list[dict[str, Any]], metric: str) -> str:
+    columns = [*TABLE_COLUMNS[:2], metric, *TABLE_COLUMNS[2:]]
+    body = [[row.get(c, row.get("skipped", "")) for c in columns] for row in rows]
+    return _html.card(f"comparing… {len(rows)} rows", _html.table(columns, body))
