@@ -210,11 +210,14 @@ class Deployment:
         )
 
     def _repr_html_(self) -> str:
-        return (
-            f"<p><b>{escape(self.name)}</b> version {self.version} · "
-            f"<code>{escape(self.infer_url)}</code> · gRPC <code>{escape(self.grpc_url)}</code>"
-            f" · <a href='{escape(self.metrics_url)}'>metrics</a></p>"
-        )
+        from . import _html
+
+        return _html.card(
+            f"{self.name} · version {self.version}",
+            _html.fields([("HTTP", self.infer_url), ("gRPC", self.grpc_url),
+                          ("metrics", _html.Raw(f"<a href='{escape(self.metrics_url)}'>"
+                                                f"{escape(self.metrics_url)}</a>"))]),
+        )  # fmt: skip
 
 
 class _Bearer:

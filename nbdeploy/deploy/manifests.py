@@ -91,15 +91,12 @@ class Manifests:
         return "\n".join(f"{o['kind']}/{o['metadata']['name']}" for o in self.objects)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{escape(o['apiVersion'])}</td><td>{escape(o['kind'])}</td>"
-            f"<td>{escape(o['metadata']['name'])}</td></tr>"
-            for o in self.objects
-        )
-        return (
-            "<table><tr><th>apiVersion</th><th>kind</th><th>name</th></tr>"
-            f"{rows}</table><details><summary>YAML</summary><pre>{escape(self.yaml)}</pre>"
-            "</details>"
+        from .. import _html
+
+        rows = [[o["apiVersion"], o["kind"], o["metadata"]["name"]] for o in self.objects]
+        yaml_block = f"<details><summary>YAML</summary><pre>{escape(self.yaml)}</pre></details>"
+        return _html.card(
+            "manifests", _html.table(["apiVersion", "kind", "name"], rows) + yaml_block
         )
 
 

@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +78,28 @@ class ServerStatus:
         )
 
     def _repr_html_(self) -> str:
+        from .. import _html
+
         if not self.running:
-            return f"<p><b>nbdeploy server</b>: not running ({escape(str(self.repository))})</p>"
-        rows = "".join(
-            f"<tr><td>{escape(m['name'])}</td><td>{escape(m.get('version', ''))}</td>"
-            f"<td>{escape(m.get('state', ''))}</td><td>{escape(m.get('reason', ''))}</td></tr>"
+            return _html.card(
+                "nbdeploy server",
+                _html.fields([("state", "not running"), ("repository", self.repository)]),
+            )
+        facts = _html.fields(
+            [
+                ("pid", self.pid),
+                ("HTTP", self.http_url),
+                ("gRPC", self.grpc_url),
+                ("metrics", self.metrics_url),
+                ("repository", self.repository),
+            ]
+        )
+        rows = [
+            [m["name"], m.get("version", ""), m.get("state", ""), m.get("reason", "")]
             for m in self.models
-        )
-        return (
-            f"<p><b>nbdeploy server</b> pid {self.pid} · HTTP <code>{escape(self.http_url)}</code>"
-            f" · gRPC <code>{escape(self.grpc_url)}</code> · "
-            f"<a href='{escape(self.metrics_url)}'>metrics</a></p>"
-            "<table><tr><th>model</th><th>version</th><th>state</th><th>reason</th></tr>"
-            f"{rows}</table>"
-        )
+        ]
+        return _html.card("nbdeploy server", facts + _html.table(
+            ["model", "version", "state", "reason"], rows))  # fmt: skip
 
 
 def start(

@@ -10,7 +10,6 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,7 +64,15 @@ class PushResult:
         return f"{self.name} v{self.version} ({self.backend}) at {where}{check}"
 
     def _repr_html_(self) -> str:
-        return f"<p><b>pushed</b> {escape(str(self))}</p>"
+        from .. import _html
+
+        facts: list[tuple[str, object]] = [
+            ("where", str(self.folder or f"{self.protocol}://{self.target}")),
+            ("version", self.version), ("backend", self.backend),
+        ]  # fmt: skip
+        if self.parity is not None:
+            facts.append(("through the wire", _html.verdict(self.parity.ok, str(self.parity))))
+        return _html.card(f"pushed {self.name}", _html.fields(facts))
 
 
 def push(
