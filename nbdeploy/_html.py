@@ -11,8 +11,9 @@ STYLE = (
     "<style>.nbd{font-family:var(--jp-ui-font-family,sans-serif);font-size:13px;"
     "color:var(--jp-ui-font-color1,inherit)}"
     ".nbd table{border-collapse:collapse;margin:2px 0}"
-    ".nbd th,.nbd td{padding:2px 8px;text-align:left;border-bottom:1px solid "
-    "var(--jp-border-color2,#ddd);vertical-align:top}"
+    # JupyterLab right-aligns cells of rendered HTML tables; ours read left to right.
+    "div.nbd table th,div.nbd table td{padding:2px 8px;text-align:left!important;"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd);vertical-align:top}"
     ".nbd th{color:var(--jp-ui-font-color2,#555);font-weight:600}"
     ".nbd .ok{color:var(--jp-success-color1,#2e7d32)}"
     ".nbd .bad{color:var(--jp-error-color1,#c62828)}"

@@ -34,7 +34,7 @@ class DeployCard:
         ``None`` for a dry run)."""
         facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(request.steps()))]
         if art.parity is not None:
-            facts.append(("parity vs source", _html.verdict(art.parity.ok, str(art.parity))))
+            facts.append(("parity", _html.verdict(art.parity.ok, str(art.parity))))
         if result is None:
             return cls(f"{request.name}: prepared (dry run), not served", facts)
         if hasattr(result, "infer_url"):  # a Deployment on the local server

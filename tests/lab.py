@@ -1,0 +1,89 @@
+"""A real JupyterLab for browser tests: started on a free loopback port with a token
+(and a base URL when asked), its app exposed to the page so tests can run commands."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+
+@dataclass(frozen=True)
+class Lab:
+    url: str  # http://127.0.0.1:<port><base_url>
+    token: str
+    root: Path
+
+    def open(self, page: Any, path: str) -> None:
+        """Open a document in the page and wait until JupyterLab has settled."""
+        page.goto(f"{self.url}lab/tree/{path}?token={self.token}")
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+
+    def run(self, page: Any, command: str) -> None:
+        page.evaluate(f"window.jupyterapp.commands.execute({command!r})")
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of code cells."""
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(book, path)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_lab(
+    root: Path, *, base_url: str = "/", env: dict[str, str] | None = None
+) -> Iterator[Lab]:
+    """``jupyter lab`` serving ``root``; stopped (with its kernels) at exit."""
+    port, token = _free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
+        "--LabApp.expose_app_in_browser=True",
+        *(["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
+    ]  # fmt: skip
+    log = (root / "jupyterlab.log").open("wb")
+    lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, **(env or {})})  # fmt: skip
+    url = f"http://127.0.0.1:{port}{base_url}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if lab.poll() is not None:
+                raise RuntimeError((root / "jupyterlab.log").read_text()[-3000:])
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2)
+                break
+            time.sleep(0.25)
+        yield Lab(url, token, root)
+    finally:
+        lab.terminate()
+        try:
+            lab.wait(20)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+            lab.wait()
+        log.close()

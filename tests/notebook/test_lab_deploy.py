@@ -1,0 +1,42 @@
+"""%deploy in a real JupyterLab, in Debian's chromium: the card appears in the notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import nbdeploy as nbd
+from tests.browser import browser_page
+from tests.lab import running_lab, write_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
+    repo = tmp_path / "repository"
+    write_notebook(tmp_path / "deploy.ipynb", [
+        "%load_ext nbdeploy",
+        "import torch\ntorch.manual_seed(0)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()\nx = torch.randn(2, 4)",
+        "%deploy model --example x --name web",
+    ])  # fmt: skip
+    try:
+        with (
+            browser_page() as page,
+            running_lab(tmp_path, env={"NBDEPLOY_REPOSITORY": str(repo)}) as lab,
+        ):
+            lab.open(page, "deploy.ipynb")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.wait_for_function(
+                "() => window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel"
+                "?.status === 'idle'", timeout=90_000,
+            )  # fmt: skip
+            lab.run(page, "notebook:run-all-cells")
+            page.wait_for_selector("text=web v1 is live", timeout=180_000)
+            card = page.inner_text(".jp-OutputArea-output:has-text('web v1 is live')")
+            page.screenshot(path=str(tmp_path / "deploy-card.png"), full_page=True)
+        assert "one request" in card and "/v2/models/web/infer" in card
+        assert nbd.deployments(repo)[0].name == "web"
+    finally:
+        nbd.server.stop(repo)
