@@ -8,6 +8,8 @@ import pytest
 import nbdeploy as nbd
 from tests.servers import Endpoint, affine
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]  # jp_fetch, for the server extension
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

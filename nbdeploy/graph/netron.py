@@ -28,6 +28,25 @@ log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def shown_dir() -> Path:
+    """Where shown models are left for JupyterLab's server extension to serve (the kernel
+    and the Jupyter server are different processes): ``<jupyter runtime dir>/nbdeploy-models``,
+    readable by this user only."""
+    import os
+
+    runtime = os.environ.get("JUPYTER_RUNTIME_DIR")
+    if not runtime:
+        try:
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime = jupyter_runtime_dir()
+        except ImportError:
+            runtime = str(Path("~/.local/share/jupyter/runtime").expanduser())
+    folder = Path(runtime) / "nbdeploy-models"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
 def netron_dir() -> Path:
     """The folder of netron's web app inside the installed ``netron`` package."""
     netron = require("netron", extra="lab", feature="Showing a graph with netron")
@@ -75,7 +94,9 @@ class NetronServer:
         """Make model bytes available; returns the id used in URLs. The same bytes under
         the same name get the same id, so showing a model again holds no second copy."""
         model_id = hashlib.sha256(filename.encode() + b"\0" + data).hexdigest()[:16]
-        self.models.setdefault(model_id, _Model(filename, data))
+        if model_id not in self.models:
+            self.models[model_id] = _Model(filename, data)
+            _leave_for_lab(model_id, data)
         return model_id
 
     def viewer_url(self, model_id: str) -> str:
@@ -87,6 +108,19 @@ class NetronServer:
         """Stop serving (tests; the server otherwise lives as long as the process)."""
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def _leave_for_lab(model_id: str, data: bytes) -> None:
+    """Write the bytes where JupyterLab's server extension serves them from."""
+    import os
+
+    try:
+        path = shown_dir() / f"{model_id}.onnx"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except OSError as err:  # the iframe and the drawing still work
+        log.warning("could not leave the model for JupyterLab: %s", err)
 
 
 def _handler(server: NetronServer) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,72 @@
+"""What the deployments sidebar shows and does, over the local server's own API (no
+Jupyter in here: plain functions the handlers run in a thread)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..deployment import deployments
+from ..errors import NbDeployError
+from ..server import control
+
+__all__ = ["ActionError", "act", "overview"]
+
+
+class ActionError(NbDeployError):
+    """A sidebar action the server refused; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message, status=status)
+        self.status = status
+
+
+def overview(repository: str | None = None) -> dict[str, Any]:
+    """The server and, per model, versions with traffic, readiness, counts, latency."""
+    status = control.status(repository)
+    if not status.running:
+        return {"running": False, "repository": str(status.repository), "models": []}
+    models = []
+    for dep in deployments(repository):
+        traffic, latency = dep.traffic, dep.latency_us()
+        versions = [
+            {"version": int(s["version"]), "traffic": traffic.get(int(s["version"]), 0.0),
+             "ready": True, "requests": s["inference_stats"]["success"]["count"],
+             "failures": s["inference_stats"]["fail"]["count"],
+             "p50_ms": round(latency[int(s["version"])] / 1000, 3)
+             if int(s["version"]) in latency else None}
+            for s in dep.stats()
+        ]  # fmt: skip
+        models.append({"name": dep.name, "infer_url": dep.infer_url, "versions": versions,
+                       "snippet": _snippet(dep)})  # fmt: skip
+    return {
+        "running": True, "repository": str(status.repository), "http_url": status.http_url,
+        "grpc_url": status.grpc_url, "metrics_url": status.metrics_url, "models": models,
+    }  # fmt: skip
+
+
+def act(name: str, action: str, repository: str | None = None) -> dict[str, Any]:
+    """Promote, roll back or unload one model; returns the new overview."""
+    found = {dep.name: dep for dep in deployments(repository)}
+    if name not in found:
+        raise ActionError(f"no deployment named {name!r}", status=404)
+    dep = found[name]
+    try:
+        if action == "promote":
+            dep.promote()
+        elif action == "rollback":
+            dep.rollback()
+        elif action == "unload":
+            dep.client().unload_model(name)
+        else:
+            raise ActionError(f"unknown action {action!r}", status=400)
+    except control.ServerError as err:
+        raise ActionError(str(err), status=409) from err
+    return overview(repository)
+
+
+def _snippet(dep: Any) -> str:
+    return (
+        "import tritonclient.http as httpclient\n"
+        f'client = httpclient.InferenceServerClient("{dep.http_url.removeprefix("http://")}")\n'
+        f'print(client.get_model_metadata("{dep.name}"))'
+    )

@@ -1,0 +1,138 @@
+"""The server extension's handlers, all authenticated (every verb, HEAD included):
+
+* ``nbdeploy/netron/<file>``       netron's web app, patched as in :mod:`nbdeploy.graph.netron`
+* ``nbdeploy/files/<path>``        bytes of a model file under Jupyter's root directory
+* ``nbdeploy/artifacts/<id>``      bytes of a model a kernel showed with ``nbd.show``
+* ``nbdeploy/api/deployments``     the local server's deployments (GET), and
+  ``nbdeploy/api/deployments/<name>/<promote|rollback|unload>`` (POST)
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+
+from ..graph import netron
+from . import deployments
+
+_ASSET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_MODEL_ID = re.compile(r"^[0-9a-f]{16}$")
+MODEL_SUFFIXES = (".onnx", ".ort", ".pb", ".tflite", ".pt", ".pth", ".json")
+
+
+class _Authenticated(JupyterHandler):
+    """HEAD is answered like GET, after the same authentication."""
+
+    @tornado.web.authenticated
+    def head(self, path: str) -> None:
+        self._send(path, body=False)
+
+    @tornado.web.authenticated
+    def get(self, path: str) -> None:
+        self._send(path, body=True)
+
+    def _send(self, path: str, body: bool) -> None:
+        raise NotImplementedError
+
+    def _bytes(self, data: bytes, kind: str, body: bool) -> None:
+        self.set_header("Content-Type", kind)
+        self.set_header("Content-Length", str(len(data)))
+        self.set_header("Cache-Control", "no-store")
+        if body:
+            self.finish(data)
+        else:
+            self.finish()
+
+
+class NetronHandler(_Authenticated):
+    """Netron's web app from the installed ``netron`` package."""
+
+    def _send(self, name: str, body: bool) -> None:
+        folder = netron.netron_dir()
+        if name in ("", "index.html"):
+            # netron asks for cookie consent unless this is set (it then stays local).
+            self.set_cookie(
+                "consent",
+                str(int(time.time() * 1000)),
+                path=self.request.path.rsplit("/", 1)[0] + "/",
+            )
+            return self._bytes(netron.patched_index(folder), "text/html; charset=utf-8", body)
+        path = folder / name
+        if not _ASSET.match(name) or not path.is_file():
+            raise tornado.web.HTTPError(404)
+        self._bytes(
+            path.read_bytes(), mimetypes.guess_type(name)[0] or "application/octet-stream", body
+        )
+
+
+class FileHandler(_Authenticated):
+    """A model file under Jupyter's root directory (never outside it, never via links)."""
+
+    def _send(self, path: str, body: bool) -> None:
+        root = Path(self.settings["server_root_dir"]).expanduser().resolve()
+        target = (root / path).resolve()
+        inside = target.is_relative_to(root) and target.is_file()
+        if not inside or target.suffix not in MODEL_SUFFIXES:
+            raise tornado.web.HTTPError(404, "no such model file under Jupyter's root directory")
+        self._bytes(target.read_bytes(), "application/octet-stream", body)
+
+
+class ArtifactHandler(_Authenticated):
+    """A model a kernel showed (left in the runtime dir by :func:`nbdeploy.show`)."""
+
+    def _send(self, path: str, body: bool) -> None:
+        shown = netron.shown_dir() / f"{path}.onnx"
+        if not _MODEL_ID.match(path) or not shown.is_file():
+            raise tornado.web.HTTPError(404, "no such shown model; run nbd.show(...) again")
+        self._bytes(shown.read_bytes(), "application/octet-stream", body)
+
+
+class DeploymentsHandler(APIHandler):
+    """The local server's models, versions, traffic and counts (polled by the sidebar)."""
+
+    @tornado.web.authenticated
+    def head(self) -> None:
+        self.finish()
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.finish(json.dumps(await _in_thread(deployments.overview)))
+
+
+class DeploymentActionHandler(APIHandler):
+    """``promote``, ``rollback`` or ``unload`` one model."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str, action: str) -> None:
+        try:
+            result = await _in_thread(deployments.act, name, action)
+        except deployments.ActionError as err:
+            raise tornado.web.HTTPError(err.status, str(err)) from err
+        self.finish(json.dumps(result))
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    import asyncio
+
+    return await asyncio.to_thread(function, *args)
+
+
+def setup_handlers(serverapp: Any) -> None:
+    web_app = serverapp.web_app
+    base = url_path_join(web_app.settings["base_url"], "nbdeploy")
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "netron", "(.*)"), NetronHandler),
+        (url_path_join(base, "files", "(.+)"), FileHandler),
+        (url_path_join(base, "artifacts", "([^/]+)"), ArtifactHandler),
+        (url_path_join(base, "api", "deployments"), DeploymentsHandler),
+        (url_path_join(base, "api", "deployments", "([^/]+)", "(promote|rollback|unload)"),
+         DeploymentActionHandler),
+    ])  # fmt: skip

@@ -1,0 +1,96 @@
+"""The Jupyter server extension through a real Jupyter server (pytest-jupyter), under a
+non-root base URL: every route authenticated, files confined, netron patched."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+import nbdeploy as nbd
+from tests.graph.helpers import model
+from tests.servers import affine
+
+Fetch = Callable[..., Awaitable[Any]]
+NO_TOKEN = {"Authorization": ""}
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    return {"ServerApp": {"jpserver_extensions": {"nbdeploy.lab": True}}}
+
+
+async def _status(fetch: Fetch, *parts: str, **kwargs: Any) -> int:
+    try:
+        return int((await fetch(*parts, **kwargs)).code)
+    except HTTPClientError as err:
+        return int(err.code)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+async def test_every_route_refuses_unauthenticated_requests(jp_fetch: Fetch, method: str) -> None:
+    routes = [("nbdeploy", "netron", "index.html"), ("nbdeploy", "files", "m.onnx"),
+              ("nbdeploy", "artifacts", "0123456789abcdef"), ("nbdeploy", "api", "deployments"),
+              ("nbdeploy", "api", "deployments", "m", "rollback")]  # fmt: skip
+    body = b"{}" if method == "POST" else None
+    for route in routes:
+        code = await _status(jp_fetch, *route, method=method, headers=NO_TOKEN, body=body,
+                             follow_redirects=False)  # fmt: skip
+        assert code in (302, 403, 405), (route, method, code)  # never served
+        assert code != 200
+
+
+async def test_netron_is_served_patched(jp_fetch: Fetch) -> None:
+    response = await jp_fetch("nbdeploy", "netron", "index.html")
+    page = response.body.decode()
+    assert '<meta name="version" content="0.0.0">' in page and 'name="date"' not in page
+    assert "consent=" in response.headers.get("Set-Cookie", "")
+    head = await jp_fetch("nbdeploy", "netron", "index.html", method="HEAD")
+    assert head.code == 200 and int(head.headers["Content-Length"]) == len(response.body)
+    assert await _status(jp_fetch, "nbdeploy", "netron", "..%2F..%2Fsecret") == 404
+
+
+async def test_model_files_are_confined_to_the_root(jp_fetch: Fetch, jp_root_dir: Path) -> None:
+    data = affine().onnx.SerializeToString()
+    (jp_root_dir / "models").mkdir()
+    (jp_root_dir / "models" / "affine.onnx").write_bytes(data)
+    (jp_root_dir / "notes.txt").write_text("not a model")
+    assert (await jp_fetch("nbdeploy", "files", "models/affine.onnx")).body == data
+    assert await _status(jp_fetch, "nbdeploy", "files", "notes.txt") == 404
+    assert await _status(jp_fetch, "nbdeploy", "files", "../../etc/passwd") == 404
+
+
+async def test_shown_artifacts_are_served(jp_fetch: Fetch) -> None:
+    art = model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N] x) => (float[N] y) { y = Relu (x) }""")
+    view = nbd.show(art)
+    body = (await jp_fetch("nbdeploy", "artifacts", view.model_id)).body
+    assert body == art.onnx.SerializeToString()
+    assert await _status(jp_fetch, "nbdeploy", "artifacts", "not-an-id") == 404
+
+
+async def test_deployments_api(
+    jp_fetch: Fetch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path))
+    empty = json.loads((await jp_fetch("nbdeploy", "api", "deployments")).body)
+    assert empty["running"] is False and empty["models"] == []
+    try:
+        nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+        nbd.serve(affine(0), name="affine", repository=tmp_path)
+        nbd.serve(affine(1), name="affine", canary=30, repository=tmp_path)
+        doc = json.loads((await jp_fetch("nbdeploy", "api", "deployments")).body)
+        versions = {v["version"]: v for v in doc["models"][0]["versions"]}
+        assert versions[2]["traffic"] == 30.0 and versions[1]["ready"]
+        after = json.loads((await jp_fetch("nbdeploy", "api", "deployments", "affine", "rollback",
+                                           method="POST", body=b"{}")).body)  # fmt: skip
+        assert [v["version"] for v in after["models"][0]["versions"]] == [1]
+        missing = await _status(jp_fetch, "nbdeploy", "api", "deployments", "nope", "promote",
+                                method="POST", body=b"{}")  # fmt: skip
+        assert missing == 404
+    finally:
+        nbd.server.stop(tmp_path)
