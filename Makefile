@@ -6,6 +6,7 @@ CACHE  ?= $(HOME)/.cache/nbdeploy
 BIN    := $(VENV)/bin
 export PIP_CACHE_DIR := $(CACHE)/pip
 export NBDEPLOY_CACHE := $(CACHE)
+export npm_config_cache := $(CACHE)/npm
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -23,6 +24,7 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd labextension && npm run --silent lint
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

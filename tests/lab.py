@@ -27,10 +27,15 @@ class Lab:
 
     def open(self, page: Any, path: str) -> None:
         """Open a document in the page and wait until JupyterLab has settled."""
-        page.goto(f"{self.url}lab/tree/{path}?token={self.token}")
+        where = f"lab/tree/{path}" if path else "lab"
+        page.goto(f"{self.url}{where}?token={self.token}")
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
+        page.evaluate("async () => { await window.jupyterapp.restored; }")  # layout settled
 
     def run(self, page: Any, command: str) -> None:
+        """Execute a JupyterLab command once the plugin that adds it has activated."""
+        page.wait_for_function(f"() => window.jupyterapp.commands.hasCommand({command!r})",
+                               timeout=60_000)  # fmt: skip
         page.evaluate(f"window.jupyterapp.commands.execute({command!r})")
 
 
