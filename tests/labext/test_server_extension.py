@@ -94,3 +94,19 @@ async def test_deployments_api(
         assert missing == 404
     finally:
         nbd.server.stop(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [(["labextension", "list"], r"nbdeploy v[\d.]+ .*enabled.*OK"),
+     (["server", "extension", "list"], r"nbdeploy\.lab .*OK")],
+)  # fmt: skip
+def test_installed_and_enabled_by_pip(command: list[str], expected: str) -> None:
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "jupyter", *command], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert re.search(expected, plain), plain
