@@ -50,9 +50,15 @@ def v2_datatype(dtype: str) -> str:
         raise ConfigError(f"dtype {dtype!r} cannot be served; Triton has no such type") from None
 
 
+# Config types are the V2 datatype with a TYPE_ prefix, except strings.
+_CONFIG_NAME = {"BYTES": "TYPE_STRING"}
+_V2_NAME = {"TYPE_STRING": "BYTES"}
+
+
 def datatype_name(data_type: int) -> str:
-    """The V2 datatype (``"FP32"``) of a config's ``TYPE_FP32``."""
-    return str(mc.DataType.Name(data_type)).removeprefix("TYPE_")
+    """The V2 datatype (``"FP32"``, ``"BYTES"``) of a config's ``TYPE_FP32``/``TYPE_STRING``."""
+    name = str(mc.DataType.Name(data_type))
+    return _V2_NAME.get(name, name.removeprefix("TYPE_"))
 
 
 def build_config(
@@ -116,7 +122,8 @@ def build_config(
 
 
 def _type(spec: TensorSpec) -> int:
-    return int(mc.DataType.Value("TYPE_" + v2_datatype(spec.dtype)))
+    v2 = v2_datatype(spec.dtype)
+    return int(mc.DataType.Value(_CONFIG_NAME.get(v2, "TYPE_" + v2)))
 
 
 def _dims(spec: TensorSpec, skip: int) -> list[int]:

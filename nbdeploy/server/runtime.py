@@ -53,8 +53,17 @@ class OnnxModel:
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All outputs for one (already checked) feed."""
-        values = self._session.run(self.output_names, dict(feed))
+        ready = {name: _text(array) if array.dtype.kind == "O" else array
+                 for name, array in feed.items()}  # fmt: skip
+        values = self._session.run(self.output_names, ready)
         return dict(zip(self.output_names, values, strict=True))
+
+
+def _text(array: np.ndarray) -> np.ndarray:
+    """BYTES arrive as bytes; onnxruntime's string tensors compare as str (a category
+    b"north" would not match "north")."""
+    flat = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.ravel()]
+    return np.array(flat, dtype=object).reshape(array.shape)
 
 
 def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
