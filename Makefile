@@ -8,7 +8,10 @@ export PIP_CACHE_DIR := $(CACHE)/pip
 export NBDEPLOY_CACHE := $(CACHE)
 export npm_config_cache := $(CACHE)/npm
 
-.PHONY: demo test lint typecheck unit bench clean
+BINDER ?= .venv-binder
+NB_RUN := $(CACHE)/notebooks-run
+
+.PHONY: demo test lint typecheck unit notebooks bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +35,26 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# The tutorials, executed headless in an environment installed exactly as binder/ says.
+$(BINDER)/.installed: binder/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BINDER)
+	$(BINDER)/bin/pip install -q --upgrade pip
+	# download.pytorch.org is not reachable from every machine (pip then takes torch from
+	# PyPI or a local wheel): one retry, not five with backoff, for each package it asks.
+	PIP_RETRIES=1 $(BINDER)/bin/pip install -q -r binder/requirements.txt
+	touch $@
+
+notebooks: $(BINDER)/.installed
+	rm -rf $(NB_RUN) && mkdir -p $(NB_RUN) && cp notebooks/*.ipynb $(NB_RUN)/
+	cd $(NB_RUN) && for book in *.ipynb; do \
+		echo "executing $$book"; \
+		$(CURDIR)/$(BINDER)/bin/jupyter execute --timeout 900 "$$book" || exit 1; \
+	done
+
+test: lint typecheck unit notebooks
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BINDER) .mypy_cache .ruff_cache .pytest_cache

@@ -44,7 +44,7 @@ def serve(
         version: Version number (default: one more than the newest in the repository).
         canary: Percent of the requests that name no version to send to the new version
             (the rest stay on the current one); ``None`` sends all of them.
-        max_batch_size: Largest batch per run (default 32 for models with a batch
+        max_batch_size: Largest batch per run (default 128 for models with a batch
             dimension, else 0).
         instances: Model runs that may execute at once.
         dynamic_batching: Merge concurrent requests into one run.

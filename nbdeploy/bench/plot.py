@@ -35,7 +35,7 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
     use_metric = any(r.get(comparison.metric) is not None for r in rows)
     y_key = comparison.metric if use_metric else "top1_agreement"
     rows = [r for r in rows if r.get(y_key) is not None]
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    figure = _shown_inline(Figure)(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
     largest = max((r["size_bytes"] for r in rows), default=1)
     for provider in dict.fromkeys(r["provider"] for r in rows):
@@ -65,3 +65,18 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return figure
+
+
+def _shown_inline(figure_class: Any) -> Any:
+    """A Figure that notebooks display as a PNG by itself: without pyplot, matplotlib's
+    inline backend never registers its formatter, and a bare Figure shows as text."""
+
+    class InlineFigure(figure_class):  # type: ignore[misc]
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=110)
+            return buffer.getvalue()
+
+    return InlineFigure

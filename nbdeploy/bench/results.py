@@ -99,6 +99,10 @@ class Comparison:
 
         return pareto_figure(self, batch_size=batch_size)
 
+    def __repr__(self) -> str:
+        partial = ", partial" if self.partial else ""
+        return f"<Comparison of {len(self.rows)} rows by {self.metric}{partial}>"
+
     def __str__(self) -> str:
         cols = self.columns()
         lines = [" | ".join(cols)]

@@ -90,6 +90,9 @@ class Manifests:
     def __str__(self) -> str:
         return "\n".join(f"{o['kind']}/{o['metadata']['name']}" for o in self.objects)
 
+    def __repr__(self) -> str:
+        return f"<Manifests: {', '.join(str(self).splitlines())}>"
+
     def _repr_html_(self) -> str:
         from .. import _html
 

@@ -4,6 +4,7 @@ fast one request is through the server, and how to call it from anywhere."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from html import escape
@@ -33,7 +34,12 @@ class DeployCard:
         """The card for a finished pipeline (``result`` is a Deployment, a PushResult or
         ``None`` for a dry run)."""
         facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(request.steps()))]
-        if art.parity is not None:
+        steps = art.lineage.steps
+        if art.parity is not None and steps and steps[-1].kind == "quantize":
+            # Quantization changes answers by design: report the size of the change.
+            facts.append(("vs unquantized", f"max abs difference {art.parity.max_abs:.3g} "
+                          f"({steps[-1].detail.get('scheme')})"))  # fmt: skip
+        elif art.parity is not None:
             facts.append(("parity", _html.verdict(art.parity.ok, str(art.parity))))
         if result is None:
             return cls(f"{request.name}: prepared (dry run), not served", facts)
@@ -56,8 +62,11 @@ class DeployCard:
         snippets = {"python": _python_snippet(dep, art, example), "curl": _curl(dep, art, example)}
         return cls(f"{dep.name} v{dep.version} is live", facts, snippets)
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
-        lines = [self.title] + [f"  {k}: {v}" for k, v in self.facts]
+        lines = [self.title] + [f"  {k}: {_plain(v)}" for k, v in self.facts]
         for kind, text in self.snippets.items():
             lines += [f"  {kind}:", *("    " + line for line in text.splitlines())]
         return "\n".join(lines)
@@ -69,6 +78,11 @@ class DeployCard:
             for kind, text in self.snippets.items()
         )
         return _html.card(self.title, _html.fields(self.facts) + blocks)
+
+
+def _plain(value: Any) -> str:
+    """A fact as terminal text (verdicts carry markup for the HTML card)."""
+    return re.sub(r"<[^>]+>", "", str(value))
 
 
 def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> float:

@@ -23,6 +23,9 @@ class DeploymentTable:
     rows: list[list[Any]]
     server: str
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
         if not self.rows:
             return f"no deployments ({self.server})"

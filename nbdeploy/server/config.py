@@ -29,7 +29,7 @@ __all__ = [
 ModelConfig = mc.ModelConfig
 KIND_GPU = mc.ModelInstanceGroup.KIND_GPU
 
-DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_SIZE = 128  # a feature table or an image batch fits in one request
 SESSION_PREFIX = "session."  # config parameters passed to onnxruntime as session entries
 
 # numpy dtype name <-> Triton DataType suffix (TYPE_FP32 <-> "FP32", the V2 datatype).

@@ -42,7 +42,7 @@ def triton_config(
         backend: ``"onnxruntime"`` (platform ``onnxruntime_onnx``), ``"python"`` (a
             Python-backend model running onnxruntime) or ``"pytorch"`` (TorchScript on
             ``pytorch_libtorch``).
-        max_batch_size: Largest batch (default: 32 when the model has a batch dimension).
+        max_batch_size: Largest batch (default: 128 when the model has a batch dimension).
         instances: Model instances per device.
         dynamic_batching: Merge concurrent requests into one run.
         gpu: Put the instances on the GPU (``KIND_GPU``).

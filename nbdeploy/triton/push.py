@@ -103,7 +103,7 @@ def push(
             Python backend: works where the stub environment has onnxruntime), ``"pytorch"``
             (TorchScript), or ``"auto"``: native, falling back to Python with a warning
             when the server has no onnxruntime backend.
-        max_batch_size: Largest batch (default 32 for models with a batch dimension).
+        max_batch_size: Largest batch (default 128 for models with a batch dimension).
         instances: Model instances.
         dynamic_batching: Merge concurrent requests.
         gpu: GPU instance groups.
