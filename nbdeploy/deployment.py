@@ -166,6 +166,21 @@ class Deployment:
         rows: list[dict[str, Any]] = doc["model_stats"]
         return rows
 
+    def versions(self) -> list[dict[str, Any]]:
+        """One row per loaded version: traffic share, request and failure counts, and
+        median latency in ms (``None`` before the first request)."""
+        traffic, latency = self.traffic, self.latency_us()
+        rows = []
+        for stats in self.stats():
+            number = int(stats["version"])
+            counts = stats["inference_stats"]
+            p50 = latency.get(number)
+            rows.append({"version": number, "traffic": traffic.get(number, 0.0), "ready": True,
+                         "requests": counts["success"]["count"],
+                         "failures": counts["fail"]["count"],
+                         "p50_ms": round(p50 / 1000, 3) if p50 is not None else None})  # fmt: skip
+        return rows
+
     def latency_us(self, quantile: float = 0.5) -> dict[int, float]:
         """Request latency (µs) by version over recent requests, from the server's
         ``nv_inference_request_summary_us`` metric."""

@@ -25,19 +25,8 @@ def overview(repository: str | None = None) -> dict[str, Any]:
     status = control.status(repository)
     if not status.running:
         return {"running": False, "repository": str(status.repository), "models": []}
-    models = []
-    for dep in deployments(repository):
-        traffic, latency = dep.traffic, dep.latency_us()
-        versions = [
-            {"version": int(s["version"]), "traffic": traffic.get(int(s["version"]), 0.0),
-             "ready": True, "requests": s["inference_stats"]["success"]["count"],
-             "failures": s["inference_stats"]["fail"]["count"],
-             "p50_ms": round(latency[int(s["version"])] / 1000, 3)
-             if int(s["version"]) in latency else None}
-            for s in dep.stats()
-        ]  # fmt: skip
-        models.append({"name": dep.name, "infer_url": dep.infer_url, "versions": versions,
-                       "snippet": _snippet(dep)})  # fmt: skip
+    models = [{"name": dep.name, "infer_url": dep.infer_url, "versions": dep.versions(),
+               "snippet": _snippet(dep)} for dep in deployments(repository)]  # fmt: skip
     return {
         "running": True, "repository": str(status.repository), "http_url": status.http_url,
         "grpc_url": status.grpc_url, "metrics_url": status.metrics_url, "models": models,

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import abc
 import json
 import mimetypes
 import re
@@ -28,7 +29,7 @@ _MODEL_ID = re.compile(r"^[0-9a-f]{16}$")
 MODEL_SUFFIXES = (".onnx", ".ort", ".pb", ".tflite", ".pt", ".pth", ".json")
 
 
-class _Authenticated(JupyterHandler):
+class _Authenticated(JupyterHandler, metaclass=abc.ABCMeta):
     """HEAD is answered like GET, after the same authentication."""
 
     @tornado.web.authenticated
@@ -39,8 +40,9 @@ class _Authenticated(JupyterHandler):
     def get(self, path: str) -> None:
         self._send(path, body=True)
 
+    @abc.abstractmethod
     def _send(self, path: str, body: bool) -> None:
-        raise NotImplementedError
+        """Answer for ``path``, with the body (GET) or only the headers (HEAD)."""
 
     def _bytes(self, data: bytes, kind: str, body: bool) -> None:
         self.set_header("Content-Type", kind)

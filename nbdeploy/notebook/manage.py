@@ -43,17 +43,12 @@ def deployment_table(repository: str | None = None) -> DeploymentTable:
     status = control.status(repository)
     if not status.running:
         return DeploymentTable([], "the local server is not running")
-    rows = []
-    for dep in deployments(repository):
-        traffic = dep.traffic
-        latency = dep.latency_us()
-        for stats in dep.stats():
-            version = int(stats["version"])
-            p50 = latency.get(version)
-            rows.append([dep.name, version, traffic.get(version, 0.0), "yes",
-                         stats["inference_stats"]["success"]["count"],
-                         stats["inference_stats"]["fail"]["count"],
-                         round(p50 / 1000, 3) if p50 is not None else "–"])  # fmt: skip
+    rows = [
+        [dep.name, v["version"], v["traffic"], "yes" if v["ready"] else "no", v["requests"],
+         v["failures"], "–" if v["p50_ms"] is None else v["p50_ms"]]
+        for dep in deployments(repository)
+        for v in dep.versions()
+    ]  # fmt: skip
     return DeploymentTable(rows, status.http_url)
 
 
