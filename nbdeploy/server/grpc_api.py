@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -78,6 +78,8 @@ class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 grpc.StatusCode.UNAUTHENTICATED, "this server needs 'authorization: Bearer <token>'"
             )
 
+        if details.method.endswith("StreamInfer"):
+            return grpc.stream_stream_rpc_method_handler(refuse)
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
@@ -164,6 +166,19 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
 
     @_translating
     async def ModelInfer(self, request: Any, context: Any) -> Any:
+        return await self._infer(request)
+
+    async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        """Triton's bidirectional stream: one response per request, in order; a bad request
+        answers with ``error_message`` and the stream goes on, as Triton does."""
+        async for request in requests:
+            try:
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+            except ProtocolError as err:
+                failed = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+                yield pb.ModelStreamInferResponse(error_message=str(err), infer_response=failed)
+
+    async def _infer(self, request: Any) -> Any:
         decoded = _decode(request)
         result = await self.dp.infer(request.model_name, request.model_version, decoded)
         response = pb.ModelInferResponse(

@@ -5,6 +5,7 @@ nvidia-pytriton wheel can run (see tests/triton.py)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -147,3 +148,27 @@ def test_repository_index_unload_and_load(server: Endpoint) -> None:
         assert not client.is_model_ready("affine2")
         client.load_model("affine2")
         assert client.is_model_ready("affine2")
+
+
+def test_grpc_streaming_infer(server: Endpoint) -> None:
+    import queue
+
+    answers: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc)
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        for i in range(3):
+            x = X[: i + 1]
+            item = grpcclient.InferInput("x", list(x.shape), "FP32")
+            item.set_data_from_numpy(x)
+            client.async_stream_infer("affine", [item], request_id=f"s{i}")
+        bad = grpcclient.InferInput("x", [1, 5], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 5), np.float32))
+        client.async_stream_infer("affine", [bad], request_id="bad")
+        got = [answers.get(timeout=30) for _ in range(4)]
+    finally:
+        client.stop_stream()
+    for i, (result, error) in enumerate(got[:3]):
+        assert error is None and result.get_response().id == f"s{i}"
+        np.testing.assert_allclose(result.as_numpy("y"), expected(X[: i + 1]), rtol=1e-6)
+    assert got[3][1] is not None  # the bad request is answered with an error, in order

@@ -3,8 +3,10 @@ Host checks against DNS rebinding, on HTTP and gRPC alike."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,3 +68,21 @@ def test_foreign_host_headers_are_refused_without_a_token(local: Endpoint) -> No
 
 def test_the_state_file_is_private(local: Endpoint) -> None:
     assert (local.repository / "server.json").stat().st_mode & 0o077 == 0
+
+
+def test_grpc_streams_need_the_token_too(guarded: Endpoint) -> None:
+    import queue
+
+    errors: queue.Queue[Any] = queue.Queue()
+    client = grpcclient.InferenceServerClient(guarded.grpc)
+    client.start_stream(callback=lambda result, error: errors.put(error))
+    try:
+        item = grpcclient.InferInput("x", [1, 3], "FP32")
+        item.set_data_from_numpy(np.ones((1, 3), np.float32))
+        # The refusal can close the stream before this request is even sent.
+        with contextlib.suppress(InferenceServerException):
+            client.async_stream_infer("affine", [item])
+        error = errors.get(timeout=30)
+    finally:
+        client.stop_stream()
+    assert error is not None and "Bearer" in str(error)
