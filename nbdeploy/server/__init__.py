@@ -9,7 +9,8 @@ From a notebook::
 
 Layers, bottom up, one file each: ``codecs`` (pure V2 JSON/binary tensors),
 ``config`` (Triton model configs), ``repository`` (the on-disk state), ``runtime``
-(onnxruntime), ``batcher`` (dynamic batching), ``dataplane`` (no HTTP in sight),
+(onnxruntime), ``batcher`` (dynamic batching), ``loading`` (versions loaded as one
+transaction), ``dataplane`` (no HTTP in sight),
 ``http_api`` (Starlette) and ``grpc_api`` (grpc.aio), ``security``, ``process`` (the
 server process) and ``control`` (start/status/stop from a notebook).
 """

@@ -5,27 +5,24 @@ inference, statistics. The front ends translate requests into these calls and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from ..errors import NbDeployError
 from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
-from .batcher import Scheduler
 from .codecs import InferRequest, ProtocolError
+from .loading import Loader, Served, Version, retire
 from .repository import Repository, check_model_name
-from .runtime import OnnxModel, check_feed
+from .runtime import check_feed
 from .stats import VersionStats, exposition
 
 log = logging.getLogger(__name__)
@@ -47,22 +44,6 @@ class InferResult:
     outputs: dict[str, np.ndarray]
 
 
-@dataclass
-class _Version:
-    number: int
-    model: OnnxModel
-    scheduler: Scheduler
-    stats: VersionStats
-
-
-@dataclass
-class _Served:
-    versions: dict[int, _Version] = field(default_factory=dict)
-    traffic: tr.Traffic = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    error: str = ""  # why the last load failed
-
-
 class DataPlane:
     """All models of one repository, loaded and answering.
 
@@ -73,8 +54,9 @@ class DataPlane:
 
     def __init__(self, repository: Repository, *, threads: int = 8) -> None:
         self.repository = repository
-        self._models: dict[str, _Served] = {}
+        self._models: dict[str, Served] = {}
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
+        self._loader = Loader(repository, self._executor)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -91,7 +73,7 @@ class DataPlane:
 
     async def close(self) -> None:
         for name in list(self._models):
-            await self._retire(self._models.pop(name).versions.values())
+            await retire(self._models.pop(name).versions.values())
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- health and metadata -----------------------------------------------------------
@@ -176,7 +158,7 @@ class DataPlane:
         loaded.stats.record_request(True, time.perf_counter_ns() - started, batch)
         return InferResult(name, str(loaded.number), outputs)
 
-    async def _run(self, name: str, loaded: _Version, request: InferRequest) -> dict[str, Any]:
+    async def _run(self, name: str, loaded: Version, request: InferRequest) -> dict[str, Any]:
         model = loaded.model
         unknown = sorted(set(request.outputs) - set(model.output_names))
         if unknown:
@@ -229,11 +211,11 @@ class DataPlane:
             traffic: Shares by version; the versions named are the ones loaded.
             canary: Percent of traffic for the newest version, the rest to the current one.
         """
-        served = self._models.setdefault(check_model_name(name), _Served())
+        served = self._models.setdefault(check_model_name(name), Served())
         async with served.lock:
             staging = self.repository.stage(name, files) if files else None
             try:
-                await self._load_locked(name, served, config_json, staging, traffic, canary)
+                await self._loader.apply(name, served, config_json, staging, traffic, canary)
             except BaseException as err:
                 served.error = str(err)
                 if not served.versions:
@@ -243,97 +225,13 @@ class DataPlane:
                 if staging is not None:
                     shutil.rmtree(staging, ignore_errors=True)
 
-    async def _load_locked(
-        self,
-        name: str,
-        served: _Served,
-        config_json: str | bytes | None,
-        staging: Path | None,
-        traffic: Mapping[int, float] | None,
-        canary: float | None,
-    ) -> None:
-        config = self._config(name, config_json)
-        staged = (
-            sorted(int(p.name) for p in staging.iterdir() if p.name.isdigit()) if staging else []
-        )
-        on_disk = sorted(set(self.repository.versions(name)) | set(staged))
-        target = self._target_traffic(served, config, on_disk, staged, traffic, canary)
-        fresh = {v for v in target if v in staged or config_json or v not in served.versions}
-        loaded = await self._load_versions(name, config, fresh, staging)
-        if staging is not None:
-            self.repository.commit(name, staging)
-        if config_json is not None:
-            self.repository.save_config(name, config)
-        self.repository.save_traffic(name, target)
-        retired = [served.versions[v] for v in served.versions if v not in target or v in fresh]
-        served.versions = {v: loaded.get(v) or served.versions[v] for v in target}
-        served.traffic, served.error = target, ""
-        log.info("model %s serving %s", name, target)
-        await self._retire(retired)
-
-    def _config(self, name: str, config_json: str | bytes | None) -> cfg.ModelConfig:
-        try:
-            config = cfg.from_json(config_json) if config_json else self.repository.config(name)
-        except NbDeployError as err:
-            raise ProtocolError(f"model '{name}': {err}") from err
-        if config.name and config.name != name:
-            raise ProtocolError(f"the config names model '{config.name}', not '{name}'")
-        config.name = name
-        return config
-
-    def _target_traffic(
-        self,
-        served: _Served,
-        config: cfg.ModelConfig,
-        on_disk: list[int],
-        staged: list[int],
-        traffic: Mapping[int, float] | None,
-        canary: float | None,
-    ) -> tr.Traffic:
-        if traffic:
-            return tr.check(traffic, on_disk)
-        if canary is not None:
-            return tr.canary(served.traffic, max(staged or on_disk), canary)
-        policy = config.version_policy
-        kind = policy.WhichOneof("policy_choice") or "latest"
-        return tr.by_policy(kind, policy.latest.num_versions, list(policy.specific.versions),
-                            on_disk)  # fmt: skip
-
-    async def _load_versions(
-        self, name: str, config: cfg.ModelConfig, numbers: set[int], staging: Path | None
-    ) -> dict[int, _Version]:
-        loaded: dict[int, _Version] = {}
-        try:
-            for number in sorted(numbers):
-                path = self.repository.model_file(name, number, config)
-                if staging is not None and (staging / str(number)).is_dir():
-                    path = staging / path.relative_to(self.repository.folder(name))
-                loaded[number] = await self._open(name, number, path, config)
-        except BaseException:
-            await self._retire(loaded.values())
-            raise
-        return loaded
-
-    async def _open(self, name: str, number: int, path: Path, config: cfg.ModelConfig) -> _Version:
-        if not path.is_file():
-            raise ProtocolError(f"model '{name}' version {number} has no {path.name}")
-        version_config = cfg.ModelConfig()
-        version_config.CopyFrom(config)
-        try:
-            model = await asyncio.to_thread(OnnxModel, path, version_config)
-        except Exception as err:
-            raise ProtocolError(f"failed to load '{name}' version {number}: {err}") from err
-        stats = VersionStats()
-        scheduler = Scheduler(model.run, model.config, stats, self._executor)
-        return _Version(number, model, scheduler, stats)
-
     async def unload(self, name: str) -> None:
         """Stop serving a model; its files stay, and a restart does not bring it back."""
         served = self._served(name)
         async with served.lock:
             self._models.pop(name, None)
             self.repository.save_traffic(name, {})
-            await self._retire(served.versions.values())
+            await retire(served.versions.values())
 
     async def set_traffic(self, name: str, action: str, shares: Mapping[str, Any]) -> None:
         """``promote``, ``rollback``, or explicit ``shares`` by version."""
@@ -349,20 +247,16 @@ class DataPlane:
             raise ProtocolError(f"unknown traffic action {action!r}; use promote, rollback, set")
         await self.load(name, traffic=target)
 
-    async def _retire(self, versions: Any) -> None:
-        for loaded in list(versions):
-            await loaded.scheduler.close()
-
     # -- lookups ------------------------------------------------------------------------
 
-    def _served(self, name: str) -> _Served:
+    def _served(self, name: str) -> Served:
         served = self._models.get(name)
         if served is None or not served.versions:
             raise ProtocolError(f"unknown model '{name}'; serving: {sorted(self._models)}",
                                 status=404)  # fmt: skip
         return served
 
-    def _version(self, name: str, version: str) -> _Version:
+    def _version(self, name: str, version: str) -> Version:
         served = self._served(name)
         if not version:
             return served.versions[max(v for v, s in served.traffic.items() if s > 0)]
@@ -373,7 +267,3 @@ class DataPlane:
                 status=404,
             )
         return served.versions[int(version)]
-
-
-def _version_folders(folder: Path) -> list[int]:
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
