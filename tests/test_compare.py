@@ -81,3 +81,22 @@ def test_node_placement_is_read_from_an_onnxruntime_profile(classifier) -> None:
     feed = {"x": np.zeros((2, 20), np.float32)}
     counts = nodes_by_provider(classifier, "cpu", feed)
     assert counts == {"CPUExecutionProvider": 3}  # MatMul, Relu, MatMul
+
+
+def test_rows_arrive_live_and_ctrl_c_keeps_what_was_measured(classifier) -> None:  # type: ignore[no-untyped-def]
+    variants = [
+        classifier,
+        nbd.quantize(classifier, "fp16"),
+        nbd.quantize(classifier, "int8-dynamic"),
+    ]
+    seen: list[str] = []
+
+    def interrupt_after_two(row: dict[str, object]) -> None:
+        seen.append(str(row["variant"]))
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a comparison
+
+    cmp = nbd.compare(variants, progress=False, repeat=2, on_row=interrupt_after_two)
+    assert cmp.partial and len(cmp.rows) == 2 and seen == [r["variant"] for r in cmp.rows]
+    assert "partial: interrupted" in str(cmp) and "partial" in repr(cmp)
+    assert cmp.artifact(cmp.rows[1]) is variants[1]  # what was measured can still be served
