@@ -30,17 +30,12 @@ class DeployCard:
     snippets: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, request: Any, art: Artifact, result: Any) -> DeployCard:
-        """The card for a finished pipeline (``result`` is a Deployment, a PushResult or
-        ``None`` for a dry run)."""
+    def build(cls, request: Any, made: dict[str, Artifact], result: Any) -> DeployCard:
+        """The card for a finished pipeline: ``made`` holds each step's artifact (the last
+        is what runs); ``result`` is a Deployment, a PushResult or ``None`` (dry run)."""
+        art = list(made.values())[-1]
         facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(request.steps()))]
-        steps = art.lineage.steps
-        if art.parity is not None and steps and steps[-1].kind == "quantize":
-            # Quantization changes answers by design: report the size of the change.
-            facts.append(("vs unquantized", f"max abs difference {art.parity.max_abs:.3g} "
-                          f"({steps[-1].detail.get('scheme')})"))  # fmt: skip
-        elif art.parity is not None:
-            facts.append(("parity", _html.verdict(art.parity.ok, str(art.parity))))
+        facts += _parity_facts(made)
         if result is None:
             return cls(f"{request.name}: prepared (dry run), not served", facts)
         if hasattr(result, "infer_url"):  # a Deployment on the local server
@@ -78,6 +73,22 @@ class DeployCard:
             for kind, text in self.snippets.items()
         )
         return _html.card(self.title, _html.fields(self.facts) + blocks)
+
+
+def _parity_facts(made: dict[str, Artifact]) -> list[tuple[str, Any]]:
+    """What each step's check found: export and optimize must not change the answers;
+    quantization changes them by design, so its line reports by how much."""
+    facts: list[tuple[str, Any]] = []
+    for step, label in (("export", "export parity"), ("optimize", "optimize parity")):
+        parity = made[step].parity if step in made else None
+        if parity is not None:
+            facts.append((label, _html.verdict(parity.ok, str(parity))))
+    quantized = made.get("quantize")
+    if quantized is not None and quantized.parity is not None:
+        scheme = quantized.lineage.steps[-1].detail.get("scheme")
+        facts.append(("vs unquantized", f"max abs difference {quantized.parity.max_abs:.3g} "
+                      f"({scheme})"))  # fmt: skip
+    return facts
 
 
 def _plain(value: Any) -> str:

@@ -41,17 +41,19 @@ def run_pipeline(request: DeployRequest) -> Any:
     _check_early(request)
     art: Artifact | None = None
     result: Any = None
+    made: dict[str, Artifact] = {}  # each step's artifact, for the card's parity lines
     with tqdm(total=len(request.steps()), desc="deploy", leave=False) as bar:
         for step in request.steps():
             bar.set_postfix_str(step)
             art, result = _STEPS[step](request, art)
+            made[step] = art
             bar.update()
     assert art is not None
     from IPython.display import display
 
     from .card import DeployCard
 
-    display(DeployCard.build(request, art, result))
+    display(DeployCard.build(request, made, result))
     return result if result is not None else art
 
 

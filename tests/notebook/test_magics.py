@@ -56,6 +56,7 @@ def test_deploy_gives_a_live_endpoint_that_answers_like_the_model(
     np.testing.assert_allclose(_answer(dep, x), want, rtol=1e-4, atol=1e-5)
     card = capsys.readouterr().out
     assert "tiny v1 is live" in card and "one request" in card and "curl -s -X POST" in card
+    assert "export parity: ok vs torch" in card and "optimize parity: ok" in card
 
 
 def test_canary_list_promote_rollback(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
