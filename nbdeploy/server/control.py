@@ -17,12 +17,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import NbDeployError
-from .repository import STATE_FILE
+from .repository import START_LOCK_FILE, STATE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,32 @@ def start(
             the end of its log.
     """
     root = Path(repository or default_repository()).expanduser().resolve()
-    current = status(root)
-    if current.running:
-        return current
     root.mkdir(parents=True, exist_ok=True)
+    with _starting(root):  # two kernels starting at once get one server
+        current = status(root)
+        if current.running:
+            return current
+        return _start(root, host, http_port, grpc_port, token, max_request_bytes, timeout)
+
+
+@contextlib.contextmanager
+def _starting(root: Path) -> Iterator[None]:
+    import fcntl
+
+    with (root / START_LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _start(
+    root: Path,
+    host: str,
+    http_port: int | None,
+    grpc_port: int | None,
+    token: str | None,
+    max_request_bytes: int | None,
+    timeout: float,
+) -> ServerStatus:
     last = _last_state(root)  # after a crash, come back on the same URLs
     http_port = _port(http_port, last.get("http_port", PREFERRED_PORTS[0]), host)
     grpc_port = _port(grpc_port, last.get("grpc_port", PREFERRED_PORTS[1]), host)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NbDeployError
-from .repository import Repository
+from ..errors import ConfigError, NbDeployError
+from .repository import LOCK_FILE, Repository
 from .security import DEFAULT_MAX_REQUEST_BYTES, Guard
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,34 @@ class ServerOptions:
 def run(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT (blocking)."""
     options.guard.check_bind(options.host)
+    lock = _claim(Path(options.repository))  # held for the process's life (even kill -9 frees it)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # the standard loop works, a little slower
         pass
-    asyncio.run(_serve(options))
+    try:
+        asyncio.run(_serve(options))
+    finally:
+        lock.close()
+
+
+def _claim(root: Path) -> Any:
+    """One server per repository: an exclusive lock on ``<repo>/.server.lock``."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    handle = (root / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"another nbdeploy server already serves {root}; use nbd.server.status() to find "
+            "it, or nbd.server.stop() first"
+        ) from None
+    return handle
 
 
 async def _serve(options: ServerOptions) -> None:

@@ -28,6 +28,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CONFIG_FILE = "config.pbtxt"
 TRAFFIC_FILE = "traffic.json"
 STATE_FILE = "server.json"
+LOCK_FILE = ".server.lock"  # held by the serving process
+START_LOCK_FILE = ".start.lock"  # held by a notebook while it starts one
 
 
 def check_model_name(name: str) -> str:

@@ -195,3 +195,26 @@ def test_external_data_must_stay_in_the_model_folder(tmp_path: Path) -> None:
     onnx.save(model, tmp_path / "1" / "model.onnx")
     with pytest.raises(ArtifactError, match="outside the model's folder"):
         OnnxModel(tmp_path / "1" / "model.onnx", cfg.ModelConfig(name="m"))
+
+
+def test_one_server_per_repository(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+
+        def start(_: int) -> nbd.server.ServerStatus:
+            return nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+
+        with ThreadPoolExecutor(3) as pool:  # three kernels starting at once
+            started = list(pool.map(start, range(3)))
+        assert len({s.pid for s in started}) == 1
+        second = subprocess.run(
+            [sys.executable, "-m", "nbdeploy.cli", "serve", str(tmp_path), "--http-port", "0",
+             "--grpc-port", "0"], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1 and "already serves" in second.stderr
+        assert nbd.server.status(tmp_path).pid == started[0].pid  # the first one is untouched
+    finally:
+        nbd.server.stop(tmp_path)
