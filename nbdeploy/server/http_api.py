@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_app"]
 
-Handler = Callable[[Request], Awaitable[Response]]
 MODEL = "/v2/models/{name}"
 VERSION = "/v2/models/{name}/versions/{version}"
 

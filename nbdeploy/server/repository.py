@@ -121,11 +121,6 @@ class Repository:
             source.replace(target)
         shutil.rmtree(staging, ignore_errors=True)
 
-    def delete(self, name: str, version: int | None = None) -> None:
-        """Remove a version's files (or the whole model) from disk."""
-        folder = self.folder(name)
-        shutil.rmtree(folder / str(version) if version is not None else folder, ignore_errors=True)
-
     @property
     def state_file(self) -> Path:
         return self.root / STATE_FILE
