@@ -74,6 +74,7 @@ def encode_predict(outputs: dict[str, np.ndarray], rows: bool) -> bytes:
 
 
 def _plain(array: np.ndarray) -> Any:
-    if array.dtype.kind == "O":
-        return [v.decode() if isinstance(v, bytes) else v for v in array.reshape(-1)]
+    if array.dtype.kind == "O":  # strings keep their shape, as bytes become text
+        flat = [v.decode() if isinstance(v, bytes) else v for v in array.ravel()]
+        return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()

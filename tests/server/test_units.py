@@ -167,3 +167,30 @@ def test_a_failing_run_fails_only_its_requests() -> None:
         await scheduler.close()
 
     asyncio.run(scenario())
+
+
+def test_tf_serving_bodies_keep_shapes_and_formats() -> None:
+    import json
+
+    from nbdeploy.server.tfserving import decode_predict, encode_predict
+
+    request, rows = decode_predict(b'{"instances": [[1, 2, 3], [4, 5, 6]]}', [X])
+    assert rows and request.inputs["x"].dtype == np.float32 and request.inputs["x"].shape == (2, 3)
+    request, rows = decode_predict(b'{"inputs": {"x": [[1, 2, 3]]}}', [X])
+    assert not rows and request.inputs["x"].shape == (1, 3)
+    strings = {"label": np.array([[b"a", b"b"], [b"c", b"d"]], dtype=object)}
+    assert json.loads(encode_predict(strings, True)) == {"predictions": [["a", "b"], ["c", "d"]]}
+    two = {"label": np.array([b"a", b"b"], dtype=object), "p": np.array([[0.5, 0.5], [1.0, 0.0]])}
+    assert json.loads(encode_predict(two, True))["predictions"][1] == {
+        "label": "b",
+        "p": [1.0, 0.0],
+    }
+    assert json.loads(encode_predict(two, False))["outputs"]["label"] == ["a", "b"]
+    bad = {
+        b"[]": "either 'instances' or 'inputs'",
+        b'{"instances": []}': "non-empty list",
+        b'{"instances": [["a", "b", "c"]]}': "not a regular array of float32",
+    }
+    for body, message in bad.items():
+        with pytest.raises(ProtocolError, match=message):
+            decode_predict(body, [X])
