@@ -21,7 +21,9 @@ from ..errors import NbDeployError
 
 __all__ = [
     "InferRequest",
+    "LoadRequest",
     "ProtocolError",
+    "decode_load",
     "decode_raw",
     "decode_request",
     "encode_raw",
@@ -82,6 +84,48 @@ class InferRequest:
     binary_default: bool = False
     id: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadRequest:
+    """A decoded repository load: Triton's ``config`` and ``file:`` overrides, plus
+    nbdeploy's ``traffic`` (shares by version) and ``canary`` (percent) parameters."""
+
+    config_json: str | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    traffic: dict[int, float] | None = None
+    canary: float | None = None
+
+
+def decode_load(config: Any, files: dict[str, bytes], traffic: Any, canary: Any) -> LoadRequest:
+    """Check a load's parameters, as either front end extracted them (traffic as JSON text
+    or an object; canary as a number or its text)."""
+    if config is not None and not isinstance(config, str):
+        raise ProtocolError("parameter 'config' must be a string")
+    if files and config is None:
+        raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
+    return LoadRequest(config, files, _shares(traffic), _percent(canary))
+
+
+def _shares(value: Any) -> dict[int, float] | None:
+    if value is None:
+        return None
+    try:
+        shares = json.loads(value) if isinstance(value, str) else value
+        return {int(k): float(v) for k, v in shares.items()}
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ProtocolError("parameter 'traffic' must map versions to shares") from err
+
+
+def _percent(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise ProtocolError(f"parameter 'canary' must be a number, not {value!r}") from err
 
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:

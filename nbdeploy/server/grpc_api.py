@@ -5,7 +5,6 @@ matching status codes; the token, when set, is checked by an interceptor.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +15,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from .codecs import InferRequest, ProtocolError, decode_raw, encode_raw
+from .codecs import V2_TO_NUMPY, InferRequest, ProtocolError, decode_load, decode_raw, encode_raw
 from .dataplane import DataPlane
 from .security import Guard
 
@@ -142,21 +141,13 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     @_translating
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
         params = request.parameters
-        config = params["config"].string_param if "config" in params else None
+
+        def text(key: str) -> str | None:
+            return params[key].string_param if key in params else None
+
         files = {k[5:]: v.bytes_param for k, v in params.items() if k.startswith("file:")}
-        if files and config is None:
-            raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
-        traffic = None
-        if "traffic" in params:
-            try:
-                shares = json.loads(params["traffic"].string_param)
-                traffic = {int(k): float(v) for k, v in shares.items()}
-            except (ValueError, AttributeError) as err:
-                raise ProtocolError("parameter 'traffic' must map versions to shares") from err
-        canary = float(params["canary"].string_param) if "canary" in params else None
-        await self.dp.load(
-            request.model_name, config_json=config, files=files, traffic=traffic, canary=canary
-        )
+        load = decode_load(text("config"), files, text("traffic"), text("canary"))
+        await self.dp.load(request.model_name, **vars(load))
         return pb.RepositoryModelLoadResponse()
 
     @_translating
@@ -220,11 +211,5 @@ def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:
         )
     values = list(getattr(tensor.contents, field))
     raw = b"".join(len(v).to_bytes(4, "little") + v for v in values) if field == "bytes_contents" \
-        else np.asarray(values, dtype=_numpy(tensor.datatype)).tobytes()  # fmt: skip
+        else np.asarray(values, dtype=V2_TO_NUMPY[tensor.datatype]).tobytes()  # fmt: skip
     return decode_raw(tensor.name, raw, tensor.datatype, shape)
-
-
-def _numpy(datatype: str) -> Any:
-    from .codecs import V2_TO_NUMPY
-
-    return V2_TO_NUMPY[datatype]

@@ -5,7 +5,6 @@ dataplane, as a Starlette app. Handlers translate; errors become ``{"error": ...
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import config as cfg
-from .codecs import ProtocolError, decode_request, encode_response, loads
+from .codecs import ProtocolError, decode_load, decode_request, encode_response, loads
 from .dataplane import DataPlane
 from .security import Guard
 from .tfserving import decode_predict, encode_predict
@@ -154,13 +153,9 @@ class _Handlers:
         params = (await _json_object(request)).get("parameters") or {}
         if not isinstance(params, dict):
             raise ProtocolError("'parameters' must be an object")
-        await self.dp.load(
-            name,
-            config_json=_string(params, "config"),
-            files=_files(params),
-            traffic=_traffic(params.get("traffic")),
-            canary=_number(params, "canary"),
-        )
+        load = decode_load(params.get("config"), _files(params), params.get("traffic"),
+                           params.get("canary"))  # fmt: skip
+        await self.dp.load(name, **vars(load))
         return Response(status_code=200)
 
     async def unload(self, request: Request) -> Response:
@@ -177,20 +172,6 @@ class _Handlers:
         return JSONResponse({"name": name, "traffic": self.dp.traffic(name)})
 
 
-def _string(params: dict[str, Any], key: str) -> str | None:
-    value = params.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError(f"parameter '{key}' must be a string")
-    return value
-
-
-def _number(params: dict[str, Any], key: str) -> float | None:
-    value = params.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ProtocolError(f"parameter '{key}' must be a number")
-    return value
-
-
 def _files(params: dict[str, Any]) -> dict[str, bytes]:
     files = {}
     for key, value in params.items():
@@ -200,16 +181,4 @@ def _files(params: dict[str, Any]) -> dict[str, bytes]:
             files[key[5:]] = base64.b64decode(value, validate=True)
         except (ValueError, TypeError) as err:
             raise ProtocolError(f"parameter '{key}' must be base64-encoded file content") from err
-    if files and "config" not in params:
-        raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
     return files
-
-
-def _traffic(value: Any) -> dict[int, float] | None:
-    if value is None:
-        return None
-    try:
-        shares = json.loads(value) if isinstance(value, str) else value
-        return {int(k): float(v) for k, v in shares.items()}
-    except (ValueError, TypeError, AttributeError) as err:
-        raise ProtocolError("parameter 'traffic' must map versions to shares") from err
