@@ -111,18 +111,16 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
 
 def _serve_and_call(art: Artifact, images: np.ndarray) -> None:
     """Serve on a local server in a temporary repository and call it like any client."""
-    import tritonclient.http as httpclient
-
     import nbdeploy as nbd
+    from nbdeploy.triton.client import inputs
 
     with tempfile.TemporaryDirectory() as repository:
         try:
             dep = nbd.serve(art, name="digits", repository=repository)
             _say("serving on the local server (KServe V2, Triton-compatible)", str(dep))
             x = images[:4]
-            item = httpclient.InferInput(art.inputs[0].name, list(x.shape), "FP32")
-            item.set_data_from_numpy(x)
-            result = dep.client().infer("digits", [item])
+            client = dep.client()
+            result = client.infer("digits", inputs(client, art.inputs, {art.inputs[0].name: x}))
             answer = result.as_numpy(art.outputs[0].name)
             local = next(iter(art.run(x).values()))
             _say(

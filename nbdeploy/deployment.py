@@ -201,22 +201,10 @@ class Deployment:
 
     def client(self, protocol: Literal["http", "grpc"] = "http") -> Any:
         """A ready tritonclient client for this server (the token, if any, attached)."""
-        token = self.server.token
-        if protocol == "grpc":
-            import tritonclient.grpc as grpcclient
+        from .triton.client import connect
 
-            grpc_client = grpcclient.InferenceServerClient(self.grpc_url)
-            if token:
-                grpc_client.register_plugin(_Bearer(token))
-            return grpc_client
-        if protocol != "http":
-            raise ConfigError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
-        import tritonclient.http as httpclient
-
-        http_client = httpclient.InferenceServerClient(self.http_url.removeprefix("http://"))
-        if token:
-            http_client.register_plugin(_Bearer(token))
-        return http_client
+        address = self.grpc_url if protocol == "grpc" else self.http_url.removeprefix("http://")
+        return connect(address, protocol, token=self.server.token)
 
     def __str__(self) -> str:
         return (
@@ -233,16 +221,6 @@ class Deployment:
                           ("metrics", _html.Raw(f"<a href='{escape(self.metrics_url)}'>"
                                                 f"{escape(self.metrics_url)}</a>"))]),
         )  # fmt: skip
-
-
-class _Bearer:
-    """A tritonclient plugin that adds the server's token to every call."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: Any) -> None:
-        request.headers["authorization"] = f"Bearer {self._token}"
 
 
 def _state(status: control.ServerStatus) -> dict[str, Any]:

@@ -97,15 +97,10 @@ def _plain(value: Any) -> str:
 
 
 def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> float:
-    import tritonclient.http as httpclient
+    from ..triton.client import inputs
 
     client = dep.client()
-    items = []
-    for spec in art.inputs:
-        array = np.asarray(example[spec.name])
-        item = httpclient.InferInput(spec.name, list(array.shape), cfg.v2_datatype(spec.dtype))
-        item.set_data_from_numpy(array)
-        items.append(item)
+    items = inputs(client, art.inputs, example)
     times = []
     for _ in range(10):
         start = time.perf_counter()

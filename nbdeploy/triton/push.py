@@ -13,18 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from .._feed import random_feed
 from ..artifact import Artifact
 from ..errors import ConfigError, PushError
 from ..provenance import Parity, compare_outputs
 from ..server import config as cfg
+from .client import connect, inputs
 from .model_folder import Backend, default_backend, triton_config, version_files, write_version
 
 __all__ = ["PushResult", "push"]
 
-GRPC_LIMITS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 NO_ORT_BACKEND = "unable to find backend library for backend 'onnxruntime'"
 NOT_EXPLICIT = ("not allowed", "polling", "model control mode")
 WIRE_ATOL, WIRE_RTOL = 1e-4, 1e-3  # the server's onnxruntime may be another version
@@ -56,7 +54,7 @@ class PushResult:
         """A tritonclient client for the server pushed to."""
         if self.folder is not None:
             raise ConfigError(f"{self.name} was written to {self.folder}, not to a server")
-        return _client(self.target, self.protocol, self.token)
+        return connect(self.target, self.protocol, token=self.token)
 
     def __str__(self) -> str:
         where = str(self.folder) if self.folder else f"{self.protocol}://{self.target}"
@@ -128,7 +126,7 @@ def push(
         written = write_version(folder, art, name=name, version=number, backend=chosen, **options)
         return PushResult(str(folder), name, number, chosen, folder=written)
     address, protocol = _address(str(target))
-    client = _client(address, protocol, token)
+    client = connect(address, protocol, token=token)
     _check_live(client, address)
     number = version or _next_on_server(client, name, address)
     loaded = _load(client, art, name, number, backend, options, address)
@@ -150,22 +148,6 @@ def _address(target: str) -> tuple[str, str]:
     if protocol not in ("http", "grpc"):
         raise ConfigError(f"target {target!r}: use host:port, http://host:port or grpc://host:port")
     return rest.rstrip("/"), protocol
-
-
-def _client(address: str, protocol: str, token: str | None) -> Any:
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
-
-        client = grpcclient.InferenceServerClient(address, channel_args=GRPC_LIMITS)
-    else:
-        import tritonclient.http as httpclient
-
-        client = httpclient.InferenceServerClient(address, connection_timeout=10.0)
-    if token:
-        from ..deployment import _Bearer
-
-        client.register_plugin(_Bearer(token))
-    return client
 
 
 def _check_live(client: Any, address: str) -> None:
@@ -272,14 +254,7 @@ def _wait_ready(client: Any, name: str, version: int, address: str, timeout: flo
 def _verify(client: Any, art: Artifact, name: str, version: int, address: str) -> Parity:
     """Run the example through the server and compare with the artifact in process."""
     feed = art.example or random_feed(art.inputs)
-    module = __import__(type(client).__module__.rsplit(".", 1)[0], fromlist=["InferInput"])
-    items = []
-    for spec in art.inputs:
-        array = np.asarray(feed[spec.name])
-        item = module.InferInput(spec.name, list(array.shape), cfg.v2_datatype(spec.dtype))
-        item.set_data_from_numpy(array)
-        items.append(item)
-    result = client.infer(name, items, model_version=str(version))
+    result = client.infer(name, inputs(client, art.inputs, feed), model_version=str(version))
     got = {spec.name: result.as_numpy(spec.name) for spec in art.outputs}
     want = art.run(feed)
     batch = next(iter(feed.values())).shape[0] if feed else 1
