@@ -36,10 +36,11 @@ class _Pending:
     batch: int
     future: asyncio.Future[dict[str, np.ndarray]]
     arrived_ns: int = field(default_factory=time.perf_counter_ns)
+    key: tuple[object, ...] = ()  # requests with equal keys can share a run
 
-    def key(self) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
-        """Requests with equal keys can share a run."""
-        return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(self.feed.items()))
+    def __post_init__(self) -> None:
+        # Computed once: the batcher compares it for every waiting request on every scan.
+        self.key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(self.feed.items()))
 
 
 class Scheduler:
@@ -127,7 +128,7 @@ class Scheduler:
         if not self._batching:
             return [first]
         group, size = [first], first.batch
-        key = first.key()
+        key = first.key
         deadline = time.perf_counter() + self._delay_s
         while size < self._max_batch:
             size = self._take_matching(group, key, size)
@@ -147,7 +148,7 @@ class Scheduler:
         kept: deque[_Pending] = deque()
         while self._waiting:
             pending = self._waiting.popleft()
-            if pending.key() == key and size + pending.batch <= self._max_batch:
+            if pending.key == key and size + pending.batch <= self._max_batch:
                 group.append(pending)
                 size += pending.batch
             else:
