@@ -32,13 +32,14 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     """A real Triton (nvidia-pytriton's tritonserver) serving the same ``affine`` models."""
-    from tests.triton import harness as real_triton
+    from nbdeploy.triton import local
+    from nbdeploy.triton.model_folder import write_version
 
-    reason = real_triton.unavailable_reason()
+    reason = local.unavailable_reason()
     if reason:
         pytest.skip(reason)
     repo = tmp_path_factory.mktemp("triton-repository")
-    for name in ("affine", "affine2"):
-        real_triton.write_onnx_python_model(repo, name, affine())
-    with real_triton.running(repo) as (http_address, grpc_address):
+    for name in ("affine", "affine2"):  # this Triton serves ONNX only through its Python backend
+        write_version(repo, affine(), name=name, backend="python")
+    with local.running(repo) as (http_address, grpc_address):
         yield Endpoint("triton", http_address, grpc_address, repo)

@@ -118,6 +118,10 @@ def running(
     command = [
         str(_binary(unpacked)), f"--model-repository={Path(repository).resolve()}",
         f"--model-control-mode={control_mode}", "--exit-timeout-secs=3",
+        # Ready means "answers", as for nbdeploy's server: a model that failed to load
+        # shows in its own readiness, not the server's (strict mode would make one failed
+        # push turn the whole server unready).
+        "--strict-readiness=false",
         *(["--load-model=*"] if control_mode == "explicit" else []),
         "--http-address=127.0.0.1",
         f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",

@@ -130,7 +130,7 @@ def test_wrong_shape_is_a_client_error(server: Endpoint) -> None:
     bad = np.zeros((2, 5), np.float32)
     with pytest.raises(InferenceServerException) as info:
         client.infer("affine", [_http_input(bad, True)])
-    assert info.value.status() in ("400", None) or "shape" in str(info.value)
+    assert info.value.status() == "400"
     np.testing.assert_allclose(  # and the next good request still works
         client.infer("affine", [_http_input(X, True)]).as_numpy("y"), expected(X), rtol=1e-6
     )

@@ -114,13 +114,13 @@ def test_parity_failure_through_the_wire(triton: Endpoint, monkeypatch: pytest.M
 
 
 def test_a_server_not_in_explicit_mode(tmp_path: Path) -> None:
-    from tests.triton import harness
+    from nbdeploy.triton import local
 
-    reason = harness.unavailable_reason()
+    reason = local.unavailable_reason()
     if reason:
         pytest.skip(reason)
     with (
-        harness.running(tmp_path, control_mode="none") as (http, _),
+        local.running(tmp_path, control_mode="none") as (http, _),
         pytest.raises(nbd.PushError, match="--model-control-mode=explicit"),
     ):
         nbd.push(affine(0), http, name="x", backend="python")
