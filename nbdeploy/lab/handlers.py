@@ -2,6 +2,7 @@
 
 * ``nbdeploy/netron/<file>``       netron's web app, patched as in :mod:`nbdeploy.graph.netron`
 * ``nbdeploy/files/<path>``        bytes of a model file under Jupyter's root directory
+  (hidden ones only where ``ContentsManager.allow_hidden`` is set, as for ``/files``)
 * ``nbdeploy/artifacts/<id>``      bytes of a model a kernel showed with ``nbd.show``
 * ``nbdeploy/api/deployments``     the local server's deployments (GET), and
   ``nbdeploy/api/deployments/<name>/<promote|rollback|unload>`` (POST)
@@ -12,12 +13,14 @@ from __future__ import annotations
 import abc
 import json
 import mimetypes
+import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 import tornado.web
+from jupyter_core.paths import is_hidden
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
@@ -76,15 +79,41 @@ class NetronHandler(_Authenticated):
 
 
 class FileHandler(_Authenticated):
-    """A model file under Jupyter's root directory (never outside it, never via links)."""
+    """A model file under Jupyter's root directory: never outside it (links included), and
+    never a hidden one unless ``ContentsManager.allow_hidden`` lets Jupyter's own
+    ``/files`` serve it too."""
 
     def _send(self, path: str, body: bool) -> None:
+        if "\0" in path:
+            raise tornado.web.HTTPError(
+                400,
+                "the file path contains a NUL character; ask for the model file by its plain path",
+            )
         root = Path(self.settings["server_root_dir"]).expanduser().resolve()
-        target = (root / path).resolve()
-        inside = target.is_relative_to(root) and target.is_file()
-        if not inside or target.suffix not in MODEL_SUFFIXES:
-            raise tornado.web.HTTPError(404, "no such model file under Jupyter's root directory")
+        target = self._model_file(root, path)
+        if target is None:
+            raise tornado.web.HTTPError(
+                404,
+                "no such model file under Jupyter's root directory (hidden files are served "
+                "only with ContentsManager.allow_hidden=True)",
+            )
         self._bytes(target.read_bytes(), "application/octet-stream", body)
+
+    def _model_file(self, root: Path, path: str) -> Path | None:
+        """The model file ``path`` names, if it may be served."""
+        asked = Path(os.path.normpath(root / path))
+        target = (root / path).resolve()
+        if not (asked.is_relative_to(root) and target.is_relative_to(root)):
+            return None
+        if not target.is_file() or target.suffix not in MODEL_SUFFIXES:
+            return None
+        # Jupyter's own rule, on the name asked for and on where its links lead.
+        if not self.contents_manager.allow_hidden and (
+            is_hidden(asked, root) or is_hidden(target, root)
+        ):
+            self.log.info("nbdeploy: refusing a hidden file (ContentsManager.allow_hidden)")
+            return None
+        return target
 
 
 class ArtifactHandler(_Authenticated):

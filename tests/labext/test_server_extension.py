@@ -20,8 +20,16 @@ NO_TOKEN = {"Authorization": ""}
 
 
 @pytest.fixture
-def jp_server_config() -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"nbdeploy.lab": True}}}
+def allow_hidden() -> bool:
+    return False  # Jupyter's default; a test parametrizes it to try the other setting
+
+
+@pytest.fixture
+def jp_server_config(allow_hidden: bool) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"nbdeploy.lab": True}},
+        "ContentsManager": {"allow_hidden": allow_hidden},
+    }
 
 
 async def _status(fetch: Fetch, *parts: str, **kwargs: Any) -> int:
@@ -62,6 +70,38 @@ async def test_model_files_are_confined_to_the_root(jp_fetch: Fetch, jp_root_dir
     assert (await jp_fetch("nbdeploy", "files", "models/affine.onnx")).body == data
     assert await _status(jp_fetch, "nbdeploy", "files", "notes.txt") == 404
     assert await _status(jp_fetch, "nbdeploy", "files", "../../etc/passwd") == 404
+
+
+async def test_a_nul_in_the_path_is_a_clear_400(jp_fetch: Fetch, jp_root_dir: Path) -> None:
+    (jp_root_dir / "m.onnx").write_bytes(affine().onnx.SerializeToString())
+    for method in ("HEAD", "GET"):
+        with pytest.raises(HTTPClientError) as caught:
+            await jp_fetch("nbdeploy", "files", "m.onnx\x00.png", method=method)
+        assert caught.value.code == 400, method
+    assert caught.value.response is not None  # GET's page says why
+    assert "NUL character" in caught.value.response.body.decode()
+
+
+@pytest.mark.parametrize("allow_hidden", [False, True])
+async def test_hidden_files_follow_jupyters_allow_hidden(
+    jp_fetch: Fetch, jp_root_dir: Path, jp_serverapp: Any, allow_hidden: bool
+) -> None:
+    assert jp_serverapp.contents_manager.allow_hidden is allow_hidden
+    data = affine().onnx.SerializeToString()
+    for folder in (".hidden", "models"):
+        (jp_root_dir / folder).mkdir()
+        (jp_root_dir / folder / "creds.json").write_text('{"token": "secret"}')
+        (jp_root_dir / folder / "m.onnx").write_bytes(data)
+    (jp_root_dir / "models" / ".m.onnx").write_bytes(data)
+    (jp_root_dir / "models" / "link.onnx").symlink_to(jp_root_dir / ".hidden" / "m.onnx")
+    hidden = [".hidden/creds.json", ".hidden/m.onnx", "models/.m.onnx", "models/link.onnx"]
+    want = 200 if allow_hidden else 404
+    for path in hidden:
+        assert await _status(jp_fetch, "nbdeploy", "files", path) == want, path
+        assert await _status(jp_fetch, "nbdeploy", "files", path, method="HEAD") == want, path
+    # Jupyter's own /files answers the same for files in a dot-folder.
+    assert await _status(jp_fetch, "files", ".hidden", "creds.json") == want
+    assert (await jp_fetch("nbdeploy", "files", "models/m.onnx")).body == data
 
 
 async def test_shown_artifacts_are_served(jp_fetch: Fetch) -> None:
