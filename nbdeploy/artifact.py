@@ -299,7 +299,9 @@ def load(path: str | Path) -> Artifact:
     """Load an artifact saved by :meth:`Artifact.save` (or any ``.onnx`` / TorchScript file).
 
     Raises:
-        ArtifactError: The file is missing or is neither ONNX nor TorchScript.
+        ArtifactError: The file is missing or is neither ONNX nor TorchScript; for a
+            ``.pt`` file written by ``torch.save`` (a state_dict or a pickled module) the
+            message says so, and how to export the model instead.
     """
     path = Path(path)
     if not path.is_file():

@@ -57,6 +57,24 @@ def test_load_errors_are_clear(tmp_path: Path) -> None:
         nbd.load(junk)
 
 
+def test_loading_a_torch_save_file_says_what_it_is_and_what_to_do(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(3, 2)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    torch.save(model, tmp_path / "whole.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not an archive")
+    with pytest.raises(nbd.ArtifactError, match=r"state_dict saved with torch\.save") as caught:
+        nbd.load(tmp_path / "w.pt")
+    assert "model.load_state_dict" in str(caught.value) and "nbd.export" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    with pytest.raises(nbd.ArtifactError, match=r"whole nn\.Module\) pickled with torch\.save"):
+        nbd.load(tmp_path / "whole.pt")
+    with pytest.raises(nbd.ArtifactError, match=r"is not a TorchScript file.*torch\.jit\.script"):
+        nbd.load(tmp_path / "junk.pt")
+    torch.jit.script(model).save(tmp_path / "ts.pt")  # the real thing still loads
+    assert nbd.load(tmp_path / "ts.pt").format == "torchscript"
+
+
 def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
     model = onnx_models.affine()
     tensor = model.graph.initializer[0]

@@ -6,9 +6,11 @@ import contextlib
 import inspect
 import io
 import logging
+import pickle
 import re
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 from .. import _onnxio
 from .._deps import require
 from ..artifact import Artifact, adopt
-from ..errors import ExampleError, ExportError
+from ..errors import ArtifactError, ExampleError, ExportError
 from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
 from ._options import ExportOptions
@@ -357,11 +359,66 @@ def load_torchscript(path: Path, extra_name: str) -> tuple[bytes, str]:
     """Archive bytes and one extra file's text from a TorchScript file."""
     torch = require("torch", extra="torch", feature="Loading a TorchScript artifact")
     extra = {extra_name: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError as err:  # torch says only that the archive lacks constants.pkl
+        raise ArtifactError(_not_torchscript(path)) from err
     buffer = io.BytesIO()
     torch.jit.save(module, buffer)
     value = extra[extra_name]
     return buffer.getvalue(), value.decode() if isinstance(value, bytes) else value
+
+
+_TS_HINT = (
+    "export the model in memory with nbd.export(model, example=...), or save it as "
+    "TorchScript with torch.jit.script(model).save(path) or torch.jit.trace(model, "
+    "example).save(path)."
+)
+
+
+def _not_torchscript(path: Path) -> str:
+    """Why ``path`` is not a TorchScript file, and what to do instead."""
+    content = _torch_save_content(path)
+    if content == "state_dict":
+        return (
+            f"'{path}' holds a state_dict saved with torch.save: weights without the model's "
+            f"code, not TorchScript. Load it into your model (model.load_state_dict("
+            f"torch.load(path))), then {_TS_HINT}"
+        )
+    if content is not None:
+        return (
+            f"'{path}' holds {content} pickled with torch.save, not TorchScript. To use it, "
+            f"{_TS_HINT}"
+        )
+    return f"'{path}' is not a TorchScript file. To use the model, {_TS_HINT}"
+
+
+def _torch_save_content(path: Path) -> str | None:
+    """What ``torch.save`` wrote to ``path``: ``"state_dict"``, a description of another
+    object, or ``None`` when torch.save did not write it."""
+    if not _written_by_torch_save(path):
+        return None
+    import torch
+
+    try:  # weights_only unpickles tensors and containers, never code
+        value = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:  # it refused a class: a whole module, or the like
+        return "a Python object (such as a whole nn.Module)"
+    except Exception:  # a damaged archive: say no more than what wrote it
+        return "data"
+    return "state_dict" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+
+
+def _written_by_torch_save(path: Path) -> bool:
+    """A zip archive with a pickle and no TorchScript constants, as torch.save writes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/data.pkl") for n in names) and not any(
+        n.endswith("/constants.pkl") for n in names
+    )
 
 
 def _qualname(model: Any) -> str:
