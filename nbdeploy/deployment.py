@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import tempfile
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -36,12 +36,14 @@ def serve(
 
     The new version loads beside the ones serving and takes traffic only once it is
     ready; if it fails to load, the old version keeps serving and the loader's reason
-    is raised.
+    is raised. The server numbers the version, so two kernels serving one model at once
+    get two distinct versions. Versions of one model share one signature: a model with
+    other inputs or outputs must be served under a new name.
 
     Args:
         art: An ONNX artifact.
         name: Model name on the server (default: the artifact's name).
-        version: Version number (default: one more than the newest in the repository).
+        version: Version number (default: one more than any the server knows).
         canary: Percent of the requests that name no version to send to the new version
             (the rest stay on the current one); ``None`` sends all of them.
         max_batch_size: Largest batch per run (default 128 for models with a batch
@@ -55,7 +57,8 @@ def serve(
 
     Raises:
         ConfigError: The artifact is not ONNX, or an argument is out of range.
-        ServerError: The server refused the model (its message says why).
+        ServerError: The server refused the model (its message says why), e.g. its
+            signature differs from the versions serving.
     """
     from .server import config as cfg
 
@@ -66,10 +69,8 @@ def serve(
         )
     name = name or art.name
     status = control.start(repository)
-    state = _state(status)
-    on_disk = _versions_on_disk(status.repository, name)
-    version = version if version is not None else max(on_disk, default=0) + 1
-    if version < 1 or version in on_disk:
+    on_disk = _versions_on_disk(status.repository, name)  # checks the name, too
+    if version is not None and (version < 1 or version in on_disk):
         raise ConfigError(
             f"version {version} of '{name}' is taken or invalid; versions on disk: {on_disk}"
         )
@@ -77,21 +78,31 @@ def serve(
         name, art.inputs, art.outputs, max_batch_size=max_batch_size, instances=instances,
         dynamic_batching=dynamic_batching, parameters=art.session_config,
     )  # fmt: skip
-    folder = status.repository / name / str(version)
-    art.save(folder / "model.onnx")
-    params: dict[str, Any] = {"config": json.dumps(cfg.to_json(config))}
+    params: dict[str, Any] = {
+        "config": json.dumps(cfg.to_json(config)),
+        "staged": _stage(art, status.repository),
+    }
+    if version is not None:
+        params["version"] = version
     if canary is not None:
         params["canary"] = canary
-    else:
-        serving = _serving(state, name)
-        params["traffic"] = json.dumps({**{str(v): 0 for v in serving[-1:]}, str(version): 100})
-    try:
-        control.call(state, "POST", f"/v2/repository/models/{quote(name)}/load",
-                     {"parameters": params})  # fmt: skip
-    except control.ServerError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return Deployment(name, version, status)
+    # The server moves the staged files in, numbers the version under its lock and
+    # answers with it (or drops them and says why); this kernel never writes the model's
+    # folder, so a kill of either process at any instant leaves a state the server serves.
+    doc = control.call(_state(status), "POST", f"/v2/repository/models/{quote(name)}/load",
+                       {"parameters": params})  # fmt: skip
+    return Deployment(name, int(doc["version"]), status)
+
+
+def _stage(art: Artifact, repository: Path) -> str:
+    """Save the artifact into a fresh folder of the repository's staging area; its name."""
+    from .server.repository import Repository
+
+    area = Repository(repository).staging_area
+    area.mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="serve-", dir=area))
+    art.save(folder / "model.onnx")
+    return folder.name
 
 
 def deployments(repository: str | os.PathLike[str] | None = None) -> list[Deployment]:

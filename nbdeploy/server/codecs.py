@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +26,10 @@ __all__ = [
     "decode_load",
     "decode_raw",
     "decode_request",
+    "decode_shares",
     "encode_raw",
     "encode_response",
+    "version_number",
 ]
 
 try:  # orjson parses a 3,072-float request ~7x faster than the standard library
@@ -89,22 +91,32 @@ class InferRequest:
 @dataclass
 class LoadRequest:
     """A decoded repository load: Triton's ``config`` and ``file:`` overrides, plus
-    nbdeploy's ``traffic`` (shares by version) and ``canary`` (percent) parameters."""
+    nbdeploy's ``traffic`` (shares by version), ``canary`` (percent), ``staged`` (a folder
+    of the repository's staging area holding a new version) and ``version`` (its number)."""
 
     config_json: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     traffic: dict[int, float] | None = None
     canary: float | None = None
+    staged: str | None = None
+    version: int | None = None
 
 
-def decode_load(config: Any, files: dict[str, bytes], traffic: Any, canary: Any) -> LoadRequest:
-    """Check a load's parameters, as either front end extracted them (traffic as JSON text
-    or an object; canary as a number or its text)."""
+def decode_load(params: Mapping[str, Any], files: dict[str, bytes]) -> LoadRequest:
+    """Check a load's parameters, as either front end extracted them (all text from gRPC;
+    traffic as JSON text or an object, canary and version as numbers or text from HTTP)."""
+    config, staged, version = params.get("config"), params.get("staged"), params.get("version")
     if config is not None and not isinstance(config, str):
         raise ProtocolError("parameter 'config' must be a string")
     if files and config is None:
         raise ProtocolError("file overrides need a 'config' parameter too (as Triton requires)")
-    return LoadRequest(config, files, _shares(traffic), _percent(canary))
+    if staged is not None and not isinstance(staged, str):
+        raise ProtocolError("parameter 'staged' must be the name of a staged folder")
+    if version is not None and staged is None:
+        raise ProtocolError("parameter 'version' goes with 'staged' (the files of that version)")
+    number = version_number(str(version)) if version is not None else None
+    return LoadRequest(config, files, _shares(params.get("traffic")),
+                       _percent(params.get("canary")), staged, number)  # fmt: skip
 
 
 def _shares(value: Any) -> dict[int, float] | None:
@@ -112,9 +124,33 @@ def _shares(value: Any) -> dict[int, float] | None:
         return None
     try:
         shares = json.loads(value) if isinstance(value, str) else value
-        return {int(k): float(v) for k, v in shares.items()}
-    except (ValueError, TypeError, AttributeError) as err:
+    except ValueError as err:
         raise ProtocolError("parameter 'traffic' must map versions to shares") from err
+    return decode_shares(shares, "parameter 'traffic'")
+
+
+def decode_shares(shares: Any, where: str = "'traffic'") -> dict[int, float]:
+    """``{"1": 90, "2": 10}`` as ``{1: 90.0, 2: 10.0}``; versions are decimal numbers and
+    shares finite, non-negative numbers."""
+    if not isinstance(shares, dict):
+        raise ProtocolError(f"{where} must map versions to shares, not {_kind(shares)}")
+    decoded = {}
+    for key, share in shares.items():
+        if not isinstance(share, int | float) or isinstance(share, bool):
+            raise ProtocolError(f"{where}: the share of version {key!r} must be a number")
+        if not math.isfinite(share) or share < 0:
+            raise ProtocolError(
+                f"{where}: the share of version {key!r} must be a finite number >= 0"
+            )
+        decoded[version_number(str(key))] = float(share)
+    return decoded
+
+
+def version_number(text: str) -> int:
+    """A version given as text: ASCII digits only (``int()`` also takes '²' and '٣')."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ProtocolError(f"version {text!r} is not a version number (use digits, like '2')")
+    return int(text)
 
 
 def _percent(value: Any) -> float | None:
@@ -123,9 +159,12 @@ def _percent(value: Any) -> float | None:
     try:
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        percent = float(value)
     except (TypeError, ValueError) as err:
         raise ProtocolError(f"parameter 'canary' must be a number, not {value!r}") from err
+    if not math.isfinite(percent):
+        raise ProtocolError(f"parameter 'canary' must be a finite number, not {value!r}")
+    return percent
 
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
@@ -156,16 +195,40 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         raise ProtocolError(
             f"{len(blob) - offset} bytes of binary data are not claimed by any input"
         )
-    params = doc.get("parameters") or {}
-    outputs = {
-        str(o.get("name")): bool(
-            (o.get("parameters") or {}).get("binary_data", params.get("binary_data_output", False))
-        )
-        for o in doc.get("outputs") or []
-        if isinstance(o, dict)
-    }
-    return InferRequest(inputs, outputs, bool(params.get("binary_data_output", False)),
-                        str(doc.get("id", "")), params)  # fmt: skip
+    params = _parameters(doc, "the request")
+    binary_default = bool(params.get("binary_data_output", False))
+    outputs = _requested_outputs(doc.get("outputs"), binary_default)
+    return InferRequest(inputs, outputs, binary_default, str(doc.get("id", "")), params)
+
+
+def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An object's ``parameters``, which must be an object when present."""
+    params = item.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(f"{where}: 'parameters' must be an object, not {_kind(params)}")
+    return params
+
+
+def _requested_outputs(raw: Any, binary_default: bool) -> dict[str, bool]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise ProtocolError(f"'outputs' must be a list of objects, not {_kind(raw)}")
+    outputs = {}
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ProtocolError("each requested output must be an object with a 'name' string")
+        params = _parameters(item, f"output '{item['name']}'")
+        outputs[item["name"]] = bool(params.get("binary_data", binary_default))
+    return outputs
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type, as a JSON user would name it."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "a number" if isinstance(value, int | float) else "null")
 
 
 def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray, int]:
@@ -174,7 +237,7 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
     name = item["name"]
     datatype, shape = _check_type_and_shape(name, item.get("datatype"), item.get("shape"))
     count = math.prod(shape)
-    size = (item.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(item, f"input '{name}'").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(blob):
             raise ProtocolError(
@@ -198,11 +261,13 @@ def encode_raw(array: np.ndarray) -> tuple[str, bytes]:
 
 
 def _check_type_and_shape(name: str, datatype: Any, shape: Any) -> tuple[str, list[int]]:
-    if datatype not in V2_TO_NUMPY:
+    if not isinstance(datatype, str) or datatype not in V2_TO_NUMPY:
         raise ProtocolError(
             f"input '{name}': unknown datatype {datatype!r}; use one of {', '.join(V2_TO_NUMPY)}"
         )
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise ProtocolError(f"input '{name}': 'shape' must be a list of non-negative integers")
     return datatype, shape
 

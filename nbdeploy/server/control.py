@@ -17,13 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import NbDeployError
 from .repository import START_LOCK_FILE, STATE_FILE
+from .security import check_token
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def start(
     grpc_port: int | None = None,
     token: str | None = None,
     max_request_bytes: int | None = None,
+    allowed_origins: Sequence[str] = (),
     timeout: float = 60.0,
 ) -> ServerStatus:
     """Start the local server in the background (or return the one already running).
@@ -123,22 +125,28 @@ def start(
         grpc_port: gRPC port (likewise, 8001).
         token: Bearer token clients must send (``Authorization: Bearer <token>``).
         max_request_bytes: Largest request body accepted (default 64 MiB).
+        allowed_origins: Web origins (``https://dash.example``) whose pages may call the
+            server; pages of other sites are refused (loopback pages are always allowed).
         timeout: Seconds to wait for the server to answer.
 
     Returns:
         The running server's :class:`ServerStatus`.
 
     Raises:
+        ConfigError: The token cannot travel in a header (not printable ASCII).
         ServerError: The server exited or did not answer in time; the message carries
             the end of its log.
     """
+    check_token(token)
     root = Path(repository or default_repository()).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     with _starting(root):  # two kernels starting at once get one server
         current = status(root)
         if current.running:
             return current
-        return _start(root, host, http_port, grpc_port, token, max_request_bytes, timeout)
+        extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
+        extra += [f"--allow-origin={origin}" for origin in allowed_origins]
+        return _start(root, host, http_port, grpc_port, token, extra, timeout)
 
 
 @contextlib.contextmanager
@@ -156,16 +164,14 @@ def _start(
     http_port: int | None,
     grpc_port: int | None,
     token: str | None,
-    max_request_bytes: int | None,
+    extra: list[str],
     timeout: float,
 ) -> ServerStatus:
     last = _last_state(root)  # after a crash, come back on the same URLs
     http_port = _port(http_port, last.get("http_port", PREFERRED_PORTS[0]), host)
     grpc_port = _port(grpc_port, last.get("grpc_port", PREFERRED_PORTS[1]), host)
     command = [sys.executable, "-m", "nbdeploy.server", str(root), "--host", host,
-               "--http-port", str(http_port), "--grpc-port", str(grpc_port)]  # fmt: skip
-    if max_request_bytes:
-        command += ["--max-request-bytes", str(max_request_bytes)]
+               "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra]  # fmt: skip
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
     log_path = root / "server.log"
     pid = _spawn_detached(command, env, log_path)

@@ -5,9 +5,11 @@ inference, statistics. The front ends translate requests into these calls and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +21,8 @@ from .. import __version__
 from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
-from .codecs import InferRequest, ProtocolError
-from .loading import Loader, Served, Version, retire
+from .codecs import InferRequest, ProtocolError, decode_shares, version_number
+from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
 from .stats import VersionStats, exposition
@@ -55,21 +57,26 @@ class DataPlane:
     def __init__(self, repository: Repository, *, threads: int = 8) -> None:
         self.repository = repository
         self._models: dict[str, Served] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._failures: dict[str, str] = {}  # models on disk that are not served, and why
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
         self._loader = Loader(repository, self._executor)
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Load every model of the repository as it was last served."""
+        """Load every model of the repository as it was last served, version by version:
+        what is damaged is skipped and reported (log, index, status); the rest serve."""
+        self.repository.clear_staging()
         for name in self.repository.names():
-            saved = self.repository.traffic(name)
-            if saved == {}:
-                continue  # explicitly unloaded
             try:
-                await self.load(name, traffic=saved)
+                served = await self._loader.restore(name)
             except ProtocolError as err:
+                self._failures[name] = str(err)
                 log.error("could not restore model %s: %s", name, err)
+                continue
+            if served is not None:
+                self._models[name] = served
 
     async def close(self) -> None:
         for name in list(self._models):
@@ -182,15 +189,24 @@ class DataPlane:
         rows = []
         for name in self.repository.names():
             served = self._models.get(name)
-            for number in self.repository.versions(name) or [0]:
+            try:
+                on_disk = self.repository.versions(name)
+            except ProtocolError as err:  # a linked model folder
+                on_disk, self._failures[name] = [], str(err)
+            for number in on_disk or [0]:
                 ready = served is not None and number in served.versions
                 if ready_only and not ready:
                     continue
-                reason = "" if ready else (served.error if served else "unloaded")
-                state = "READY" if ready else "UNAVAILABLE"
-                version = str(number) if number else ""
-                rows.append({"name": name, "version": version, "state": state, "reason": reason})
+                rows.append({"name": name, "version": str(number) if number else "",
+                             "state": "READY" if ready else "UNAVAILABLE",
+                             "reason": "" if ready else self._reason(name, number)})  # fmt: skip
         return rows
+
+    def _reason(self, name: str, number: int) -> str:
+        served = self._models.get(name)
+        if served is None:
+            return self._failures.get(name, "unloaded")
+        return served.damaged.get(number, "not loaded (no traffic)")
 
     async def load(
         self,
@@ -198,9 +214,11 @@ class DataPlane:
         *,
         config_json: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
+        staged: str | None = None,
+        version: int | None = None,
         traffic: Mapping[int, float] | None = None,
         canary: float | None = None,
-    ) -> None:
+    ) -> int | None:
         """Load (or reload) a model; the versions serving now keep serving if it fails.
 
         Args:
@@ -208,41 +226,52 @@ class DataPlane:
             config_json: A config that replaces ``config.pbtxt`` (Triton's ``config``).
             files: Files to add under the model's folder (Triton's ``file:`` overrides),
                 e.g. ``{"2/model.onnx": b"..."}``.
+            staged: The name of a folder a client wrote under the repository's staging
+                area, holding one new version's files; the server moves it in.
+            version: The number the staged version must get (default: the next one).
             traffic: Shares by version; the versions named are the ones loaded.
             canary: Percent of traffic for the newest version, the rest to the current one.
+
+        Returns:
+            The number given to the staged version (``None`` without ``staged``).
         """
-        served = self._models.setdefault(check_model_name(name), Served())
-        async with served.lock:
-            staging = self.repository.stage(name, files) if files else None
+        check_model_name(name)
+        async with self._locks[name]:
+            served = self._models.get(name) or Served()
+            version_files = self.repository.staged(staged) if staged is not None else None
+            staging = self.repository.stage(files) if files else None
+            change = Change(config_json, staging, version_files, version, traffic, canary)
             try:
-                await self._loader.apply(name, served, config_json, staging, traffic, canary)
+                number = await self._loader.apply(name, served, change)
             except BaseException as err:
-                served.error = str(err)
-                if not served.versions:
-                    self._models.pop(name, None)
+                if name not in self._models and (self.repository.root / name).is_dir():
+                    self._failures[name] = str(err)
                 raise
-            finally:
-                if staging is not None:
-                    shutil.rmtree(staging, ignore_errors=True)
+            finally:  # what was not moved into the model's folder goes
+                for leftover in (staging, version_files):
+                    if leftover is not None:
+                        shutil.rmtree(leftover, ignore_errors=True)
+            self._models[name] = served
+            self._failures.pop(name, None)
+            return number
 
     async def unload(self, name: str) -> None:
         """Stop serving a model; its files stay, and a restart does not bring it back."""
-        served = self._served(name)
-        async with served.lock:
+        async with self._locks[name]:
+            served = self._served(name)
+            self.repository.save_traffic(name, {})  # first: a failed write changes nothing
             self._models.pop(name, None)
-            self.repository.save_traffic(name, {})
             await retire(served.versions.values())
 
     async def set_traffic(self, name: str, action: str, shares: Mapping[str, Any]) -> None:
         """``promote``, ``rollback``, or explicit ``shares`` by version."""
         served = self._served(name)
-        on_disk = self.repository.versions(name)
         if action == "promote":
             target = tr.promote(served.traffic)
         elif action == "rollback":
-            target = tr.rollback(served.traffic, on_disk)
+            target = tr.rollback(served.traffic, self.repository.versions(name))
         elif action == "set":
-            target = tr.check({int(k): float(v) for k, v in shares.items()}, on_disk)
+            target = decode_shares(dict(shares))
         else:
             raise ProtocolError(f"unknown traffic action {action!r}; use promote, rollback, set")
         await self.load(name, traffic=target)
@@ -260,10 +289,11 @@ class DataPlane:
         served = self._served(name)
         if not version:
             return served.versions[max(v for v, s in served.traffic.items() if s > 0)]
-        if not version.isdigit() or int(version) not in served.versions:
+        number = version_number(version)
+        if number not in served.versions:
             raise ProtocolError(
                 f"model '{name}' has no loaded version {version!r}; loaded: "
                 f"{sorted(served.versions)}",
                 status=404,
             )
-        return served.versions[int(version)]
+        return served.versions[number]

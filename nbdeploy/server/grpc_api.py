@@ -141,13 +141,9 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     @_translating
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
         params = request.parameters
-
-        def text(key: str) -> str | None:
-            return params[key].string_param if key in params else None
-
+        texts = {k: v.string_param for k, v in params.items() if not k.startswith("file:")}
         files = {k[5:]: v.bytes_param for k, v in params.items() if k.startswith("file:")}
-        load = decode_load(text("config"), files, text("traffic"), text("canary"))
-        await self.dp.load(request.model_name, **vars(load))
+        await self.dp.load(request.model_name, **vars(decode_load(texts, files)))
         return pb.RepositoryModelLoadResponse()
 
     @_translating

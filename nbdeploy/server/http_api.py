@@ -4,9 +4,11 @@ dataplane, as a Starlette app. Handlers translate; errors become ``{"error": ...
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,10 +23,12 @@ from .security import Guard
 from .tfserving import decode_predict, encode_predict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["build_app"]
 
 MODEL = "/v2/models/{name}"
+INLINE_DECODE_BYTES = 256 * 2**10  # larger JSON request headers are parsed off the event loop
 VERSION = "/v2/models/{name}/versions/{version}"
 
 
@@ -69,6 +73,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     message = {404: "no such endpoint", 405: "method not allowed here"}.get(status, str(exc))
     return JSONResponse({"error": f"{message}: {request.method} {request.url.path}"}, status)
+
+
+async def _off_loop_if(json_size: int, decode: Callable[..., T], *args: Any) -> T:
+    """Decode on the event loop, or in a thread when the JSON is large enough that
+    parsing it would stall every other request."""
+    if json_size > INLINE_DECODE_BYTES:
+        return await asyncio.to_thread(decode, *args)
+    return decode(*args)
 
 
 def _names(request: Request) -> tuple[str, str]:
@@ -124,10 +136,12 @@ class _Handlers:
     async def infer(self, request: Request) -> Response:
         name, version = _names(request)
         raw_length = request.headers.get("inference-header-content-length")
-        if raw_length is not None and not raw_length.isdigit():
+        if raw_length is not None and not (raw_length.isascii() and raw_length.isdigit()):
             raise ProtocolError(f"Inference-Header-Content-Length {raw_length!r} is not a number")
         body = await request.body()
-        decoded = decode_request(body, int(raw_length) if raw_length is not None else None)
+        header_length = int(raw_length) if raw_length is not None else None
+        json_size = header_length if header_length is not None else len(body)
+        decoded = await _off_loop_if(json_size, decode_request, body, header_length)
         result = await self.dp.infer(name, version, decoded)
         payload, header = encode_response(result.model, result.version, result.outputs, decoded)
         if header is None:
@@ -140,7 +154,8 @@ class _Handlers:
 
     async def predict(self, request: Request) -> Response:
         name, version = _names(request)
-        decoded, rows = decode_predict(await request.body(), self.dp.inputs(name, version))
+        body, inputs = await request.body(), self.dp.inputs(name, version)
+        decoded, rows = await _off_loop_if(len(body), decode_predict, body, inputs)
         result = await self.dp.infer(name, version, decoded)
         return Response(encode_predict(result.outputs, rows), media_type="application/json")
 
@@ -153,10 +168,11 @@ class _Handlers:
         params = (await _json_object(request)).get("parameters") or {}
         if not isinstance(params, dict):
             raise ProtocolError("'parameters' must be an object")
-        load = decode_load(params.get("config"), _files(params), params.get("traffic"),
-                           params.get("canary"))  # fmt: skip
-        await self.dp.load(name, **vars(load))
-        return Response(status_code=200)
+        load = decode_load(params, _files(params))
+        number = await self.dp.load(name, **vars(load))
+        if number is None:
+            return Response(status_code=200)
+        return JSONResponse({"name": name, "version": number, "traffic": self.dp.traffic(name)})
 
     async def unload(self, request: Request) -> Response:
         await self.dp.unload(_names(request)[0])
@@ -168,7 +184,10 @@ class _Handlers:
         shares = doc.get("traffic") or {}
         if not isinstance(shares, dict):
             raise ProtocolError("'traffic' must be an object of version -> share")
-        await self.dp.set_traffic(name, str(doc.get("action", "set")), shares)
+        action = doc.get("action", "set")
+        if not isinstance(action, str):
+            raise ProtocolError("'action' must be one of 'promote', 'rollback', 'set'")
+        await self.dp.set_traffic(name, action, shares)
         return JSONResponse({"name": name, "traffic": self.dp.traffic(name)})
 
 
@@ -177,6 +196,8 @@ def _files(params: dict[str, Any]) -> dict[str, bytes]:
     for key, value in params.items():
         if not key.startswith("file:"):
             continue
+        if not isinstance(value, str):
+            raise ProtocolError(f"parameter '{key}' must be base64-encoded file content")
         try:
             files[key[5:]] = base64.b64decode(value, validate=True)
         except (ValueError, TypeError) as err:

@@ -1,6 +1,8 @@
 """Loading model versions as one transaction: open every new version beside the ones
-serving (from the repository, or from staged request files), and only when all are ready
-commit the files, save config and traffic, swap them in and retire what they replace.
+serving, and only when all are ready commit them to the repository (version folders,
+then config, then traffic — see :mod:`.repository` for why that order survives a kill),
+swap them in and retire what they replace. Restoring at start goes version by version:
+a damaged version is skipped and reported, the others serve.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from . import config as cfg
 from . import traffic as tr
 from .batcher import Scheduler
 from .codecs import ProtocolError
-from .repository import Repository
+from .faults import crash_point
+from .repository import DamagedFileError, Repository, is_version
 from .runtime import OnnxModel
 from .stats import VersionStats
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Loader", "Served", "Version", "retire"]
+__all__ = ["MAX_INSTANCES", "Change", "Loader", "Served", "Version", "retire"]
+
+MAX_INSTANCES = 64  # concurrent runs of one version: far past what a CPU or GPU can use
 
 
 @dataclass
@@ -38,12 +43,33 @@ class Version:
 
 @dataclass
 class Served:
-    """A model's loaded versions and how traffic splits between them."""
+    """A model's loaded versions, how traffic splits between them, and the versions that
+    could not be restored (with why)."""
 
     versions: dict[int, Version] = field(default_factory=dict)
     traffic: tr.Traffic = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    error: str = ""  # why the last load failed
+    damaged: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one repository load asks for.
+
+    Attributes:
+        config_json: A config that replaces ``config.pbtxt``.
+        files: A staging folder of file overrides (``<version>/...`` and model files).
+        staged: One new version's files, staged by a client; its number is assigned here.
+        version: The number ``staged`` must get (default: one above every version known).
+        traffic: Shares by version; the versions named are the ones loaded.
+        canary: Percent of traffic for the newest version, the rest to the current one.
+    """
+
+    config_json: str | bytes | None = None
+    files: Path | None = None
+    staged: Path | None = None
+    version: int | None = None
+    traffic: Mapping[int, float] | None = None
+    canary: float | None = None
 
 
 class Loader:
@@ -53,34 +79,78 @@ class Loader:
         self.repository = repository
         self._executor = executor
 
-    async def apply(
-        self,
-        name: str,
-        served: Served,
-        config_json: str | bytes | None,
-        staging: Path | None,
-        traffic: Mapping[int, float] | None,
-        canary: float | None,
-    ) -> None:
-        """Load what the request asks for, then swap it in; on failure nothing changes."""
-        config = self._config(name, config_json)
-        staged = (
-            sorted(int(p.name) for p in staging.iterdir() if p.name.isdigit()) if staging else []
-        )
-        on_disk = sorted(set(self.repository.versions(name)) | set(staged))
-        target = self._target_traffic(served, config, on_disk, staged, traffic, canary)
-        fresh = {v for v in target if v in staged or config_json or v not in served.versions}
-        loaded = await self._load_versions(name, config, fresh, staging)
-        if staging is not None:
-            self.repository.commit(name, staging)
-        if config_json is not None:
-            self.repository.save_config(name, config)
-        self.repository.save_traffic(name, target)
+    async def apply(self, name: str, served: Served, change: Change) -> int | None:
+        """Load what ``change`` asks for, commit it, then swap it in; on failure nothing
+        changes. Returns the number given to a staged version, if any."""
+        config = self._config(name, change.config_json)
+        folders = self._new_folders(name, served, change)
+        number = max(folders) if change.staged is not None else None
+        on_disk = sorted(set(self.repository.versions(name)) | set(folders))
+        target = self._target_traffic(served, config, on_disk, number, change)
+        reopen = change.config_json is not None  # a new config applies to every version
+        fresh = {v for v in target if v in folders or reopen or v not in served.versions}
+        loaded = await self._load_versions(name, config, fresh, folders)
+        try:
+            _check_signature(name, served, loaded)
+            crash_point("loaded")
+            self.repository.commit(name, folders, change.files)
+            if change.config_json is not None:
+                self.repository.save_config(name, config)
+            self.repository.save_traffic(name, target)
+        except BaseException:
+            await retire(loaded.values())
+            raise
         retired = [served.versions[v] for v in served.versions if v not in target or v in fresh]
         served.versions = {v: loaded.get(v) or served.versions[v] for v in target}
-        served.traffic, served.error = target, ""
+        served.traffic = target
+        served.damaged = {v: why for v, why in served.damaged.items() if v not in target}
         log.info("model %s serving %s", name, target)
         await retire(retired)
+        return number
+
+    async def restore(self, name: str) -> Served | None:
+        """The model as it was last served (``None`` if it was unloaded on purpose).
+
+        A version that fails to load is skipped and kept in ``damaged`` with its reason;
+        if the saved traffic is damaged or names no version that loads, the newest
+        version that loads takes all the traffic.
+        """
+        config = self.repository.config(name)
+        on_disk = self.repository.versions(name)
+        try:
+            saved = self.repository.traffic(name)
+        except DamagedFileError as err:
+            log.warning("%s; serving the newest version that loads instead", err)
+            saved = None
+        if saved == {}:
+            return None
+        wanted = saved or _policy_traffic(config, on_disk)
+        served = Served()
+        for number in sorted(wanted):
+            await self._restore_version(name, config, number, served)
+        served.traffic = _surviving(wanted, served.versions)
+        for number in reversed(on_disk):  # nothing asked for loads: the newest that does
+            if served.traffic:
+                break
+            if number not in wanted and await self._restore_version(name, config, number, served):
+                served.traffic = {number: 100.0}
+        if not served.traffic:
+            raise ProtocolError(f"model '{name}': no version could be loaded")
+        if served.traffic != wanted:
+            log.warning("model %s: serving %s instead of %s", name, served.traffic, wanted)
+        return served
+
+    async def _restore_version(
+        self, name: str, config: cfg.ModelConfig, number: int, served: Served
+    ) -> bool:
+        try:
+            path = self.repository.model_file(name, number, config)
+            served.versions[number] = await self._open(name, number, path, config)
+        except ProtocolError as err:
+            served.damaged[number] = str(err)
+            log.error("model %s version %d is not served: %s", name, number, err)
+            return False
+        return True
 
     def _config(self, name: str, config_json: str | bytes | None) -> cfg.ModelConfig:
         try:
@@ -90,35 +160,57 @@ class Loader:
         if config.name and config.name != name:
             raise ProtocolError(f"the config names model '{config.name}', not '{name}'")
         config.name = name
+        instances = sum(group.count for group in config.instance_group)
+        if instances > MAX_INSTANCES or any(g.count < 0 for g in config.instance_group):
+            raise ProtocolError(
+                f"model '{name}': instance_group asks for {instances} instances; this server "
+                f"runs at most {MAX_INSTANCES} per model version (they share one onnxruntime "
+                "session; more do not run faster)"
+            )
         return config
+
+    def _new_folders(self, name: str, served: Served, change: Change) -> dict[int, Path]:
+        """Folders of the versions this change brings, by number."""
+        folders = {}
+        if change.files is not None:
+            folders = {int(p.name): p for p in change.files.iterdir() if is_version(p.name)}
+        if change.staged is not None:
+            known = set(self.repository.versions(name)) | set(served.versions) | set(folders)
+            number = change.version if change.version is not None else max(known, default=0) + 1
+            if number < 1 or number in known:
+                raise ProtocolError(
+                    f"version {number} of '{name}' is taken or invalid; versions on disk: "
+                    f"{sorted(known)}",
+                    status=409,
+                )
+            folders[number] = change.staged
+        return folders
 
     def _target_traffic(
         self,
         served: Served,
         config: cfg.ModelConfig,
         on_disk: list[int],
-        staged: list[int],
-        traffic: Mapping[int, float] | None,
-        canary: float | None,
+        staged: int | None,
+        change: Change,
     ) -> tr.Traffic:
-        if traffic:
-            return tr.check(traffic, on_disk)
-        if canary is not None:
-            return tr.canary(served.traffic, max(staged or on_disk), canary)
-        policy = config.version_policy
-        kind = policy.WhichOneof("policy_choice") or "latest"
-        return tr.by_policy(kind, policy.latest.num_versions, list(policy.specific.versions),
-                            on_disk)  # fmt: skip
+        if change.traffic:
+            return tr.check(change.traffic, on_disk)
+        if change.canary is not None:
+            return tr.canary(served.traffic, staged or max(on_disk), change.canary)
+        if staged is not None:
+            return tr.replace(served.traffic, staged)
+        return _policy_traffic(config, on_disk)
 
     async def _load_versions(
-        self, name: str, config: cfg.ModelConfig, numbers: set[int], staging: Path | None
+        self, name: str, config: cfg.ModelConfig, numbers: set[int], folders: Mapping[int, Path]
     ) -> dict[int, Version]:
         loaded: dict[int, Version] = {}
         try:
             for number in sorted(numbers):
                 path = self.repository.model_file(name, number, config)
-                if staging is not None and (staging / str(number)).is_dir():
-                    path = staging / path.relative_to(self.repository.folder(name))
+                if number in folders:
+                    path = folders[number] / path.name
                 loaded[number] = await self._open(name, number, path, config)
         except BaseException:
             await retire(loaded.values())
@@ -137,6 +229,48 @@ class Loader:
         stats = VersionStats()
         scheduler = Scheduler(model.run, model.config, stats, self._executor)
         return Version(number, model, scheduler, stats)
+
+
+def _policy_traffic(config: cfg.ModelConfig, on_disk: list[int]) -> tr.Traffic:
+    policy = config.version_policy
+    kind = policy.WhichOneof("policy_choice") or "latest"
+    return tr.by_policy(kind, policy.latest.num_versions, list(policy.specific.versions), on_disk)
+
+
+def _surviving(wanted: Mapping[int, float], loaded: Mapping[int, Version]) -> tr.Traffic:
+    """The wanted split over the versions that loaded, rescaled to 100; empty if no
+    version that was meant to take traffic loaded."""
+    kept = {v: share for v, share in wanted.items() if v in loaded}
+    total = sum(kept.values())
+    return {v: share * 100.0 / total for v, share in kept.items()} if total else {}
+
+
+def _check_signature(name: str, served: Served, loaded: Mapping[int, Version]) -> None:
+    """A model's versions share one config (as on Triton): a new version must have the
+    inputs and outputs of the ones serving, or it would break them."""
+    if not served.versions or not loaded:
+        return
+    current = next(iter(served.versions.values())).model
+    for number, version in sorted(loaded.items()):
+        new = version.model
+        if (new.inputs, new.outputs) == (current.inputs, current.outputs):
+            continue
+        difference = "; ".join(
+            f"{kind}: serving {_specs(old)}, version {number} has {_specs(now)}"
+            for kind, old, now in (("inputs", current.inputs, new.inputs),
+                                   ("outputs", current.outputs, new.outputs))
+            if old != now
+        )  # fmt: skip
+        raise ProtocolError(
+            f"version {number} of '{name}' has a different signature from the versions "
+            f"serving ({difference}); versions of one model share one signature. Serve it "
+            "under a new name, or unload the model first",
+            status=409,
+        )
+
+
+def _specs(specs: Iterable[object]) -> str:
+    return ", ".join(str(s) for s in specs) or "none"
 
 
 async def retire(versions: Iterable[Version]) -> None:

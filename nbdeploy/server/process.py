@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, NbDeployError
 from .repository import LOCK_FILE, Repository
-from .security import DEFAULT_MAX_REQUEST_BYTES, Guard
+from .security import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_REQUEST_BYTES, Guard
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class ServerOptions:
         token: Bearer token clients must send.
         allowed_hosts: Extra ``Host`` names accepted without a token.
         max_request_bytes: Largest request accepted.
+        allowed_origins: Web origins whose pages may call the server (besides loopback).
+        max_json_bytes: Largest inference request whose tensors are all JSON.
         threads: Threads that run models.
     """
 
@@ -50,11 +52,16 @@ class ServerOptions:
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    allowed_origins: tuple[str, ...] = ()
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
 
     @property
     def guard(self) -> Guard:
-        return Guard(self.token, frozenset(self.allowed_hosts), self.max_request_bytes)
+        return Guard(
+            self.token, frozenset(self.allowed_hosts), self.max_request_bytes,
+            frozenset(self.allowed_origins), self.max_json_bytes,
+        )  # fmt: skip
 
 
 def run(options: ServerOptions) -> None:
@@ -157,6 +164,7 @@ def _state(options: ServerOptions, http_port: int, grpc_port: int) -> dict[str, 
         "repository": str(Path(options.repository).resolve()),
         "token": options.token,
         "max_request_bytes": options.max_request_bytes,
+        "max_json_bytes": options.max_json_bytes,
     }
 
 
@@ -179,8 +187,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-host", action="append", default=[], help="extra Host name to accept"
     )
     parser.add_argument(
+        "--allow-origin", action="append", default=[],
+        help="web origin (https://host:port) whose pages may call the server",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest request body accepted",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-json-bytes", type=int, default=DEFAULT_MAX_JSON_BYTES,
+        help="largest inference request whose tensors are all JSON",
     )  # fmt: skip
 
 
@@ -191,6 +207,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         repository=args.repository, host=args.host, http_port=args.http_port,
         grpc_port=args.grpc_port, token=os.environ.get("NBDEPLOY_TOKEN") or None,
         allowed_hosts=tuple(args.allow_host), max_request_bytes=args.max_request_bytes,
+        allowed_origins=tuple(args.allow_origin), max_json_bytes=args.max_json_bytes,
     )  # fmt: skip
 
 

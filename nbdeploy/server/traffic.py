@@ -6,12 +6,13 @@ rollback is instant).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 
 from .codecs import ProtocolError
 
-__all__ = ["Traffic", "by_policy", "canary", "check", "pick", "promote", "rollback"]
+__all__ = ["Traffic", "by_policy", "canary", "check", "pick", "promote", "replace", "rollback"]
 
 Traffic = dict[int, float]
 
@@ -21,7 +22,8 @@ def check(traffic: Mapping[int, float], on_disk: Sequence[int]) -> Traffic:
     missing = sorted(set(traffic) - set(on_disk))
     if missing:
         raise ProtocolError(f"version(s) {missing} are not in the repository (it has {on_disk})")
-    if not traffic or any(share < 0 for share in traffic.values()) or not sum(traffic.values()):
+    shares = traffic.values()
+    if not traffic or not all(math.isfinite(s) and s >= 0 for s in shares) or not sum(shares):
         raise ProtocolError(
             f"traffic {dict(traffic)} must give non-negative shares with a positive total"
         )
@@ -50,6 +52,13 @@ def canary(current: Mapping[int, float], new: int, percent: float) -> Traffic:
         raise ProtocolError("a canary needs a version already serving to split traffic with")
     stable = max(serving, key=lambda v: (current[v], v))
     return {stable: 100.0 - percent, new: float(percent)}
+
+
+def replace(current: Mapping[int, float], new: int) -> Traffic:
+    """All traffic to ``new``; the version serving most now stays warm (for a rollback)."""
+    serving = [v for v, share in current.items() if share > 0 and v != new]
+    keep = {max(serving, key=lambda v: (current[v], v)): 0.0} if serving else {}
+    return {**keep, new: 100.0}
 
 
 def promote(current: Mapping[int, float]) -> Traffic:

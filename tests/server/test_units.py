@@ -74,12 +74,18 @@ def test_model_names_that_could_escape_are_refused(name: str) -> None:
         check_model_name(name)
 
 
-@pytest.mark.parametrize("path", ["../evil", "/etc/passwd", "1/../../x", "a\\b", "traffic.json"])
-def test_file_overrides_stay_in_the_model_folder(tmp_path: Path, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("../evil", "inside the model's folder"), ("/etc/passwd", "inside the model's folder"),
+     ("1/../../x", "inside the model's folder"), ("a\\b", "inside the model's folder"),
+     ("traffic.json", "inside the model's folder"), ("1/a\0b", "control character"),
+     ("1/" + "x" * 300, "too long")],
+)  # fmt: skip
+def test_file_overrides_stay_in_the_model_folder(tmp_path: Path, path: str, message: str) -> None:
     repo = Repository(tmp_path)
-    with pytest.raises(ProtocolError, match="inside the model's folder"):
-        repo.stage("m", {path: b"x"})
-    assert not any((tmp_path / "m").glob(".incoming-*"))
+    with pytest.raises(ProtocolError, match=message):
+        repo.stage({path: b"x"})
+    assert not any(repo.staging_area.glob("*")) and not (tmp_path / "m").exists()
 
 
 def test_file_overrides_do_not_follow_links(tmp_path: Path) -> None:
@@ -87,8 +93,19 @@ def test_file_overrides_do_not_follow_links(tmp_path: Path) -> None:
     (tmp_path / "outside").mkdir()
     (tmp_path / "repo" / "m").mkdir(parents=True)
     (tmp_path / "repo" / "m" / "1").symlink_to(tmp_path / "outside")
+    staging = repo.stage({"1/model.onnx": b"x"})
     with pytest.raises(ProtocolError, match="link"):
-        repo.stage("m", {"1/model.onnx": b"x"})
+        repo.commit("m", {1: staging / "1"}, None)
+    assert not any((tmp_path / "outside").iterdir())
+
+
+def test_a_linked_model_folder_is_neither_written_nor_served(tmp_path: Path) -> None:
+    repo = Repository(tmp_path / "repo")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "repo" / "m").symlink_to(tmp_path / "outside")
+    with pytest.raises(ProtocolError, match="is a link"):
+        repo.save_traffic("m", {1: 100.0})
+    assert not any((tmp_path / "outside").iterdir())
 
 
 def test_check_feed_names_the_input_at_fault() -> None:
