@@ -83,9 +83,33 @@ def safe_location(location: str) -> str:
 
         raise ArtifactError(
             f"external data location '{location}' points outside the model's folder; "
-            f"only plain relative names are accepted."
+            f"only relative paths inside it are accepted (no '..', no absolute paths)."
         )
     return location
+
+
+def data_source(folder: Path, location: str) -> Path:
+    """The external data file at ``location`` in ``folder``, the model's folder.
+
+    Subfolders are fine; links are not, anywhere along the path: they would let a model
+    file serve any file on the machine as its weights.
+    """
+    from .errors import ArtifactError
+
+    current = folder
+    for part in Path(safe_location(location)).parts:
+        current = current / part
+        if current.is_symlink():
+            raise ArtifactError(
+                f"external data location '{location}' goes through the link '{current}'; "
+                f"links are not followed. Put the data file itself at that path."
+            )
+    if not current.is_file():
+        raise ArtifactError(
+            f"external data file '{current}' is missing; the model refers to '{location}', "
+            f"relative to its own folder. Keep the data file there."
+        )
+    return current
 
 
 def relocate(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
@@ -102,6 +126,7 @@ def transfer(src: Path, dst: Path, *, move: bool) -> None:
     Not a hard link: ``onnx.checker`` refuses data files with several links, rightly, as
     a way to smuggle in files from elsewhere.
     """
+    dst.parent.mkdir(parents=True, exist_ok=True)
     dst.unlink(missing_ok=True)
     if move:
         shutil.move(src, dst)

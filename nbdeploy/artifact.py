@@ -298,10 +298,15 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 def load(path: str | Path) -> Artifact:
     """Load an artifact saved by :meth:`Artifact.save` (or any ``.onnx`` / TorchScript file).
 
+    An ONNX model's external data files are copied, so the artifact does not depend on
+    them later. They may sit in subfolders of the model's folder (``data/w.bin``), but
+    never outside it nor behind links.
+
     Raises:
         ArtifactError: The file is missing or is neither ONNX nor TorchScript; for a
             ``.pt`` file written by ``torch.save`` (a state_dict or a pickled module) the
-            message says so, and how to export the model instead.
+            message says so, and how to export the model instead. Also when an external
+            data file is missing, outside the model's folder, or reached through a link.
     """
     path = Path(path)
     if not path.is_file():
@@ -349,9 +354,11 @@ def adopt(
 ) -> Artifact:
     """An artifact for the ONNX file at ``path`` whose graph (without external data) is
     ``model``. A model with external data gets its own folder with its data moved
-    (``move=True``, for files nbdeploy wrote) or copied in, so the source can go away."""
+    (``move=True``, for files nbdeploy wrote) or copied in, so the source can go away.
+    Data files may sit in subfolders of the model's folder, never behind links."""
     if not _onnxio.has_external_data(model):
         return Artifact.from_onnx(model, name=name, lineage=lineage, parity=parity)
+    sources = {loc: _onnxio.data_source(path.parent, loc) for loc in _onnxio.data_files(model)}
     art = Artifact(
         name=name,
         format="onnx",
@@ -362,8 +369,8 @@ def adopt(
         onnx_model=model,
     )
     folder = art._own_folder()
-    for location in _onnxio.data_files(model):
-        _onnxio.transfer(path.parent / location, folder / location, move=move)
+    for location, source in sources.items():
+        _onnxio.transfer(source, folder / location, move=move)
     onnx.save_model(model, folder / _onnxio.MODEL_FILE)
     return art
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import gc
 import pickle
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,45 @@ def test_external_data_outside_the_folder_is_refused(tmp_path: Path) -> None:
     onnx.save_model(model, tmp_path / "evil.onnx")
     with pytest.raises(nbd.ArtifactError, match="outside the model's folder"):
         nbd.load(tmp_path / "evil.onnx")
+
+
+def _save_with_data_at(folder: Path, location: str) -> Path:
+    """The affine model in ``folder`` with its weights in ``location`` (relative to it)."""
+    (folder / location).parent.mkdir(parents=True, exist_ok=True)
+    path = folder / "m.onnx"
+    onnx.save_model(onnx_models.affine(), path, save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=location, size_threshold=0)  # fmt: skip
+    return path
+
+
+def test_external_data_in_a_subfolder_loads_like_onnxruntime(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    path = _save_with_data_at(tmp_path / "model", "data/w.bin")
+    x = np.ones((2, 3), np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    art = nbd.load(path)
+    shutil.rmtree(tmp_path / "model")  # the artifact keeps its own copy
+    np.testing.assert_array_equal(art.run(x)["y"], want)
+    np.testing.assert_array_equal(nbd.load(art.save(tmp_path / "again.onnx")).run(x)["y"], want)
+
+
+def test_external_data_behind_a_link_is_refused(tmp_path: Path) -> None:
+    path = _save_with_data_at(tmp_path / "elsewhere", "data/w.bin")
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copyfile(path, model / "m.onnx")
+    (model / "data").symlink_to(tmp_path / "elsewhere" / "data")  # a linked folder
+    with pytest.raises(nbd.ArtifactError, match=re.escape(f"through the link '{model / 'data'}'")):
+        nbd.load(model / "m.onnx")
+    (model / "data").unlink()
+    (model / "data").mkdir()
+    (model / "data" / "w.bin").symlink_to(tmp_path / "elsewhere" / "data" / "w.bin")
+    with pytest.raises(nbd.ArtifactError, match="links are not followed"):
+        nbd.load(model / "m.onnx")
+    (model / "data" / "w.bin").unlink()
+    with pytest.raises(nbd.ArtifactError, match=r"external data file .* is missing"):
+        nbd.load(model / "m.onnx")
 
 
 def test_run_reports_wrong_inputs_by_name() -> None:
