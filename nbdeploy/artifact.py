@@ -14,7 +14,7 @@ from . import _html, _onnxio
 from ._feed import as_feed
 from .errors import ArtifactError, NbDeployError
 from .provenance import Lineage, Parity
-from .types import Outputs, TensorSpec, specs_from_onnx
+from .types import Output, TensorSpec, specs_from_onnx
 
 __all__ = ["Artifact", "load"]
 
@@ -167,7 +167,9 @@ class Artifact:
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, inputs: Any, *, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Outputs:
+    def run(
+        self, inputs: Any, *, providers: Sequence[str] = ("CPUExecutionProvider",)
+    ) -> dict[str, Output]:
         """Run the model: onnxruntime for ONNX, torch for TorchScript.
 
         Args:
@@ -176,7 +178,9 @@ class Artifact:
             providers: onnxruntime execution providers, in order of preference.
 
         Returns:
-            Outputs by name.
+            Outputs by name: an array for each tensor output, a list for a sequence
+            output (a classifier's ZipMap gives a list of ``{label: probability}``
+            dicts), a dict for a map output.
         """
         feed = as_feed(inputs, self.inputs)
         if self.format == "torchscript":
@@ -189,7 +193,7 @@ class Artifact:
             values = session.run(None, feed)
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise ArtifactError(f"onnxruntime could not run '{self.name}': {err}") from err
-        return {spec.name: np.asarray(v) for spec, v in zip(self.outputs, values, strict=True)}
+        return {spec.name: _output(v) for spec, v in zip(self.outputs, values, strict=True)}
 
     def _export_detail(self, key: str) -> Any:
         exports = [s for s in self.lineage.steps if s.kind == "export"]
@@ -287,6 +291,16 @@ class Artifact:
             ("lineage", str(self.lineage)),
         ]
         return _html.card(f"Artifact '{self.name}'", _html.fields(rows))
+
+
+def _output(value: Any) -> Output:
+    """An onnxruntime output as nbdeploy returns it: sequences stay lists (their tensors
+    may differ in shape, so they cannot always stack into one array), maps stay dicts."""
+    if isinstance(value, list):
+        return [_output(item) for item in value]
+    if isinstance(value, dict):
+        return dict(value)
+    return np.asarray(value)
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

@@ -67,7 +67,7 @@ def demo() -> None:
         _say(f"exported {name}", repr(art))
         _say("parity", str(art.parity))
         feed = images if name == "digits-cnn" else data.x_val
-        scores = next(iter(art.run(feed).values()))
+        scores = np.asarray(next(iter(art.run(feed).values())))
         predicted = scores.argmax(1) if scores.ndim == 2 else scores
         _say(
             "accuracy through onnxruntime",

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .types import Output
+
 __all__ = ["Lineage", "OutputParity", "Parity", "Step"]
 
 
@@ -141,18 +143,58 @@ class Parity:
 
 
 def compare_outputs(
-    got: Mapping[str, np.ndarray],
-    want: Mapping[str, np.ndarray],
+    got: Mapping[str, Output],
+    want: Mapping[str, Output],
     *,
     batch_size: int,
     atol: float,
     rtol: float,
 ) -> list[OutputParity]:
-    """Compare two output dicts name by name (``want`` is the reference)."""
+    """Compare two output dicts name by name (``want`` is the reference).
+
+    Sequences and maps must have the same structure (lengths, keys); the values in them
+    are compared like tensors, and the output's errors are the largest among them.
+    """
     return [
-        _compare_one(name, np.asarray(got[name]), np.asarray(value), batch_size, atol, rtol)
+        _compare_output(name, got[name], value, batch_size, atol, rtol)
         for name, value in want.items()
     ]
+
+
+def _compare_output(
+    name: str, got: Output, want: Output, batch: int, atol: float, rtol: float
+) -> OutputParity:
+    pairs = _leaf_pairs(got, want)
+    if pairs is None:
+        return OutputParity(name, batch, float("inf"), float("inf"), ok=False)
+    parts = [_compare_one(name, np.asarray(g), np.asarray(w), batch, atol, rtol) for g, w in pairs]
+    return OutputParity(
+        name,
+        batch,
+        max((p.max_abs for p in parts), default=0.0),
+        max((p.max_rel for p in parts), default=0.0),
+        all(p.ok for p in parts),
+    )
+
+
+def _leaf_pairs(got: Any, want: Any) -> list[tuple[Any, Any]] | None:
+    """Matching (got, want) values inside two outputs, or None when their sequences and
+    maps differ in length or keys. A tensor output is its own one leaf."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or got.keys() != want.keys():
+            return None
+        return _joined([_leaf_pairs(got[key], want[key]) for key in want])
+    if isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return None
+        return _joined([_leaf_pairs(g, w) for g, w in zip(got, want, strict=True)])
+    return None if isinstance(got, list | dict) else [(got, want)]
+
+
+def _joined(parts: list[list[tuple[Any, Any]] | None]) -> list[tuple[Any, Any]] | None:
+    if any(part is None for part in parts):
+        return None
+    return [pair for part in parts if part is not None for pair in part]
 
 
 def _compare_one(

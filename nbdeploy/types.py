@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-__all__ = ["Dim", "Feed", "Outputs", "TensorSpec"]
+__all__ = ["Dim", "Feed", "Output", "Outputs", "TensorSpec"]
 
 Dim: TypeAlias = int | str | None
 """One dimension: a fixed size, a symbolic name such as ``"batch"``, or unknown."""
@@ -18,6 +18,10 @@ Feed: TypeAlias = Mapping[str, Any]
 
 Outputs: TypeAlias = dict[str, np.ndarray]
 """Outputs by name."""
+
+Output: TypeAlias = np.ndarray | list[Any] | dict[Any, Any]
+"""One output of a model run: an array for a tensor, a list for a sequence (of arrays,
+or of dicts for ZipMap's sequence of maps), a dict for a map."""
 
 BATCH = "batch"
 """The symbolic name nbdeploy gives a dynamic leading dimension."""

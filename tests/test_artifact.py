@@ -12,7 +12,9 @@ import pytest
 
 import nbdeploy as nbd
 from nbdeploy import _onnxio
+from nbdeploy.provenance import compare_outputs
 from tests import onnx_models
+from tests.graph import helpers
 
 
 def test_onnx_passthrough_keeps_the_users_proto_and_checks_the_example() -> None:
@@ -137,6 +139,43 @@ def test_run_reports_wrong_inputs_by_name() -> None:
     with pytest.raises(nbd.ExampleError, match="should have 2 dimensions"):
         art.run(np.ones(3, np.float32))
     assert art.run(np.ones((1, 3), np.float64))["y"].dtype == np.float32  # same kind: converted
+
+
+def test_sequence_outputs_are_lists_even_when_their_tensors_differ_in_shape() -> None:
+    art = helpers.model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N] x) => (seq(float) s, float[N] y) {
+            y = Relu (x)
+            twice = Concat <axis = 0> (x, x)
+            s = SequenceConstruct (y, twice)
+        }""")
+    out = art.run(np.array([-1.0, 2.0], np.float32))
+    assert isinstance(out["s"], list) and len(out["s"]) == 2
+    np.testing.assert_array_equal(out["s"][0], [0.0, 2.0])
+    np.testing.assert_array_equal(out["s"][1], [-1.0, 2.0, -1.0, 2.0])
+    np.testing.assert_array_equal(out["y"], [0.0, 2.0])
+    # Comparing sequences: leaf by leaf within tolerance, and never across lengths.
+    near = {**out, "s": [v + 1e-7 for v in out["s"]]}
+    assert all(c.ok for c in compare_outputs(near, out, batch_size=2, atol=1e-6, rtol=0.0))
+    short = compare_outputs({**out, "s": out["s"][:1]}, out, batch_size=2, atol=1.0, rtol=1.0)
+    assert [c.ok for c in short] == [False, True] and short[0].max_abs == float("inf")
+
+
+def test_a_zipmap_classifier_answers_a_list_of_dicts_and_compares_with_itself() -> None:
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).standard_normal((30, 3)).astype(np.float32)
+    clf = LogisticRegression().fit(x, (x[:, 0] > 0).astype(np.int64))
+    art = nbd.export(to_onnx(clf, x[:1], target_opset=17), name="zipmap")  # ZipMap on
+    out = art.run(x[:4])
+    probabilities = out["output_probability"]
+    assert isinstance(probabilities, list) and all(isinstance(p, dict) for p in probabilities)
+    got = np.array([[row[0], row[1]] for row in probabilities])
+    np.testing.assert_allclose(got, clf.predict_proba(x[:4]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["output_label"], clf.predict(x[:4]))
+    parity = art.parity_against(art, reference="itself", atol=0.0, rtol=0.0)
+    assert parity.ok and len(parity.checks) == 2
 
 
 def test_reprs_are_readable() -> None:
