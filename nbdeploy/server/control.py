@@ -73,11 +73,21 @@ class ServerStatus:
         if not self.running:
             return f"nbdeploy server: not running (repository {self.repository})"
         ready = sorted({m["name"] for m in self.models if m.get("state") == "READY"})
+        damaged = [f"{m['name']} v{m['version']}: {m['reason']}" for m in self.damaged]
         return (
             f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC), "
             f"metrics {self.metrics_url}\n  repository {self.repository}\n"
             f"  models ready: {', '.join(ready) or 'none'}"
+            + "".join(f"\n  not served: {line}" for line in damaged)
         )
+
+    @property
+    def damaged(self) -> list[dict[str, str]]:
+        """Index rows of versions that could not be loaded, with the reason."""
+        benign = ("", "unloaded", "not loaded (no traffic)")
+        return [
+            m for m in self.models if m.get("state") != "READY" and m.get("reason") not in benign
+        ]
 
     def _repr_html_(self) -> str:
         from .. import _html

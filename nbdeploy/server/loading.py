@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NbDeployError
+from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
 from .batcher import Scheduler
@@ -89,9 +90,13 @@ class Loader:
         target = self._target_traffic(served, config, on_disk, number, change)
         reopen = change.config_json is not None  # a new config applies to every version
         fresh = {v for v in target if v in folders or reopen or v not in served.versions}
+        if config.input:  # else completed from the model file: checked once loaded
+            _check_signature(name, served, cfg.signature(config), "the new config")
         loaded = await self._load_versions(name, config, fresh, folders)
         try:
-            _check_signature(name, served, loaded)
+            for number, version in sorted(loaded.items()):
+                signature = (version.model.inputs, version.model.outputs)
+                _check_signature(name, served, signature, f"version {number}")
             crash_point("loaded")
             self.repository.commit(name, folders, change.files)
             if change.config_json is not None:
@@ -245,28 +250,28 @@ def _surviving(wanted: Mapping[int, float], loaded: Mapping[int, Version]) -> tr
     return {v: share * 100.0 / total for v, share in kept.items()} if total else {}
 
 
-def _check_signature(name: str, served: Served, loaded: Mapping[int, Version]) -> None:
-    """A model's versions share one config (as on Triton): a new version must have the
-    inputs and outputs of the ones serving, or it would break them."""
-    if not served.versions or not loaded:
+def _check_signature(
+    name: str, served: Served, signature: tuple[list[TensorSpec], list[TensorSpec]], what: str
+) -> None:
+    """A model's versions share one config (as on Triton): what a load brings must have
+    the inputs and outputs of the versions serving, or it would break them."""
+    if not served.versions:
         return
     current = next(iter(served.versions.values())).model
-    for number, version in sorted(loaded.items()):
-        new = version.model
-        if (new.inputs, new.outputs) == (current.inputs, current.outputs):
-            continue
-        difference = "; ".join(
-            f"{kind}: serving {_specs(old)}, version {number} has {_specs(now)}"
-            for kind, old, now in (("inputs", current.inputs, new.inputs),
-                                   ("outputs", current.outputs, new.outputs))
-            if old != now
-        )  # fmt: skip
-        raise ProtocolError(
-            f"version {number} of '{name}' has a different signature from the versions "
-            f"serving ({difference}); versions of one model share one signature. Serve it "
-            "under a new name, or unload the model first",
-            status=409,
-        )
+    serving = (current.inputs, current.outputs)
+    if signature == serving:
+        return
+    difference = "; ".join(
+        f"{kind}: serving {_specs(old)}, {what} has {_specs(new)}"
+        for kind, old, new in zip(("inputs", "outputs"), serving, signature, strict=True)
+        if old != new
+    )
+    raise ProtocolError(
+        f"{what} of '{name}' has a different signature from the versions serving "
+        f"({difference}); versions of one model share one signature. Serve it under a new "
+        "name, or unload the model first",
+        status=409,
+    )
 
 
 def _specs(specs: Iterable[object]) -> str:

@@ -48,6 +48,7 @@ class OnnxModel:
         self.output_names = [o.name for o in self._session.get_outputs()]
         if not config.input:
             config.CopyFrom(_complete(config, self._session))
+        _check_names(config, self._session)
         self.config = config
         self.inputs, self.outputs = cfg.signature(config)
 
@@ -85,6 +86,16 @@ def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
     )  # fmt: skip
     done.MergeFrom(config)
     return done
+
+
+def _check_names(config: cfg.ModelConfig, session: Any) -> None:
+    """The config's inputs must be the model file's (a request would fail on every run)."""
+    declared = sorted(t.name for t in config.input)
+    actual = sorted(i.name for i in session.get_inputs())
+    if declared != actual:
+        raise ArtifactError(
+            f"the model file takes inputs {actual} but its config declares {declared}"
+        )
 
 
 # ONNX element type -> onnxruntime's type string suffix.
