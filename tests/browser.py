@@ -21,13 +21,13 @@ FLAGS = [
 
 
 @contextmanager
-def browser_page() -> Iterator[Any]:
-    """A fresh headless chromium page."""
+def browser_page(*flags: str) -> Iterator[Any]:
+    """A fresh headless chromium page (``flags``: extra command-line switches)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium") and not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *flags])
         try:
             yield browser.new_page(viewport={"width": 1280, "height": 900})
         finally:
