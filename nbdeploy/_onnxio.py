@@ -54,6 +54,8 @@ def write_external(model: onnx.ModelProto, path: Path) -> None:
 
     ``model`` is changed in place into the graph-only form that refers to that file.
     """
+    # onnx appends to a data file that is already there: start from an empty one.
+    (path.parent / (path.name + ".data")).unlink(missing_ok=True)
     onnx.save_model(
         model,
         path,
@@ -62,6 +64,17 @@ def write_external(model: onnx.ModelProto, path: Path) -> None:
         location=path.name + ".data",
         size_threshold=1024,
     )
+
+
+def gather_external(model: onnx.ModelProto, folder: Path, path: Path) -> None:
+    """Write ``model``, whose external data is spread over files in ``folder``, to
+    ``path`` with all of it in ``<path>.data``, at offsets onnx computes anew.
+
+    The tensors' old offsets are only valid in their old files, so the data is read back
+    into ``model`` (changed in place) and written out again, not copied file by file.
+    """
+    onnx.load_external_data_for_model(model, str(folder))
+    write_external(model, path)
 
 
 def data_files(model: onnx.ModelProto) -> set[str]:

@@ -224,7 +224,8 @@ class Artifact:
         """Write the model to ``path`` (``.onnx``, or ``.pt`` for TorchScript) and return it.
 
         Name, lineage and parity go into the file's metadata, so :func:`load` restores
-        them. Models past 2 GiB write their weights beside it as ``<file>.data``.
+        them. Models with external data (those past 2 GiB, or loaded with it) write
+        their weights beside it in one file, ``<file>.data``.
         """
         path = Path(path)
         suffix = ".pt" if self.format == "torchscript" else ".onnx"
@@ -240,10 +241,16 @@ class Artifact:
         model.CopyFrom(self.onnx)
         _onnxio.set_metadata(model, {_META + k: v for k, v in self._meta().items()})
         if self._folder is not None:
-            renames = {f: f"{path.name}.data" for f in _onnxio.data_files(model)}
-            for old, new in renames.items():
-                _onnxio.transfer(self._folder / old, path.parent / new, move=False)
-            _onnxio.relocate(model, renames)
+            files = _onnxio.data_files(model)
+            if len(files) > 1:
+                # One target name for several files would overwrite them, and each tensor's
+                # offset only holds in its own file: onnx rewrites them into one.
+                _onnxio.gather_external(model, self._folder, path)
+                return path
+            for location in files:  # just one: copied as is, its offsets still hold
+                target = f"{path.name}.data"
+                _onnxio.transfer(self._folder / location, path.parent / target, move=False)
+                _onnxio.relocate(model, {location: target})
         onnx.save_model(model, path)
         return path
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 import nbdeploy as nbd
 from nbdeploy import _onnxio
@@ -110,6 +111,47 @@ def test_external_data_in_a_subfolder_loads_like_onnxruntime(tmp_path: Path) -> 
     shutil.rmtree(tmp_path / "model")  # the artifact keeps its own copy
     np.testing.assert_array_equal(art.run(x)["y"], want)
     np.testing.assert_array_equal(nbd.load(art.save(tmp_path / "again.onnx")).run(x)["y"], want)
+
+
+def test_weights_in_several_data_files_save_into_one_and_answer_the_same(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 4] x) => (float[N, 300] y) {
+            xw = MatMul (x, W)
+            y = Add (xw, b)
+        }""")
+    model.graph.initializer.extend(
+        numpy_helper.from_array(rng.standard_normal(shape, np.float32), name)
+        for name, shape in {"W": (4, 300), "b": (300,)}.items()
+    )  # both past the 1 KiB under which a saved tensor stays inside the protobuf
+    path = tmp_path / "model" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save_model(model, path, save_as_external_data=True,
+                    all_tensors_to_one_file=False, size_threshold=0)  # fmt: skip
+    assert sorted(f.name for f in path.parent.iterdir()) == ["W", "b", "m.onnx"]
+    x = rng.standard_normal((5, 4), np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    art = nbd.load(path)
+    shutil.rmtree(path.parent)  # the artifact keeps its own copies
+    np.testing.assert_array_equal(art.run(x)["y"], want)
+
+    saved = art.save(tmp_path / "out" / "n.onnx")
+    assert sorted(f.name for f in saved.parent.iterdir()) == ["n.onnx", "n.onnx.data"]
+    proto = onnx.load(saved, load_external_data=False)
+    assert _onnxio.data_files(proto) == {"n.onnx.data"}
+    offsets = {
+        dict((e.key, e.value) for e in t.external_data)["offset"] for t in proto.graph.initializer
+    }
+    assert len(offsets) == 2  # one file, each tensor at its own place
+    onnx.checker.check_model(str(saved))
+    np.testing.assert_array_equal(ort.InferenceSession(str(saved)).run(None, {"x": x})[0], want)
+    np.testing.assert_array_equal(nbd.load(saved).run(x)["y"], want)
+    size = (saved.parent / "n.onnx.data").stat().st_size
+    art.save(saved)  # saving over an earlier save starts a fresh data file
+    assert (saved.parent / "n.onnx.data").stat().st_size == size
+    np.testing.assert_array_equal(nbd.load(saved).run(x)["y"], want)
 
 
 def test_external_data_behind_a_link_is_refused(tmp_path: Path) -> None:
