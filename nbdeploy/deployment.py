@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from html import escape
@@ -99,9 +100,19 @@ def _stage(art: Artifact, repository: Path) -> str:
     from .server.repository import Repository
 
     area = Repository(repository).staging_area
-    area.mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="serve-", dir=area))
-    art.save(folder / "model.onnx")
+    folder: Path | None = None
+    try:
+        area.mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="serve-", dir=area))
+        art.save(folder / "model.onnx")
+    except OSError as err:
+        if folder is not None:  # ours alone: nothing names it yet
+            shutil.rmtree(folder, ignore_errors=True)
+        raise control.ServerError(
+            f"the repository {repository} is not writable: {err.strerror or err}; free some "
+            "space or fix its permissions, then serve again (nothing was changed)",
+            status=503,
+        ) from err
     return folder.name
 
 
