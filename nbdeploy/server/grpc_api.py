@@ -91,6 +91,12 @@ def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitab
         except ProtocolError as err:
             code = STATUS_CODES.get(err.status, grpc.StatusCode.INVALID_ARGUMENT)
             await context.abort(code, str(err))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # a bug of ours: logged, no internals in the reply
+            log.error("%s failed", method.__name__, exc_info=err)
+            message = f"internal error ({type(err).__name__}); see the server log"
+            await context.abort(grpc.StatusCode.INTERNAL, message)
 
     wrapper.__name__ = method.__name__
     return wrapper

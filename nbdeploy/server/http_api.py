@@ -59,7 +59,11 @@ def build_app(dataplane: DataPlane, guard: Guard) -> Any:
         ]
     app = Starlette(
         routes=routes,
-        exception_handlers={ProtocolError: _protocol_error, HTTPException: _http_error},
+        exception_handlers={
+            ProtocolError: _protocol_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
     )
     return guard.wrap(app)
 
@@ -81,6 +85,15 @@ async def _off_loop_if(json_size: int, decode: Callable[..., T], *args: Any) -> 
     if json_size > INLINE_DECODE_BYTES:
         return await asyncio.to_thread(decode, *args)
     return decode(*args)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug of ours: still JSON, logged with its traceback, no internals in the reply."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": f"internal error ({type(exc).__name__}); the server log has the details"},
+        status_code=500,
+    )
 
 
 def _names(request: Request) -> tuple[str, str]:
