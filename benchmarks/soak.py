@@ -17,35 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import psutil
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.http.aio as httpaio
-from onnx import TensorProto, helper
 
 import nbdeploy as nbd
 from benchmarks import _report
+from tests.servers import affine, expected  # y = x @ W + b + offset: versions differ
 
 TOTAL, WARMUP, CONCURRENCY = 20_000, 2_000, 16
 CANARY_AT, PROMOTE_AT = 5_000, 12_000
-W = np.arange(6, dtype=np.float32).reshape(3, 2)
-
-
-def affine(offset: float) -> nbd.Artifact:
-    """y = x @ W + offset: each version answers differently."""
-    bias = np.full(2, offset, np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["xw"]),
-            helper.make_node("Add", ["xw", "b"], ["y"]),
-        ],
-        "affine",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [onnx.numpy_helper.from_array(W, "W"), onnx.numpy_helper.from_array(bias, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return nbd.export(model, name="affine")
 
 
 class Soak:
@@ -105,8 +86,7 @@ class Soak:
             return
         self.latencies_ms.append((time.perf_counter() - began) * 1e3)
         self.versions[version] += 1
-        offset = float(version) - 1.0
-        if not np.allclose(result.as_numpy("y"), x @ W + offset, rtol=1e-6):
+        if not np.allclose(result.as_numpy("y"), expected(x, float(version) - 1), rtol=1e-6):
             self.wrong += 1
 
 
