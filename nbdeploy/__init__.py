@@ -13,16 +13,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     ArtifactError,
     ConfigError,
+    DamagedFileError,
     ExampleError,
     ExportError,
     MissingDependencyError,
     NbDeployError,
     OptimizationError,
     ParityError,
+    ProtocolError,
     PushError,
+    ServerError,
+    TritonUnavailableError,
     UnsupportedModelError,
 )
 from .types import TensorSpec
@@ -43,8 +48,6 @@ if TYPE_CHECKING:
     from .quantization import quantize
     from .quantization.prune import prune
     from .triton.push import PushResult, push
-
-__version__ = "0.1.0"
 
 # Public name -> module that defines it, imported when first used.
 _LAZY = {
@@ -79,6 +82,7 @@ __all__ = [
     "ArtifactError",
     "Comparison",
     "ConfigError",
+    "DamagedFileError",
     "Deployment",
     "ExampleError",
     "ExportError",
@@ -91,9 +95,12 @@ __all__ = [
     "OptimizationError",
     "Parity",
     "ParityError",
+    "ProtocolError",
     "PushError",
     "PushResult",
+    "ServerError",
     "TensorSpec",
+    "TritonUnavailableError",
     "UnsupportedModelError",
     "__version__",
     "compare",

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from ._deps import require
 from .artifact import Artifact
 from .errors import ConfigError
 from .server import control
+from .server.layout import STAGING
 
 __all__ = ["Deployment", "deployments", "serve"]
 
@@ -61,6 +63,7 @@ def serve(
         ServerError: The server refused the model (its message says why), e.g. its
             signature differs from the versions serving.
     """
+    require("tritonclient", extra="serve", feature="nbd.serve", package="tritonclient[http,grpc]")
     from .server import config as cfg
 
     if art.format != "onnx":
@@ -97,9 +100,7 @@ def serve(
 
 def _stage(art: Artifact, repository: Path) -> str:
     """Save the artifact into a fresh folder of the repository's staging area; its name."""
-    from .server.repository import Repository
-
-    area = Repository(repository).staging_area
+    area = repository / STAGING
     folder: Path | None = None
     try:
         area.mkdir(exist_ok=True)
@@ -254,7 +255,7 @@ def _serving(state: dict[str, Any], name: str) -> list[int]:
     try:
         doc = control.call(state, "GET", f"/v2/models/{quote(name)}/traffic")
     except control.ServerError as err:
-        if err.context.get("status") == 404:
+        if err.status == 404:
             return []
         raise
     return sorted(int(v) for v, share in doc["traffic"].items() if share > 0)

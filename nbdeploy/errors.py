@@ -12,10 +12,16 @@ notebook can catch them all with one ``except``::
     │   └── ParityError             the export answers differently from the source
     ├── ArtifactError               an artifact cannot be saved, loaded or run
     ├── OptimizationError           a graph pass failed or changed the model's answers
-    └── PushError                   a Triton server could not be reached, refused the
-                                    model, or answers differently from the artifact
+    ├── ServerError                 the local server cannot be started or reached, or
+    │   │                           refused a call (``status``: its HTTP status)
+    │   └── ProtocolError           (in the server) a request that breaks the protocol
+    │       └── DamagedFileError    (in the server) a repository file that cannot be read
+    ├── PushError                   a Triton server could not be reached, refused the
+    │                               model, or answers differently from the artifact
+    └── TritonUnavailableError      a local Triton (for tests and benchmarks) cannot run here
 
-Each error carries its context as attributes and says in its message what to do next.
+Each error carries its context as attributes (kept when pickled, e.g. from a worker
+process), an HTTP ``status`` where one applies, and says in its message what to do next.
 """
 
 from __future__ import annotations
@@ -25,40 +31,60 @@ from typing import Any
 __all__ = [
     "ArtifactError",
     "ConfigError",
+    "DamagedFileError",
     "ExampleError",
     "ExportError",
     "MissingDependencyError",
     "NbDeployError",
     "OptimizationError",
     "ParityError",
+    "ProtocolError",
     "PushError",
+    "ServerError",
+    "TritonUnavailableError",
     "UnsupportedModelError",
 ]
 
 
 class NbDeployError(Exception):
-    """Root of every error nbdeploy raises on purpose."""
+    """Root of every error nbdeploy raises on purpose.
 
-    def __init__(self, message: str, **context: Any) -> None:
+    Args:
+        message: What went wrong and what to do next.
+        status: The HTTP status this error answers with (or came with), if any.
+        **context: Facts about the failure (model name, pass name, ...), each also an
+            attribute of the error.
+    """
+
+    status: int | None = None
+
+    def __init__(self, message: str, *, status: int | None = None, **context: Any) -> None:
         super().__init__(message)
         self.message = message
+        if status is not None:
+            self.status = status
         self.context = context
+        for key, value in context.items():
+            setattr(self, key, value)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keep context across pickling (e.g. from a worker process).
-        return (_rebuild, (type(self), self.message, self.context))
+        # Keep status and context across pickling (e.g. from a worker process).
+        return (_rebuild, (type(self), self.message, self.status, self.context))
 
 
-def _rebuild(cls: type[NbDeployError], message: str, context: dict[str, Any]) -> NbDeployError:
+def _rebuild(
+    cls: type[NbDeployError], message: str, status: int | None, context: dict[str, Any]
+) -> NbDeployError:
     err = cls.__new__(cls)
-    NbDeployError.__init__(err, message, **context)
-    for key, value in context.items():
-        setattr(err, key, value)
+    NbDeployError.__init__(err, message, status=status, **context)
     return err
 
 
 class MissingDependencyError(NbDeployError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+    package: str
+    extra: str
 
     def __init__(self, package: str, extra: str, feature: str) -> None:
         super().__init__(
@@ -68,8 +94,6 @@ class MissingDependencyError(NbDeployError, ImportError):
             extra=extra,
             feature=feature,
         )
-        self.package = package
-        self.extra = extra
 
 
 class ConfigError(NbDeployError, ValueError):
@@ -79,9 +103,10 @@ class ConfigError(NbDeployError, ValueError):
 class UnsupportedModelError(NbDeployError, TypeError):
     """The object given as a model is not one nbdeploy knows how to export."""
 
+    type_name: str
+
     def __init__(self, message: str, *, type_name: str) -> None:
         super().__init__(message, type_name=type_name)
-        self.type_name = type_name
 
 
 class ExampleError(NbDeployError, ValueError):
@@ -95,13 +120,19 @@ class ExportError(NbDeployError):
     failing operator when it could be found.
     """
 
+    operator: str | None
+
     def __init__(self, message: str, *, operator: str | None = None, **context: Any) -> None:
         super().__init__(message, operator=operator, **context)
-        self.operator = operator
 
 
 class ParityError(ExportError):
     """The exported model's answers differ from the source model's beyond tolerance."""
+
+    output: str
+    max_abs: float
+    max_rel: float
+    batch_size: int
 
     def __init__(
         self,
@@ -111,14 +142,10 @@ class ParityError(ExportError):
         max_abs: float,
         max_rel: float,
         batch_size: int,
+        **context: Any,
     ) -> None:
-        super().__init__(
-            message, output=output, max_abs=max_abs, max_rel=max_rel, batch_size=batch_size
-        )
-        self.output = output
-        self.max_abs = max_abs
-        self.max_rel = max_rel
-        self.batch_size = batch_size
+        super().__init__(message, output=output, max_abs=max_abs, max_rel=max_rel,
+                         batch_size=batch_size, **context)  # fmt: skip
 
 
 class ArtifactError(NbDeployError):
@@ -132,15 +159,42 @@ class OptimizationError(NbDeployError):
     the pipeline); ``artifact``, when set, is the input, untouched.
     """
 
+    pass_name: str
+
     def __init__(self, message: str, *, pass_name: str, **context: Any) -> None:
         super().__init__(message, pass_name=pass_name, **context)
-        self.pass_name = pass_name
+
+
+class ServerError(NbDeployError):
+    """The local server could not be started, reached or stopped, or refused a call;
+    ``status`` is the HTTP status it answered with (``None`` when it did not answer)."""
+
+
+class ProtocolError(ServerError):
+    """Raised inside the server: a request that does not follow the protocol, or cannot
+    be done; ``status`` is the HTTP status to answer (400 unless said otherwise)."""
+
+    status: int
+
+    def __init__(self, message: str, *, status: int = 400, **context: Any) -> None:
+        super().__init__(message, status=status, **context)
+
+
+class DamagedFileError(ProtocolError):
+    """Raised inside the server: a file of its repository cannot be read as what it
+    should be (a truncated ``traffic.json``, a config that does not parse)."""
 
 
 class PushError(NbDeployError):
     """Pushing to a Triton server failed; ``target`` is the address, and the message
     carries Triton's own reason (and what to do about it)."""
 
+    target: str
+
     def __init__(self, message: str, *, target: str, **context: Any) -> None:
         super().__init__(message, target=target, **context)
-        self.target = target
+
+
+class TritonUnavailableError(NbDeployError):
+    """A local Triton (the nvidia-pytriton wheel's ``tritonserver``, for tests and
+    benchmarks) cannot be prepared or started on this machine."""

@@ -6,18 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..deployment import deployments
-from ..errors import NbDeployError
+from ..errors import ServerError
 from ..server import control
 
-__all__ = ["ActionError", "act", "overview"]
-
-
-class ActionError(NbDeployError):
-    """A sidebar action the server refused; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message, status=status)
-        self.status = status
+__all__ = ["act", "overview"]
 
 
 def overview(repository: str | None = None) -> dict[str, Any]:
@@ -35,9 +27,11 @@ def overview(repository: str | None = None) -> dict[str, Any]:
 
 def act(name: str, action: str, repository: str | None = None) -> dict[str, Any]:
     """Promote, roll back or unload one model; returns the new overview."""
+    from tritonclient.utils import InferenceServerException
+
     found = {dep.name: dep for dep in deployments(repository)}
     if name not in found:
-        raise ActionError(f"no deployment named {name!r}", status=404)
+        raise ServerError(f"no deployment named {name!r}", status=404)
     dep = found[name]
     try:
         if action == "promote":
@@ -47,9 +41,9 @@ def act(name: str, action: str, repository: str | None = None) -> dict[str, Any]
         elif action == "unload":
             dep.client().unload_model(name)
         else:
-            raise ActionError(f"unknown action {action!r}", status=400)
-    except control.ServerError as err:
-        raise ActionError(str(err), status=409) from err
+            raise ServerError(f"unknown action {action!r}", status=400)
+    except InferenceServerException as err:  # tritonclient's unload: its own exception
+        raise ServerError(err.message(), status=409) from err
     return overview(repository)
 
 

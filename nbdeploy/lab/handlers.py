@@ -24,6 +24,7 @@ from jupyter_core.paths import is_hidden
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
+from ..errors import ServerError
 from ..graph import netron
 from . import deployments
 
@@ -145,8 +146,8 @@ class DeploymentActionHandler(APIHandler):
     async def post(self, name: str, action: str) -> None:
         try:
             result = await _in_thread(deployments.act, name, action)
-        except deployments.ActionError as err:
-            raise tornado.web.HTTPError(err.status, str(err)) from err
+        except ServerError as err:
+            raise tornado.web.HTTPError(err.status or 502, str(err)) from err
         self.finish(json.dumps(result))
 
 

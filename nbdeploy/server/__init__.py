@@ -17,6 +17,7 @@ server process) and ``control`` (start/status/stop from a notebook).
 
 from __future__ import annotations
 
-from .control import ServerError, ServerStatus, default_repository, start, status, stop
+from ..errors import ServerError
+from .control import ServerStatus, default_repository, start, status, stop
 
 __all__ = ["ServerError", "ServerStatus", "default_repository", "start", "status", "stop"]

@@ -17,7 +17,7 @@ from typing import Any
 import ml_dtypes  # numpy's bfloat16 (onnx depends on it; tritonclient uses it for BF16)
 import numpy as np
 
-from ..errors import NbDeployError
+from ..errors import ProtocolError
 
 __all__ = [
     "InferRequest",
@@ -58,14 +58,6 @@ V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BF16": np.dtype(ml_dtypes.bfloat16), "BYTES": np.dtype(object),
 }  # fmt: skip
 NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
-
-
-class ProtocolError(NbDeployError):
-    """A request that does not follow the protocol; ``status`` is the HTTP status to send."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message, status=status)
-        self.status = status
 
 
 @dataclass

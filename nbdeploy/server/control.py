@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NbDeployError
-from .repository import START_LOCK_FILE, STATE_FILE
+from ..errors import ServerError
+from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
 from .security import check_token
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ServerError", "ServerStatus", "default_repository", "start", "status", "stop"]
 
 PREFERRED_PORTS = (8000, 8001)  # Triton's, when free
-
-
-class ServerError(NbDeployError):
-    """The local server could not be started, reached or stopped, or refused a call."""
 
 
 def default_repository() -> Path:
@@ -183,7 +179,7 @@ def _start(
     command = [sys.executable, "-m", "nbdeploy.server", str(root), "--host", host,
                "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra]  # fmt: skip
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
-    log_path = root / "server.log"
+    log_path = root / LOG_FILE
     pid = _spawn_detached(command, env, log_path)
     return _wait_started(root, pid, log_path, timeout)
 

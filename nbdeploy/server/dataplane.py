@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
+from ..errors import ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
-from .codecs import InferRequest, ProtocolError, decode_shares, version_number
+from .codecs import InferRequest, decode_shares, version_number
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
@@ -257,6 +258,7 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         """Stop serving a model; its files stay, and a restart does not bring it back."""
+        self._served(name)  # a 404 before anything else
         async with self._locks[name]:
             served = self._served(name)
             self.repository.save_traffic(name, {})  # first: a failed write changes nothing

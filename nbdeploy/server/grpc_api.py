@@ -15,7 +15,8 @@ from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from .codecs import V2_TO_NUMPY, InferRequest, ProtocolError, decode_load, decode_raw, encode_raw
+from ..errors import ProtocolError
+from .codecs import V2_TO_NUMPY, InferRequest, decode_load, decode_raw, encode_raw
 from .dataplane import DataPlane
 from .security import Guard
 

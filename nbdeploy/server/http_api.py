@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..errors import ProtocolError
 from . import config as cfg
-from .codecs import ProtocolError, decode_load, decode_request, encode_response, loads
+from .codecs import decode_load, decode_request, encode_response, loads
 from .dataplane import DataPlane
 from .security import Guard
 from .tfserving import decode_predict, encode_predict

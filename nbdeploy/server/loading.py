@@ -14,14 +14,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import NbDeployError
+from ..errors import DamagedFileError, NbDeployError, ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
 from .batcher import Scheduler
-from .codecs import ProtocolError
 from .faults import crash_point
-from .repository import DamagedFileError, Repository, is_version
+from .repository import Repository, is_version
 from .runtime import OnnxModel
 from .stats import VersionStats
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, NbDeployError
-from .repository import LOCK_FILE, Repository
+from ..errors import NbDeployError, ServerError
+from .layout import LOCK_FILE
+from .repository import Repository
 from .security import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_REQUEST_BYTES, Guard
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,10 @@ def _claim(root: Path) -> Any:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise ConfigError(
+        raise ServerError(
             f"another nbdeploy server already serves {root}; use nbd.server.status() to find "
-            "it, or nbd.server.stop() first"
+            "it, or nbd.server.stop() first",
+            status=409,
         ) from None
     return handle
 

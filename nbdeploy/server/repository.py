@@ -32,29 +32,18 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DamagedFileError, ProtocolError
 from . import config as cfg
-from .codecs import ProtocolError, decode_shares, version_number
+from .codecs import decode_shares, version_number
 from .faults import crash_point
+from .layout import CONFIG_FILE, RESERVED_NAMES, STAGING, STATE_FILE, TRAFFIC_FILE
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DamagedFileError", "Repository", "check_model_name", "is_version"]
+__all__ = ["Repository", "check_model_name", "is_version"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-CONFIG_FILE = "config.pbtxt"
-TRAFFIC_FILE = "traffic.json"
-STATE_FILE = "server.json"
-LOG_FILE = "server.log"
-STAGING = ".staging"
-LOCK_FILE = ".server.lock"  # held by the serving process
-START_LOCK_FILE = ".start.lock"  # held by a notebook while it starts one
-RESERVED_NAMES = frozenset({STATE_FILE, LOG_FILE})  # files of the repository itself
 MAX_NAME_BYTES = 255  # one path component, as Linux file systems allow
-
-
-class DamagedFileError(ProtocolError):
-    """A file of the repository that cannot be read as what it should be."""
 
 
 def check_model_name(name: str) -> str:

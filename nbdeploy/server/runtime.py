@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from .. import _onnxio
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
-from .codecs import V2_TO_NUMPY, ProtocolError
+from .codecs import V2_TO_NUMPY
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ProtocolError
 from ..types import TensorSpec
-from .codecs import InferRequest, ProtocolError, dumps, loads
+from .codecs import InferRequest, dumps, loads
 
 __all__ = ["decode_predict", "encode_predict"]
 

@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 
-from .codecs import ProtocolError
+from ..errors import ProtocolError
 
 __all__ = ["Traffic", "by_policy", "canary", "check", "pick", "promote", "replace", "rollback"]
 

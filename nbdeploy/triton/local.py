@@ -25,16 +25,12 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import NbDeployError
+from ..errors import TritonUnavailableError
 
-__all__ = ["TritonUnavailableError", "prepare", "running", "unavailable_reason"]
+__all__ = ["prepare", "running", "unavailable_reason"]
 
 WHEEL = "nvidia-pytriton==0.7.0"
 STUB_PACKAGES = ["numpy<2", "onnxruntime"]
-
-
-class TritonUnavailableError(NbDeployError):
-    """The local Triton cannot be prepared or started here."""
 
 
 def cache_folder() -> Path:

@@ -206,7 +206,7 @@ def test_a_canary_with_another_signature_is_refused_and_the_stable_one_serves(ow
     with pytest.raises(nbd.server.ServerError, match=r"different signature.*new name") as info:
         nbd.serve(other, name="affine", canary=10, repository=own)
     assert "inputs: serving x: float32[batch, 3], the new config has z" in str(info.value)
-    assert info.value.context["status"] == 409
+    assert info.value.status == 409
     dep = nbd.deployments(own)[0]
     assert (dep.version, dep.traffic) == (1, {1: 100.0})
     assert not (own / "affine" / "2").exists()

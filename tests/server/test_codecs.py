@@ -8,7 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from nbdeploy.server.codecs import InferRequest, ProtocolError, decode_request, encode_response
+from nbdeploy.errors import ProtocolError
+from nbdeploy.server.codecs import InferRequest, decode_request, encode_response
 
 httpclient = pytest.importorskip("tritonclient.http")
 

@@ -18,7 +18,7 @@ import pytest
 import tritonclient.http as httpclient
 
 import nbdeploy as nbd
-from nbdeploy.server import ServerError
+from nbdeploy.errors import ServerError
 from tests.servers import affine, expected
 
 pytestmark = pytest.mark.slow

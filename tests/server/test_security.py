@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 import nbdeploy as nbd
-from nbdeploy.server import ServerError
+from nbdeploy.errors import ServerError
 from tests.servers import Endpoint, affine
 
 pytestmark = pytest.mark.slow

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from nbdeploy import ConfigError, TensorSpec
+from nbdeploy.errors import ProtocolError
 from nbdeploy.server import config as cfg
 from nbdeploy.server import traffic as tr
 from nbdeploy.server.batcher import Scheduler
-from nbdeploy.server.codecs import ProtocolError
 from nbdeploy.server.repository import Repository, check_model_name
 from nbdeploy.server.runtime import check_feed
 from nbdeploy.server.stats import VersionStats

@@ -16,7 +16,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 import nbdeploy as nbd
-from nbdeploy.server import ServerError
+from nbdeploy.errors import ServerError
 from tests.servers import affine
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def _writes_refused(repo: Path, dep: nbd.Deployment, cause: str) -> None:
     for call in (dep.promote, dep.rollback):
         with pytest.raises(ServerError, match=message) as info:
             call()
-        assert info.value.context["status"] == 503
+        assert info.value.status == 503
         _unchanged(repo, dep)
     with pytest.raises(InferenceServerException, match=message):
         dep.client().unload_model("affine")
