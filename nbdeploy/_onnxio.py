@@ -8,8 +8,6 @@ its artifact; its ``ModelProto`` then holds the graph with references to that da
 from __future__ import annotations
 
 import shutil
-import tempfile
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,14 +37,6 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
 def has_external_data(model: onnx.ModelProto) -> bool:
     """True when some tensor's data lives outside the protobuf."""
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _tensors(model.graph))
-
-
-class OwnedFolder:
-    """A temporary folder deleted when its owner is garbage-collected (or at exit)."""
-
-    def __init__(self, owner: object) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="nbdeploy-"))
-        weakref.finalize(owner, shutil.rmtree, self.path, ignore_errors=True)
 
 
 def write_external(model: onnx.ModelProto, path: Path) -> None:

@@ -2,104 +2,113 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 
-from . import _html, _onnxio
+from . import _html
 from ._feed import as_feed
-from .errors import ArtifactError, NbDeployError
+from .errors import ArtifactError, ConfigError, NbDeployError
+from .payloads import Format, OnnxPayload, Payload, TorchScriptPayload, session_options
 from .provenance import Lineage, Parity
+from .reports import StepReport
 from .types import Output, TensorSpec, specs_from_onnx
 
-__all__ = ["Artifact", "load"]
+__all__ = ["Artifact", "adopt", "load", "require_onnx"]
 
-Format = Literal["onnx", "torchscript"]
-_META = "nbdeploy."  # prefix of the metadata keys nbdeploy owns in an ONNX file
-_TS_EXTRA = "nbdeploy.json"  # extra file inside a TorchScript archive
+_TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".torchscript")
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class Artifact:
     """An exported model with its signature, its parity against the source, and its lineage.
 
-    Artifacts are immutable: every nbdeploy step returns a new one. Build them with
-    :func:`nbdeploy.export` or :func:`nbdeploy.load`, not directly.
+    Artifacts are immutable: every nbdeploy step returns a new one, which carries forward
+    everything the step did not change. Build them with :func:`nbdeploy.export` or
+    :func:`nbdeploy.load`, not directly.
 
     Attributes:
         name: A short name, used for files and deployments.
-        format: ``"onnx"`` or ``"torchscript"``.
+        payload: The model itself (:class:`~nbdeploy.payloads.OnnxPayload` or
+            :class:`~nbdeploy.payloads.TorchScriptPayload`), which knows how to run and
+            save itself.
         inputs: Input specs; a dynamic batch dimension is named ``"batch"``.
         outputs: Output specs.
-        parity: Errors against the source model, or ``None`` when nothing was compared.
         lineage: Source framework and every transformation applied.
+        parity: Errors against the parent (the source model for an export), or ``None``
+            when nothing was compared.
+        example: The inputs parity was checked on; later steps check theirs on them too.
+        session_config: onnxruntime session config entries this model needs to run at
+            its best (weight-only quantized models fold their DequantizeLinear nodes at
+            load time).
+        report: What the step that made this artifact reported (``None`` after a load).
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        format: Format,
-        inputs: Sequence[TensorSpec],
-        outputs: Sequence[TensorSpec],
-        lineage: Lineage,
-        parity: Parity | None = None,
-        onnx_model: onnx.ModelProto | None = None,
-        torchscript: bytes | None = None,
-        folder: Path | None = None,
-        example: dict[str, np.ndarray] | None = None,
-    ) -> None:
-        self.name = name
-        self.format: Format = format
-        self.inputs = tuple(inputs)
-        self.outputs = tuple(outputs)
-        self.lineage = lineage
-        self.parity = parity
-        self._onnx = onnx_model
-        self._torchscript = torchscript
-        self._folder = folder  # for models past 2 GiB: model.onnx + external data
-        self.example = example  # inputs parity was checked on; later steps re-check on them
-        self.report: Any = None  # what the step that made this artifact reported
-        # onnxruntime session config entries this model needs to run at its best (e.g.
-        # weight-only quantized models fold their DequantizeLinear nodes at load time).
-        self.session_config: dict[str, str] = {}
-        self._sessions: dict[tuple[str, ...], Any] = {}
-        self._owner: _onnxio.OwnedFolder | None = None
+    name: str
+    payload: Payload
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    lineage: Lineage
+    parity: Parity | None = None
+    example: dict[str, np.ndarray] | None = None
+    session_config: Mapping[str, str] = field(default_factory=dict)
+    report: StepReport | None = None
+
+    def __post_init__(self) -> None:
+        # A copy, so a dict the caller keeps cannot change this artifact later.
+        object.__setattr__(self, "session_config", dict(self.session_config))
 
     @classmethod
     def from_onnx(
         cls,
-        model: onnx.ModelProto,
+        model: onnx.ModelProto | OnnxPayload,
         *,
         name: str,
         lineage: Lineage,
         parity: Parity | None = None,
         example: dict[str, np.ndarray] | None = None,
+        report: StepReport | None = None,
     ) -> Artifact:
-        """Wrap an ONNX model this artifact may own (large ones move to an owned folder)."""
-        art = cls(
-            name=name,
-            format="onnx",
-            inputs=specs_from_onnx(_graph_inputs(model)),
-            outputs=specs_from_onnx(model.graph.output),
-            lineage=lineage,
-            parity=parity,
-            onnx_model=model,
-            example=example,
-        )
-        if _onnxio.tensor_bytes(model) >= _onnxio.LARGE_MODEL_BYTES:
-            folder = art._own_folder()
-            _onnxio.write_external(model, folder / _onnxio.MODEL_FILE)
-        return art
+        """An artifact for an ONNX model it may own (one past 2 GiB moves to a folder),
+        with the signature the graph declares."""
+        payload = model if isinstance(model, OnnxPayload) else OnnxPayload.of(model)
+        inputs, outputs = _signature(payload.model)
+        return cls(name, payload, inputs, outputs, lineage, parity, example, report=report)
 
-    def _own_folder(self) -> Path:
-        if self._owner is None:
-            self._owner = _onnxio.OwnedFolder(self)
-            self._folder = self._owner.path
-        return self._owner.path
+    def derive(
+        self,
+        model: onnx.ModelProto | OnnxPayload,
+        *,
+        step: str,
+        detail: Mapping[str, object] | None = None,
+        parity: Parity | None = None,
+        report: StepReport | None = None,
+        session_config: Mapping[str, str] | None = None,
+    ) -> Artifact:
+        """A new artifact for a transformed ONNX model, with one more lineage step.
+
+        Everything this artifact carries (name, example, session config, ...) moves
+        forward unless given here; parity and report belong to the new step and are
+        ``None`` unless given.
+        """
+        payload = model if isinstance(model, OnnxPayload) else OnnxPayload.of(model)
+        inputs, outputs = _signature(payload.model)
+        return dataclasses.replace(
+            self,
+            payload=payload,
+            inputs=inputs,
+            outputs=outputs,
+            lineage=self.lineage.then(step, **(detail or {})),
+            parity=parity,
+            report=report,
+            session_config=self.session_config if session_config is None else session_config,
+        )
 
     def parity_against(
         self, parent: Artifact, *, reference: str, atol: float, rtol: float
@@ -114,51 +123,42 @@ class Artifact:
         checks = compare_outputs(got, want, batch_size=batch_size(feed), atol=atol, rtol=rtol)
         return Parity(reference, atol, rtol, tuple(checks))
 
-    def derive(
-        self, *, onnx_model: onnx.ModelProto, step: str, parity: Parity | None, **detail: Any
-    ) -> Artifact:
-        """A new artifact from a transformed model, with one more lineage step."""
-        return Artifact.from_onnx(
-            onnx_model,
-            name=self.name,
-            lineage=self.lineage.then(step, **detail),
-            parity=parity,
-            example=self.example,
-        )
+    # -- the model -----------------------------------------------------------------------
+
+    @property
+    def format(self) -> Format:
+        """``"onnx"`` or ``"torchscript"``."""
+        return self.payload.format
 
     @property
     def onnx(self) -> onnx.ModelProto:
         """The ONNX model (for models past 2 GiB, its graph with external-data references)."""
-        if self._onnx is None:
+        if not isinstance(self.payload, OnnxPayload):
             raise ArtifactError(
                 f"artifact '{self.name}' is {self.format}, not ONNX; export with format='onnx'."
             )
-        return self._onnx
+        return self.payload.model
 
     @property
     def torchscript(self) -> bytes:
         """The TorchScript archive bytes (``torch.jit.load`` reads them)."""
-        if self._torchscript is None:
+        if not isinstance(self.payload, TorchScriptPayload):
             raise ArtifactError(f"artifact '{self.name}' is {self.format}, not TorchScript.")
-        return self._torchscript
+        return self.payload.archive
 
     @property
     def onnx_path(self) -> Path | None:
         """The file of a model kept on disk (past 2 GiB), else ``None``."""
-        return self._folder / _onnxio.MODEL_FILE if self._folder else None
+        return self.payload.path if isinstance(self.payload, OnnxPayload) else None
 
     @property
     def size_bytes(self) -> int:
         """Size of the model as saved (graph and weights)."""
-        if self._folder is not None:
-            return sum(f.stat().st_size for f in self._folder.iterdir())
-        if self._torchscript is not None:
-            return len(self._torchscript)
-        return int(self.onnx.ByteSize())
+        return self.payload.size_bytes
 
     def model_bytes(self) -> bytes:
         """The serialized ONNX model, for models that fit in one protobuf."""
-        if self._folder is not None:
+        if self.onnx_path is not None:
             raise ArtifactError(
                 f"artifact '{self.name}' is larger than 2 GiB and has no single-buffer form; "
                 f"use art.save(path) or art.onnx_path."
@@ -183,93 +183,46 @@ class Artifact:
             dicts), a dict for a map output.
         """
         feed = as_feed(inputs, self.inputs)
-        if self.format == "torchscript":
-            from .exporters._torch import run_torchscript
-
-            outs = run_torchscript(self.session(), feed, self._export_detail("call") == "keyword")
-            return {spec.name: outs[spec.name] for spec in self.outputs}
-        session = self.session(providers)
         try:
-            values = session.run(None, feed)
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            raise ArtifactError(f"onnxruntime could not run '{self.name}': {err}") from err
-        return {spec.name: _output(v) for spec, v in zip(self.outputs, values, strict=True)}
-
-    def _export_detail(self, key: str) -> Any:
-        exports = [s for s in self.lineage.steps if s.kind == "export"]
-        return exports[-1].detail.get(key) if exports else None
+            outs = self.payload.run(feed, providers=providers, session_config=self.session_config)
+        except ArtifactError as err:
+            raise ArtifactError(f"artifact '{self.name}': {err}") from err
+        return {spec.name: outs[spec.name] for spec in self.outputs}
 
     def session(self, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
         """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript)."""
-        key = tuple(providers)
-        if self.format == "torchscript" and key not in self._sessions:
-            from .exporters._torch import load_module
+        try:
+            return self.payload.session(providers, self.session_config)
+        except ArtifactError as err:
+            raise ArtifactError(f"artifact '{self.name}': {err}") from err
 
-            self._sessions[key] = load_module(self.torchscript)
-        if key not in self._sessions:
-            import onnxruntime as ort
-
-            source: str | bytes = str(self.onnx_path) if self._folder else self.model_bytes()
-            try:
-                self._sessions[key] = ort.InferenceSession(
-                    source, self.session_options(), providers=list(providers)
-                )
-            except Exception as err:
-                raise ArtifactError(f"onnxruntime cannot load '{self.name}': {err}") from err
-        return self._sessions[key]
+    def session_options(self) -> Any:
+        """``onnxruntime.SessionOptions`` carrying this artifact's session config."""
+        return session_options(self.session_config)
 
     # -- files ---------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` (``.onnx``, or ``.pt`` for TorchScript) and return it.
 
-        Name, lineage and parity go into the file's metadata, so :func:`load` restores
-        them. Models with external data (those past 2 GiB, or loaded with it) write
-        their weights beside it in one file, ``<file>.data``.
+        Name, lineage, parity and session config go into the file's metadata, so
+        :func:`load` restores them. Models with external data (those past 2 GiB, or
+        loaded with it) write their weights beside it in one file, ``<file>.data``.
         """
         path = Path(path)
-        suffix = ".pt" if self.format == "torchscript" else ".onnx"
-        if path.suffix != suffix:
-            path = path.with_name(path.name + suffix)
+        if path.suffix != self.payload.suffix:
+            path = path.with_name(path.name + self.payload.suffix)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if self.format == "torchscript":
-            from .exporters._torch import save_torchscript
-
-            save_torchscript(self.torchscript, path, {_TS_EXTRA: json.dumps(self._meta())})
-            return path
-        model = onnx.ModelProto()
-        model.CopyFrom(self.onnx)
-        _onnxio.set_metadata(model, {_META + k: v for k, v in self._meta().items()})
-        if self._folder is not None:
-            files = _onnxio.data_files(model)
-            if len(files) > 1:
-                # One target name for several files would overwrite them, and each tensor's
-                # offset only holds in its own file: onnx rewrites them into one.
-                _onnxio.gather_external(model, self._folder, path)
-                return path
-            for location in files:  # just one: copied as is, its offsets still hold
-                target = f"{path.name}.data"
-                _onnxio.transfer(self._folder / location, path.parent / target, move=False)
-                _onnxio.relocate(model, {location: target})
-        onnx.save_model(model, path)
+        self.payload.save(path, self._meta())
         return path
-
-    def session_options(self) -> Any:
-        """``onnxruntime.SessionOptions`` carrying this artifact's session config."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        for entry, value in self.session_config.items():
-            options.add_session_config_entry(entry, value)
-        return options
 
     def _meta(self) -> dict[str, str]:
         meta = {"name": self.name, "lineage": self.lineage.to_json()}
         if self.session_config:
-            meta["session_config"] = json.dumps(self.session_config)
+            meta["session_config"] = json.dumps(dict(self.session_config))
         if self.parity is not None:
             meta["parity"] = json.dumps(self.parity.to_dict())
-        if self.format == "torchscript":
+        if isinstance(self.payload, TorchScriptPayload):  # an archive declares no signature
             meta["inputs"] = json.dumps([s.to_dict() for s in self.inputs])
             meta["outputs"] = json.dumps([s.to_dict() for s in self.outputs])
         return meta
@@ -286,7 +239,7 @@ class Artifact:
         )
 
     def _repr_html_(self) -> str:
-        parity: Any = "not checked"
+        parity: str = "not checked"
         if self.parity is not None:
             parity = _html.verdict(self.parity.ok, str(self.parity))
         rows = [
@@ -300,20 +253,36 @@ class Artifact:
         return _html.card(f"Artifact '{self.name}'", _html.fields(rows))
 
 
-def _output(value: Any) -> Output:
-    """An onnxruntime output as nbdeploy returns it: sequences stay lists (their tensors
-    may differ in shape, so they cannot always stack into one array), maps stay dicts."""
-    if isinstance(value, list):
-        return [_output(item) for item in value]
-    if isinstance(value, dict):
-        return dict(value)
-    return np.asarray(value)
+def require_onnx(art: Artifact, step: str, *, in_memory: bool = False) -> OnnxPayload:
+    """The ONNX payload of ``art``, for a step that works on ONNX models only.
+
+    Args:
+        art: The artifact the step was given.
+        step: The step, for the message (``"optimize"``, ``"quantize"``, ...).
+        in_memory: The step needs the whole model in memory (not one past 2 GiB).
+
+    Raises:
+        ConfigError: ``art`` is TorchScript, or past 2 GiB when ``in_memory``.
+    """
+    payload = art.payload
+    if not isinstance(payload, OnnxPayload):
+        raise ConfigError(
+            f"{step} works on ONNX artifacts; '{art.name}' is {art.format}. "
+            f"Export the model with format='onnx'."
+        )
+    if in_memory and payload.folder is not None:
+        raise ConfigError(
+            f"{step} works on ONNX artifacts under 2 GiB; '{art.name}' is "
+            f"{_html.human_bytes(art.size_bytes)}, kept on disk."
+        )
+    return payload
 
 
-def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+def _signature(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     # Old-style models list initializers as inputs too; those are not the model's inputs.
     weights = {init.name for init in model.graph.initializer}
-    return [value for value in model.graph.input if value.name not in weights]
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    return specs_from_onnx(inputs), specs_from_onnx(model.graph.output)
 
 
 def load(path: str | Path) -> Artifact:
@@ -332,36 +301,23 @@ def load(path: str | Path) -> Artifact:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"no model file at '{path}'.")
-    if path.suffix in (".pt", ".pth", ".torchscript"):
-        from .exporters._torch import load_torchscript
-
-        data, extra = load_torchscript(path, _TS_EXTRA)
-        meta = json.loads(extra) if extra else {}
-        return Artifact(
-            name=meta.get("name", path.stem),
-            format="torchscript",
-            inputs=[TensorSpec.from_dict(s) for s in json.loads(meta.get("inputs", "[]"))],
-            outputs=[TensorSpec.from_dict(s) for s in json.loads(meta.get("outputs", "[]"))],
-            lineage=_lineage(meta, path),
-            parity=_parity(meta),
-            torchscript=data,
-        )
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as err:
-        raise ArtifactError(f"'{path}' is not an ONNX model ({err}).") from err
-    meta = {
-        k.removeprefix(_META): v for k, v in _onnxio.metadata(model).items() if k.startswith(_META)
-    }
-    art = adopt(
-        path,
-        model,
+    payload: Payload
+    if path.suffix in _TORCHSCRIPT_SUFFIXES:
+        payload, meta = TorchScriptPayload.read(path)
+        inputs = tuple(TensorSpec.from_dict(s) for s in json.loads(meta.get("inputs", "[]")))
+        outputs = tuple(TensorSpec.from_dict(s) for s in json.loads(meta.get("outputs", "[]")))
+    else:
+        payload, meta = OnnxPayload.read(path)
+        inputs, outputs = _signature(payload.model)
+    return Artifact(
         name=meta.get("name", path.stem),
+        payload=payload,
+        inputs=inputs,
+        outputs=outputs,
         lineage=_lineage(meta, path),
         parity=_parity(meta),
+        session_config=json.loads(meta.get("session_config", "{}")),
     )
-    art.session_config = json.loads(meta.get("session_config", "{}"))
-    return art
 
 
 def adopt(
@@ -374,29 +330,12 @@ def adopt(
     move: bool = False,
 ) -> Artifact:
     """An artifact for the ONNX file at ``path`` whose graph (without external data) is
-    ``model``. A model with external data gets its own folder with its data moved
-    (``move=True``, for files nbdeploy wrote) or copied in, so the source can go away.
-    Data files may sit in subfolders of the model's folder, never behind links."""
-    if not _onnxio.has_external_data(model):
-        return Artifact.from_onnx(model, name=name, lineage=lineage, parity=parity)
-    sources = {loc: _onnxio.data_source(path.parent, loc) for loc in _onnxio.data_files(model)}
-    art = Artifact(
-        name=name,
-        format="onnx",
-        inputs=specs_from_onnx(_graph_inputs(model)),
-        outputs=specs_from_onnx(model.graph.output),
-        lineage=lineage,
-        parity=parity,
-        onnx_model=model,
-    )
-    folder = art._own_folder()
-    for location, source in sources.items():
-        _onnxio.transfer(source, folder / location, move=move)
-    onnx.save_model(model, folder / _onnxio.MODEL_FILE)
-    return art
+    ``model``; see :meth:`OnnxPayload.adopt <nbdeploy.payloads.OnnxPayload.adopt>`."""
+    payload = OnnxPayload.adopt(path, model, move=move)
+    return Artifact.from_onnx(payload, name=name, lineage=lineage, parity=parity)
 
 
-def _lineage(meta: dict[str, str], path: Path) -> Lineage:
+def _lineage(meta: Mapping[str, str], path: Path) -> Lineage:
     if "lineage" in meta:
         try:
             return Lineage.from_json(meta["lineage"])
@@ -405,7 +344,7 @@ def _lineage(meta: dict[str, str], path: Path) -> Lineage:
     return Lineage("onnx", onnx.__version__, f"file:{path.name}")
 
 
-def _parity(meta: dict[str, str]) -> Parity | None:
+def _parity(meta: Mapping[str, str]) -> Parity | None:
     try:
         return Parity.from_dict(json.loads(meta["parity"])) if "parity" in meta else None
     except (ValueError, KeyError, TypeError) as err:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import gc
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from onnx import numpy_helper
 
 import nbdeploy as nbd
 from nbdeploy import _onnxio
+from nbdeploy.exporters.report import ExportReport
 from nbdeploy.provenance import compare_outputs
 from tests import onnx_models
 from tests.graph import helpers
@@ -234,6 +237,110 @@ def test_errors_pickle_with_their_context() -> None:
     missing = pickle.loads(pickle.dumps(nbd.MissingDependencyError("torch", "torch", "Export")))
     assert "pip install 'nbdeploy[torch]'" in str(missing) and missing.extra == "torch"
     assert isinstance(missing, ImportError) and isinstance(missing, nbd.NbDeployError)
+
+
+def _matmul_add() -> nbd.Artifact:
+    """y = x @ W + b with a 64x32 weight (every scheme quantizes it), with a value in every
+    field of the artifact, so that a step dropping one shows."""
+    rng = np.random.default_rng(0)
+    proto = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+        mm (float[batch, 64] x) => (float[batch, 32] y) {
+            xw = MatMul (x, W)
+            y = Add (xw, b)
+        }""")
+    proto.graph.initializer.extend(
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in {"W": (64, 32), "b": (32,)}.items()
+    )
+    art = nbd.export(proto, rng.standard_normal((4, 64)).astype(np.float32), name="mm")
+    return dataclasses.replace(
+        art,
+        parity=art.parity_against(art, reference="itself", atol=0.0, rtol=0.0),
+        session_config={"session.intra_op.allow_spinning": "0"},  # harmless, not empty
+    )
+
+
+_NEW_MODEL = {"payload", "lineage", "parity", "report"}
+Step = Callable[[nbd.Artifact, Path], nbd.Artifact]
+# step -> (how to run it, the fields it means to change)
+STEPS: dict[str, tuple[Step, set[str]]] = {
+    "optimize": (lambda art, _: nbd.optimize(art), _NEW_MODEL),
+    "quantize int8-dynamic": (lambda art, _: nbd.quantize(art, "int8-dynamic"), _NEW_MODEL),
+    "quantize int8-weight-symmetric": (
+        lambda art, _: nbd.quantize(art, "int8-weight-symmetric"),
+        _NEW_MODEL | {"session_config"},
+    ),
+    "prune": (lambda art, _: nbd.prune(art, 0.5), _NEW_MODEL),
+    # A file holds no example and no report (the load is not a step that reports).
+    "save and load": (lambda art, tmp: nbd.load(art.save(tmp / "m")), {"payload", "example",
+                                                                        "report"}),
+    "export the saved file": (
+        lambda art, tmp: nbd.export(art.save(tmp / "m"), art.example, name=art.name),
+        {"payload", "report"},
+    ),
+}  # fmt: skip
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):  # example arrays, session entries
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_every_step_keeps_the_fields_it_does_not_mean_to_change(step: str, tmp_path: Path) -> None:
+    art = _matmul_add()
+    assert all(getattr(art, f.name) for f in dataclasses.fields(art)), "a value in every field"
+    before = {f.name: getattr(art, f.name) for f in dataclasses.fields(art)}
+    run, changes = STEPS[step]
+    after = run(art, tmp_path)
+    for f in dataclasses.fields(art):
+        assert _same(getattr(art, f.name), before[f.name]), f"{step} changed its input's {f.name}"
+        if f.name not in changes:
+            assert _same(getattr(after, f.name), before[f.name]), f"{step} dropped {f.name}"
+    assert "report" not in changes or after.report is not before["report"]
+    if "lineage" in changes:  # one step more
+        assert after.lineage.steps[:-1] == art.lineage.steps
+        assert after.lineage.steps[-1].kind == step.split()[0]
+    if "session_config" in changes:  # entries added, none lost
+        assert after.session_config == {**art.session_config, "session.disable_quant_qdq": "1"}
+    assert art.example is not None and after.run(art.example)["y"].shape == (4, 32)
+
+
+def test_an_artifact_cannot_be_changed_after_it_is_made() -> None:
+    art = nbd.export(onnx_models.affine(), name="affine")
+    for f in dataclasses.fields(art):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(art, f.name, None)
+    assert isinstance(art.report, ExportReport) and art.report.exporter == "passthrough"
+
+
+def test_export_fills_every_field_and_reports_it() -> None:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(-1)).eval()
+    x = torch.randn(2, 4)
+    exports = [nbd.export(model, x, name="soft"), nbd.export(model, x, format="torchscript")]
+    for art in exports:
+        empty = [f.name for f in dataclasses.fields(art) if getattr(art, f.name) is None]
+        assert not empty and not art.session_config
+        assert art.example is not None and np.array_equal(art.example["input"], x.numpy())
+        report = art.report
+        assert isinstance(report, ExportReport) and report.parity == art.parity
+        assert report.source == "torch.nn.modules.container.Sequential"
+        assert "parity: ok" in str(report) and "Export" in report._repr_html_()
+        assert report.to_dict()["parity"]["ok"] is True
+
+
+def test_a_step_on_onnx_only_says_what_it_needs() -> None:
+    torch = pytest.importorskip("torch")
+    art = nbd.export(torch.nn.Linear(3, 2), torch.randn(2, 3), format="torchscript", name="ts")
+    steps: list[Callable[[nbd.Artifact], object]] = [
+        nbd.optimize, nbd.inspect, nbd.show,
+        lambda a: nbd.quantize(a, "fp16"), lambda a: nbd.prune(a, 0.5),
+    ]  # fmt: skip
+    for step in steps:
+        with pytest.raises(nbd.ConfigError, match="works on ONNX artifacts; 'ts' is torchscript"):
+            step(art)
 
 
 def _first(outputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from ..errors import ExportError
 from ..provenance import Lineage
 from ._options import ExportOptions
 from ._parity import grow_batch
+from .report import ExportReport
 
 
 def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
@@ -33,22 +35,23 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
             proto, name=options.name, lineage=lineage.then("export", exporter="passthrough")
         )
         _check(art.onnx, art.onnx_path)
+    feed = None
     if example is not None:
         feed = as_feed(example, art.inputs)
         art.run(feed)
-        art.example = feed
         if options.dynamic_batch and all(s.has_dynamic_batch for s in art.inputs):
             art.run(grow_batch(feed))
-    return art
+    report = ExportReport.of(art.lineage, art.parity)
+    return dataclasses.replace(art, example=feed, report=report)
 
 
 def _from_file(path: Path, name: str) -> Artifact:
     art = load(path)
     _check(art.onnx, art.onnx_path)
-    art.name = name
-    if not any(s.kind == "export" for s in art.lineage.steps):
-        art.lineage = art.lineage.then("export", exporter="passthrough", file=path.name)
-    return art
+    lineage = art.lineage
+    if not any(s.kind == "export" for s in lineage.steps):
+        lineage = lineage.then("export", exporter="passthrough", file=path.name)
+    return dataclasses.replace(art, name=name, lineage=lineage)
 
 
 def _check(model: onnx.ModelProto, path: Path | None) -> None:

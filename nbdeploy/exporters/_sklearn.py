@@ -8,6 +8,7 @@ a pandas DataFrame becomes one ``[batch, 1]`` input per column, which is what
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
 from ._options import ExportOptions
 from ._parity import verify
+from .report import ExportReport
 
 Feed = dict[str, np.ndarray]
 
@@ -81,10 +83,9 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     lineage = lineage.then(
         "export", exporter=f"skl2onnx {skl2onnx.__version__}", opset=_onnxio.opset(proto)
     )
-    art = Artifact.from_onnx(proto, name=options.name, lineage=lineage)
+    art = Artifact.from_onnx(proto, name=options.name, lineage=lineage, example=feed)
     reference = _reference(model, rebuild, art.outputs)
-    art.example = feed
-    art.parity = verify(
+    parity = verify(
         art,
         reference,
         feed,
@@ -93,7 +94,7 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
         atol=options.atol,
         rtol=options.rtol,
     )
-    return art
+    return dataclasses.replace(art, parity=parity, report=ExportReport.of(lineage, parity))
 
 
 def _feed_and_rebuild(example: Any) -> tuple[Feed, Callable[[Feed], Any]]:

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import io
 import logging
-import pickle
 import re
 import tempfile
 import warnings
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import _onnxio
+from .. import _onnxio, _torchscript
 from .._deps import require
-from ..artifact import Artifact, adopt
-from ..errors import ArtifactError, ExampleError, ExportError
+from .._torchscript import flatten_outputs
+from ..artifact import Artifact
+from ..errors import ExampleError, ExportError
+from ..payloads import OnnxPayload, TorchScriptPayload
 from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
 from ._options import ExportOptions
 from ._parity import grow_batch, verify
+from .report import ExportReport
 
 log = logging.getLogger(__name__)
 Feed = dict[str, np.ndarray]
@@ -46,8 +48,7 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
             art = _to_torchscript(model, call, trace_feed, output_names, lineage, options)
         else:
             art = _to_onnx(model, call, trace_feed, output_names, lineage, options)
-        art.example = feed
-        art.parity = verify(
+        parity = verify(
             art,
             reference,
             feed,
@@ -56,7 +57,7 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
             atol=options.atol,
             rtol=options.rtol,
         )
-    return art
+    return dataclasses.replace(art, parity=parity, report=ExportReport.of(art.lineage, parity))
 
 
 class _Call:
@@ -80,10 +81,7 @@ class _Call:
         return cls(names, {n: _to_numpy(n, v) for n, v in zip(names, values, strict=True)}, False)
 
     def tensors(self, feed: Feed) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        import torch
-
-        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items()}
-        return ((), tensors) if self.keyword else (tuple(tensors.values()), {})
+        return _torchscript.tensors(feed, keyword=self.keyword)
 
     def reference(self, model: Any) -> Any:
         def run(feed: Feed) -> Outputs:
@@ -120,28 +118,6 @@ def _positional_names(model: Any, count: int) -> list[str]:
     if len(names) < count:
         names = [f"input_{i}" for i in range(count)]
     return names[:count]
-
-
-def flatten_outputs(result: Any) -> Outputs:
-    """Model outputs as ``{name: array}``: dict keys and tuple positions become names."""
-    from torch.utils import _pytree
-
-    leaves, _ = _pytree.tree_flatten_with_path(result)
-    if len(leaves) == 1 and not leaves[0][0]:
-        return {"output": _leaf(leaves[0][1])}
-    return {_path_name(path): _leaf(leaf) for path, leaf in leaves}
-
-
-def _path_name(path: Sequence[Any]) -> str:
-    parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-    name = "_".join(parts)
-    return name if not name[:1].isdigit() else f"output_{name}"
-
-
-def _leaf(value: Any) -> np.ndarray:
-    return (
-        np.asarray(value.detach().cpu().numpy()) if hasattr(value, "detach") else np.asarray(value)
-    )
 
 
 @contextlib.contextmanager
@@ -230,9 +206,10 @@ def _to_onnx(
         lineage = lineage.then("export", **step)
         if large:
             _onnxio.check(proto, path)
-            return adopt(path, proto, name=name, lineage=lineage, move=True)
+            payload = OnnxPayload.adopt(path, proto, move=True)
+            return Artifact.from_onnx(payload, name=name, lineage=lineage, example=call.feed)
     onnx.checker.check_model(proto)
-    return Artifact.from_onnx(proto, name=name, lineage=lineage)
+    return Artifact.from_onnx(proto, name=name, lineage=lineage, example=call.feed)
 
 
 def _weight_bytes(model: Any) -> int:
@@ -310,14 +287,14 @@ def _to_torchscript(
         ) from err
     buffer = io.BytesIO()
     torch.jit.save(compiled, buffer)
-    outs = flatten_outputs(call.reference(model)(feed))
+    outs = call.reference(model)(feed)
     return Artifact(
         name=options.name,
-        format="torchscript",
-        inputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in feed.items()],
-        outputs=[TensorSpec(k, str(v.dtype), _batched(v)) for k, v in outs.items()],
+        payload=TorchScriptPayload(buffer.getvalue(), keyword=call.keyword),
+        inputs=tuple(TensorSpec(k, str(v.dtype), _batched(v)) for k, v in feed.items()),
+        outputs=tuple(TensorSpec(k, str(v.dtype), _batched(v)) for k, v in outs.items()),
         lineage=lineage.then("export", exporter="script" if script else "trace", call=_style(call)),
-        torchscript=buffer.getvalue(),
+        example=call.feed,
     )
 
 
@@ -327,98 +304,6 @@ def _batched(array: np.ndarray) -> tuple[int | str, ...]:
 
 def _style(call: _Call) -> str:
     return "keyword" if call.keyword else "positional"
-
-
-def load_module(data: bytes) -> Any:
-    """A TorchScript module from archive bytes."""
-    torch = require("torch", extra="torch", feature="Running a TorchScript artifact")
-    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
-    module.eval()
-    return module
-
-
-def run_torchscript(module: Any, feed: Feed, keyword: bool) -> Outputs:
-    """Run a loaded TorchScript module on a feed."""
-    import torch
-
-    call = _Call(list(feed), feed, keyword)
-    args, kwargs = call.tensors(feed)
-    with torch.no_grad():
-        return flatten_outputs(module(*args, **kwargs))
-
-
-def save_torchscript(data: bytes, path: Path, extra: dict[str, str]) -> None:
-    """Write a TorchScript archive with extra files (our metadata) inside."""
-    module = load_module(data)
-    import torch
-
-    torch.jit.save(module, str(path), _extra_files=extra)
-
-
-def load_torchscript(path: Path, extra_name: str) -> tuple[bytes, str]:
-    """Archive bytes and one extra file's text from a TorchScript file."""
-    torch = require("torch", extra="torch", feature="Loading a TorchScript artifact")
-    extra = {extra_name: ""}
-    try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except RuntimeError as err:  # torch says only that the archive lacks constants.pkl
-        raise ArtifactError(_not_torchscript(path)) from err
-    buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
-    value = extra[extra_name]
-    return buffer.getvalue(), value.decode() if isinstance(value, bytes) else value
-
-
-_TS_HINT = (
-    "export the model in memory with nbd.export(model, example=...), or save it as "
-    "TorchScript with torch.jit.script(model).save(path) or torch.jit.trace(model, "
-    "example).save(path)."
-)
-
-
-def _not_torchscript(path: Path) -> str:
-    """Why ``path`` is not a TorchScript file, and what to do instead."""
-    content = _torch_save_content(path)
-    if content == "state_dict":
-        return (
-            f"'{path}' holds a state_dict saved with torch.save: weights without the model's "
-            f"code, not TorchScript. Load it into your model (model.load_state_dict("
-            f"torch.load(path))), then {_TS_HINT}"
-        )
-    if content is not None:
-        return (
-            f"'{path}' holds {content} pickled with torch.save, not TorchScript. To use it, "
-            f"{_TS_HINT}"
-        )
-    return f"'{path}' is not a TorchScript file. To use the model, {_TS_HINT}"
-
-
-def _torch_save_content(path: Path) -> str | None:
-    """What ``torch.save`` wrote to ``path``: ``"state_dict"``, a description of another
-    object, or ``None`` when torch.save did not write it."""
-    if not _written_by_torch_save(path):
-        return None
-    import torch
-
-    try:  # weights_only unpickles tensors and containers, never code
-        value = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError:  # it refused a class: a whole module, or the like
-        return "a Python object (such as a whole nn.Module)"
-    except Exception:  # a damaged archive: say no more than what wrote it
-        return "data"
-    return "state_dict" if isinstance(value, Mapping) else f"a {type(value).__name__}"
-
-
-def _written_by_torch_save(path: Path) -> bool:
-    """A zip archive with a pickle and no TorchScript constants, as torch.save writes."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.endswith("/data.pkl") for n in names) and not any(
-        n.endswith("/constants.pkl") for n in names
-    )
 
 
 def _qualname(model: Any) -> str:

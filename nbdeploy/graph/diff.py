@@ -11,6 +11,7 @@ from .._feed import as_feed, batch_size, random_feed
 from ..artifact import Artifact
 from ..provenance import OutputParity, compare_outputs
 from .inspect import inspect
+from .report import OptimizationReport
 
 __all__ = ["GraphDiff", "diff"]
 
@@ -113,10 +114,8 @@ def diff(a: Artifact, b: Artifact, inputs: Any = None) -> GraphDiff:
     )  # fmt: skip
     got, want = b.run(feed), a.run(feed)
     shared = {k: v for k, v in want.items() if k in got}
-    report = getattr(b, "report", None)
-    fused = {
-        f"{p.name}: {rule}": n for p in getattr(report, "passes", ()) for rule, n in p.fired.items()
-    }
+    passes = b.report.passes if isinstance(b.report, OptimizationReport) else ()
+    fused = {f"{p.name}: {rule}": n for p in passes for rule, n in p.fired.items()}
     return GraphDiff(
         a=a.name, b=b.name, nodes_before=sa.nodes, nodes_after=sb.nodes,
         op_deltas={op: n for op, n in sorted(deltas.items()) if n},

@@ -12,8 +12,7 @@ import numpy as np
 import onnx
 
 from .. import _html
-from ..artifact import Artifact
-from ..errors import ConfigError
+from ..artifact import Artifact, require_onnx
 from ..types import ONNX_TO_NUMPY, TensorSpec
 
 __all__ = ["GraphSummary", "inspect"]
@@ -107,9 +106,8 @@ def inspect(art: Artifact, *, top: int = 5, macs: bool = True) -> GraphSummary:
         top: How many of the largest weights to list.
         macs: Estimate MACs (runs shape inference on a copy of the model).
     """
-    if art.format != "onnx":
-        raise ConfigError(f"inspect works on ONNX artifacts; '{art.name}' is {art.format}.")
-    model = art.onnx
+    payload = require_onnx(art, "inspect")
+    model = payload.model
     ops: Counter[str] = Counter()
     for node in _nodes(model.graph):
         ops[
@@ -129,7 +127,7 @@ def inspect(art: Artifact, *, top: int = 5, macs: bool = True) -> GraphSummary:
         inputs=art.inputs,
         outputs=art.outputs,
         largest=tuple(sorted(weights, key=lambda w: -w[3])[:top]),
-        macs=_macs(model) if macs and art.onnx_path is None else None,
+        macs=_macs(model) if macs and payload.folder is None else None,
         size_bytes=art.size_bytes,
     )
 

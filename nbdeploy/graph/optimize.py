@@ -9,6 +9,7 @@ model is never returned.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -21,8 +22,9 @@ import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
 from .._feed import batch_size, random_feed
-from ..artifact import Artifact, adopt
+from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError, NbDeployError, OptimizationError
+from ..payloads import OnnxPayload
 from ..provenance import Parity, compare_outputs
 from .passes import (
     LOOP_AND_SEQUENCE_OPS,
@@ -92,9 +94,8 @@ def optimize(
     records = _run_to_fixed_point(model, pipeline, show, undo=art.onnx_path is None)
     optimized = _derive(art, model, [r.name for r in records])
     parity = _check(art, optimized, pipeline, atol, rtol) if check else None
-    optimized.parity = parity
-    optimized.report = OptimizationReport(tuple(records), parity, before, count_nodes(model.graph))
-    return optimized
+    report = OptimizationReport(tuple(records), parity, before, count_nodes(model.graph))
+    return dataclasses.replace(optimized, parity=parity, report=report)
 
 
 def _pipeline(passes: Sequence[str | CountingPass] | None, level: str) -> list[str | CountingPass]:
@@ -113,9 +114,8 @@ def _pipeline(passes: Sequence[str | CountingPass] | None, level: str) -> list[s
 
 
 def _load_ir(art: Artifact) -> ir.Model:
-    if art.format != "onnx":
-        raise ConfigError(f"optimize works on ONNX artifacts; '{art.name}' is {art.format}.")
-    model = ir.load(art.onnx_path) if art.onnx_path else ir.from_proto(art.onnx)
+    payload = require_onnx(art, "optimize")
+    model = ir.load(payload.path) if payload.path else ir.from_proto(payload.model)
     if any(
         node.op_type in LOOP_AND_SEQUENCE_OPS
         for node in ir.traversal.RecursiveGraphIterator(model.graph)
@@ -208,20 +208,15 @@ def _replace_contents(model: ir.Model, other: ir.Model) -> None:
 
 
 def _derive(art: Artifact, model: ir.Model, names: list[str]) -> Artifact:
+    """The optimized artifact, without its parity and report (not known yet)."""
+    detail = {"passes": names}
     if art.onnx_path is None:
-        return art.derive(onnx_model=ir.to_proto(model), step="optimize", parity=None, passes=names)
+        return art.derive(ir.to_proto(model), step="optimize", detail=detail)
     with tempfile.TemporaryDirectory(prefix="nbdeploy-opt-") as tmp:  # past 2 GiB: via a file
         path = Path(tmp) / "model.onnx"
         ir.save(model, path, external_data="model.onnx.data")
-        derived = adopt(
-            path,
-            onnx.load(path, load_external_data=False),
-            name=art.name,
-            lineage=art.lineage.then("optimize", passes=names),
-            move=True,
-        )
-    derived.example = art.example
-    return derived
+        payload = OnnxPayload.adopt(path, onnx.load(path, load_external_data=False), move=True)
+    return art.derive(payload, step="optimize", detail=detail)
 
 
 def _check(
@@ -273,7 +268,7 @@ def _bisect(
     for stop in range(1, len(pipeline) + 1):
         model = _load_ir(art)
         records = _run(model, pipeline[:stop], show=False, undo=True)
-        candidate = art.derive(onnx_model=ir.to_proto(model), step="optimize", parity=None)
+        candidate = art.derive(ir.to_proto(model), step="optimize")
         try:
             ok = _parity(candidate, feed, reference, atol, rtol).ok
         except OptimizationError:

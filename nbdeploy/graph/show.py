@@ -11,8 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from ..artifact import Artifact
-from ..errors import ConfigError
+from ..artifact import Artifact, require_onnx
 from . import netron
 from .draw import draw_svg
 
@@ -30,15 +29,14 @@ class NetronView:
     """
 
     def __init__(self, art: Artifact, *, height: int = 600) -> None:
-        if art.format != "onnx":
-            raise ConfigError(f"show works on ONNX artifacts; '{art.name}' is {art.format}.")
+        model = require_onnx(art, "show").model
         self.name = art.name
         self.height = height
-        data = art.onnx.SerializeToString()  # the graph; weights past 2 GiB stay outside
+        data = model.SerializeToString()  # the graph; weights past 2 GiB stay outside
         server = netron.server()
         self.model_id = server.register(f"{art.name}.onnx", data)
         self.url = server.viewer_url(self.model_id)
-        self.svg = draw_svg(art.onnx)
+        self.svg = draw_svg(model)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return {

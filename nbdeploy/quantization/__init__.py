@@ -5,13 +5,14 @@ The maths lives in :mod:`.maths`; onnxruntime's quantizer only in :mod:`.ort_ada
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import onnx
 
 from .. import _onnxio
-from ..artifact import Artifact
+from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from . import ort_adapter
 from .calibration import batches
@@ -29,6 +30,14 @@ from .schemes import (
 from .weights import TensorError, quantize_weights
 
 __all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
+
+# onnxruntime session entries a scheme's models run best with, by scheme. Weight-only:
+# onnxruntime keeps DequantizeLinear nodes for QDQ fusion and runs them on every call
+# (measured 2.5x slower on the digits CNN); treating them as plain ops lets it fold the
+# weights once at load, as fast as fp32.
+_SESSION_CONFIG: dict[type[Scheme], Mapping[str, str]] = {
+    WeightOnly: {"session.disable_quant_qdq": "1"},
+}
 
 
 def quantize(
@@ -62,38 +71,33 @@ def quantize(
         if not isinstance(config, Int8Static):
             raise ConfigError(f"method= applies to int8-static only, not {config.name}.")
         config = Int8Static(_method(method))
-    if art.format != "onnx" or art.onnx_path is not None:
-        raise ConfigError(f"quantize works on ONNX artifacts under 2 GiB; '{art.name}' is not one.")
+    payload = require_onnx(art, "quantize", in_memory=True)
     skip = list(exclude or ())
     source = onnx.ModelProto()
-    source.CopyFrom(art.onnx)
+    source.CopyFrom(payload.model)
     model, tensors = _apply(source, config, art, calibration, per_channel, skip)
-    model = _sorted(model)
-    derived = art.derive(onnx_model=model, step="quantize", parity=None, scheme=config.name,
-                         per_channel=per_channel, exclude=skip)  # fmt: skip
-    if isinstance(config, WeightOnly):
-        # onnxruntime keeps DequantizeLinear nodes for QDQ fusion and runs them on every
-        # call (measured 2.5x slower on the digits CNN); treating them as plain ops lets
-        # it fold the weights once at load, as fast as fp32.
-        derived.session_config = {"session.disable_quant_qdq": "1"}
-    # Quantization changes answers by design: the parity is measured, never enforced.
-    derived.parity = derived.parity_against(
-        art, reference="the unquantized input", atol=0.05, rtol=0.05
+    quantized = art.derive(
+        _sorted(model),
+        step="quantize",
+        detail={"scheme": config.name, "per_channel": per_channel, "exclude": skip},
+        session_config={**art.session_config, **_SESSION_CONFIG.get(type(config), {})},
     )
+    # Quantization changes answers by design: the parity is measured, never enforced.
+    parity = quantized.parity_against(art, reference="the unquantized input", atol=0.05, rtol=0.05)
     settings: dict[str, Any] = {"per_channel": per_channel}
     if isinstance(config, Int8Static):
         settings["method"] = config.method.value
     if isinstance(config, WeightOnly):
         settings["bits"] = config.bits
-    derived.report = QuantizationReport(
+    report = QuantizationReport(
         config.name,
         settings,
         tuple(tensors),
         art.size_bytes,
-        derived.size_bytes,
-        {c.output: c.max_abs for c in derived.parity.checks},
+        quantized.size_bytes,
+        {c.output: c.max_abs for c in parity.checks},
     )
-    return derived
+    return dataclasses.replace(quantized, parity=parity, report=report)
 
 
 def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -10,6 +10,7 @@ shrink, which is what makes a CPU faster.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from .. import _html
-from ..artifact import Artifact
+from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from .weights import weight_tensors
 
@@ -47,6 +48,10 @@ class PruneReport:
     sparsity: dict[str, float]
     parameters_before: int
     parameters_after: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return dataclasses.asdict(self) | {"overall": self.overall}
 
     @property
     def overall(self) -> float:
@@ -79,21 +84,18 @@ def prune(art: Artifact, sparsity: float, *, structured: bool = False) -> Artifa
     """
     if not 0 <= sparsity < 1:
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}.")
-    if art.format != "onnx" or art.onnx_path is not None:
-        raise ConfigError(f"prune works on ONNX artifacts under 2 GiB; '{art.name}' is not one.")
+    payload = require_onnx(art, "prune", in_memory=True)
     model = onnx.ModelProto()
-    model.CopyFrom(art.onnx)
+    model.CopyFrom(payload.model)
     before = _count(model, nonzero=False)
     pruned = _channels(model, sparsity) if structured else _magnitude(model, sparsity)
     if structured:
         del model.graph.value_info[:]  # channel counts changed; shapes are re-inferred on load
-    derived = art.derive(onnx_model=model, step="prune", parity=None, sparsity=sparsity,
-                         structured=structured)  # fmt: skip
-    derived.parity = derived.parity_against(
-        art, reference="the unpruned input", atol=0.05, rtol=0.05
-    )
-    derived.report = PruneReport(structured, sparsity, pruned, before, _count(model, nonzero=True))
-    return derived
+    detail = {"sparsity": sparsity, "structured": structured}
+    derived = art.derive(model, step="prune", detail=detail)
+    parity = derived.parity_against(art, reference="the unpruned input", atol=0.05, rtol=0.05)
+    report = PruneReport(structured, sparsity, pruned, before, _count(model, nonzero=True))
+    return dataclasses.replace(derived, parity=parity, report=report)
 
 
 def _count(model: onnx.ModelProto, *, nonzero: bool) -> int:
