@@ -5,11 +5,10 @@ roll back.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import Any, Literal
@@ -17,8 +16,10 @@ from urllib.parse import quote
 
 from ._deps import require
 from .artifact import Artifact
-from .errors import ConfigError
+from .errors import ConfigError, ProtocolError, ServerError
+from .provenance import Parity
 from .server import control
+from .server.client import LocalServer, VersionOverview
 from .server.layout import STAGING
 
 __all__ = ["Deployment", "deployments", "serve"]
@@ -65,6 +66,7 @@ def serve(
     """
     require("tritonclient", extra="serve", feature="nbd.serve", package="tritonclient[http,grpc]")
     from .server import config as cfg
+    from .server.repository import check_model_name
 
     if art.format != "onnx":
         raise ConfigError(
@@ -72,30 +74,72 @@ def serve(
             "to Triton with nbd.push"
         )
     name = name or art.name
-    status = control.start(repository)
-    on_disk = _versions_on_disk(status.repository, name)  # checks the name, too
-    if version is not None and (version < 1 or version in on_disk):
-        raise ConfigError(
-            f"version {version} of '{name}' is taken or invalid; versions on disk: {on_disk}"
-        )
+    try:
+        check_model_name(name)
+    except ProtocolError as err:
+        raise ConfigError(str(err)) from err
+    if version is not None and version < 1:
+        raise ConfigError(f"version must be 1 or more, not {version}")
     config = cfg.build_config(
         name, art.inputs, art.outputs, max_batch_size=max_batch_size, instances=instances,
         dynamic_batching=dynamic_batching, parameters=art.session_config,
     )  # fmt: skip
-    params: dict[str, Any] = {
-        "config": json.dumps(cfg.to_json(config)),
-        "staged": _stage(art, status.repository),
-    }
-    if version is not None:
-        params["version"] = version
-    if canary is not None:
-        params["canary"] = canary
-    # The server moves the staged files in, numbers the version under its lock and
-    # answers with it (or drops them and says why); this kernel never writes the model's
-    # folder, so a kill of either process at any instant leaves a state the server serves.
-    doc = control.call(_state(status), "POST", f"/v2/repository/models/{quote(name)}/load",
-                       {"parameters": params})  # fmt: skip
-    return Deployment(name, int(doc["version"]), status)
+    status = control.start(repository)
+    with status.connect() as server:
+        _check_version_is_free(server, name, version)  # before staging a large model
+        before = _current_traffic(server, name)
+        # The server moves the staged files in, numbers the version under its lock and
+        # answers with it (or drops them and says why); this kernel never writes the
+        # model's folder, so a kill of either process at any instant leaves a state the
+        # server serves.
+        loaded = server.load(name, config=cfg.to_json(config), version=version, canary=canary,
+                             staged=_stage(art, status.repository))  # fmt: skip
+        if loaded is None:
+            raise ServerError("the server loaded the model but did not say as which version")
+        deployment = Deployment(name, loaded.version, status)
+        parity = _check_through_the_wire(deployment, art, server, before)
+    return replace(deployment, parity=parity)
+
+
+def _check_version_is_free(server: LocalServer, name: str, version: int | None) -> None:
+    on_disk = sorted(int(r["version"]) for r in server.index() if r["name"] == name
+                     and r["version"])  # fmt: skip
+    if version is not None and version in on_disk:
+        raise ConfigError(
+            f"version {version} of '{name}' is taken; versions on disk: {on_disk}. Leave "
+            "version= out and the server numbers the new one"
+        )
+
+
+def _current_traffic(server: LocalServer, name: str) -> dict[int, float]:
+    try:
+        return server.traffic(name)
+    except ServerError as err:
+        if err.status == 404:
+            return {}
+        raise
+
+
+def _check_through_the_wire(
+    dep: Deployment, art: Artifact, server: LocalServer, before: dict[int, float]
+) -> Parity:
+    """The new version's answers through the server, against the artifact's; if they
+    differ, the version is taken out of traffic again and the error says so."""
+    from .triton.client import wire_parity
+
+    parity = wire_parity(dep.client(), art, dep.name, dep.version, "the local server")
+    if parity.ok:
+        return parity
+    if before:
+        server.set_traffic(dep.name, "set", before)
+    else:
+        server.unload(dep.name)
+    raise ServerError(
+        f"'{dep.name}' v{dep.version} answers differently through the server than the "
+        f"artifact does ({parity}); it no longer takes traffic (the split is back to "
+        f"{before or 'unloaded'}). Check the artifact's session_config.",
+        parity=parity,
+    )
 
 
 def _stage(art: Artifact, repository: Path) -> str:
@@ -109,7 +153,7 @@ def _stage(art: Artifact, repository: Path) -> str:
     except OSError as err:
         if folder is not None:  # ours alone: nothing names it yet
             shutil.rmtree(folder, ignore_errors=True)
-        raise control.ServerError(
+        raise ServerError(
             f"the repository {repository} is not writable: {err.strerror or err}; free some "
             "space or fix its permissions, then serve again (nothing was changed)",
             status=503,
@@ -122,13 +166,9 @@ def deployments(repository: str | os.PathLike[str] | None = None) -> list[Deploy
     status = control.status(repository)
     if not status.running:
         return []
-    names = sorted({row["name"] for row in status.models if row.get("state") == "READY"})
-    found = []
-    for name in names:
-        serving = _serving(_state(status), name)
-        if serving:
-            found.append(Deployment(name, serving[-1], status))
-    return found
+    with status.connect() as server:
+        models = server.overview()
+    return [Deployment(m.name, m.serving, status) for m in models if m.serving is not None]
 
 
 @dataclass
@@ -146,6 +186,7 @@ class Deployment:
     name: str
     version: int
     server: control.ServerStatus = field(repr=False)
+    parity: Parity | None = field(default=None, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -167,60 +208,31 @@ class Deployment:
     @property
     def traffic(self) -> dict[int, float]:
         """Share of the requests that name no version, by version (live)."""
-        doc = control.call(_state(self.server), "GET", f"/v2/models/{quote(self.name)}/traffic")
-        return {int(v): float(s) for v, s in doc["traffic"].items()}
+        with self.server.connect() as server:
+            return server.traffic(self.name)
 
     def promote(self) -> dict[int, float]:
         """Send all traffic to the newest version; returns the new split."""
-        return self._traffic_action("promote")
+        with self.server.connect() as server:
+            return server.set_traffic(self.name, "promote")
 
     def rollback(self) -> dict[int, float]:
         """Send all traffic back to the previous version and unload the newest."""
-        return self._traffic_action("rollback")
-
-    def _traffic_action(self, action: str) -> dict[int, float]:
-        path = f"/v2/repository/models/{quote(self.name)}/traffic"
-        doc = control.call(_state(self.server), "POST", path, {"action": action})
-        return {int(v): float(s) for v, s in doc["traffic"].items()}
+        with self.server.connect() as server:
+            return server.set_traffic(self.name, "rollback")
 
     def stats(self) -> list[dict[str, Any]]:
         """Triton's statistics for every loaded version of this model."""
-        doc = control.call(_state(self.server), "GET", f"/v2/models/{quote(self.name)}/stats")
-        rows: list[dict[str, Any]] = doc["model_stats"]
-        return rows
+        with self.server.connect() as server:
+            return server.stats(self.name)
 
-    def versions(self) -> list[dict[str, Any]]:
-        """One row per loaded version: traffic share, request and failure counts, and
-        median latency in ms (``None`` before the first request)."""
-        traffic, latency = self.traffic, self.latency_us()
-        rows = []
-        for stats in self.stats():
-            number = int(stats["version"])
-            counts = stats["inference_stats"]
-            p50 = latency.get(number)
-            rows.append({"version": number, "traffic": traffic.get(number, 0.0), "ready": True,
-                         "requests": counts["success"]["count"],
-                         "failures": counts["fail"]["count"],
-                         "p50_ms": round(p50 / 1000, 3) if p50 is not None else None})  # fmt: skip
-        return rows
-
-    def latency_us(self, quantile: float = 0.5) -> dict[int, float]:
-        """Request latency (µs) by version over recent requests, from the server's
-        ``nv_inference_request_summary_us`` metric."""
-        import re
-        import urllib.request
-
-        request = urllib.request.Request(self.metrics_url)
-        if self.server.token:
-            request.add_header("Authorization", f"Bearer {self.server.token}")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
-        pattern = re.compile(
-            r'^nv_inference_request_summary_us\{model="' + re.escape(self.name)
-            + r'",version="(\d+)",quantile="' + re.escape(str(quantile)) + r'"\} (\S+)$',
-            re.MULTILINE,
-        )  # fmt: skip
-        return {int(v): float(x) for v, x in pattern.findall(text) if x != "nan"}
+    def versions(self) -> list[VersionOverview]:
+        """Every version of this model the server knows: traffic share, readiness,
+        request and failure counts, p50/p95 latency in ms (``None`` before the first
+        request), and why a version is not ready."""
+        with self.server.connect() as server:
+            found = [m for m in server.overview() if m.name == self.name]
+        return list(found[0].versions) if found else []
 
     def client(self, protocol: Literal["http", "grpc"] = "http") -> Any:
         """A ready tritonclient client for this server (the token, if any, attached)."""
@@ -238,35 +250,9 @@ class Deployment:
     def _repr_html_(self) -> str:
         from . import _html
 
-        return _html.card(
-            f"{self.name} · version {self.version}",
-            _html.fields([("HTTP", self.infer_url), ("gRPC", self.grpc_url),
-                          ("metrics", _html.Raw(f"<a href='{escape(self.metrics_url)}'>"
-                                                f"{escape(self.metrics_url)}</a>"))]),
-        )  # fmt: skip
-
-
-def _state(status: control.ServerStatus) -> dict[str, Any]:
-    return {"http_url": status.http_url, "token": status.token}
-
-
-def _serving(state: dict[str, Any], name: str) -> list[int]:
-    """Versions of ``name`` that take traffic now, ascending (empty if not served)."""
-    try:
-        doc = control.call(state, "GET", f"/v2/models/{quote(name)}/traffic")
-    except control.ServerError as err:
-        if err.status == 404:
-            return []
-        raise
-    return sorted(int(v) for v, share in doc["traffic"].items() if share > 0)
-
-
-def _versions_on_disk(repository: Path, name: str) -> list[int]:
-    from .server.codecs import ProtocolError
-    from .server.repository import Repository, check_model_name
-
-    try:
-        check_model_name(name)
-    except ProtocolError as err:
-        raise ConfigError(str(err)) from err
-    return Repository(repository).versions(name)
+        facts = [("HTTP", self.infer_url), ("gRPC", self.grpc_url),
+                 ("metrics", _html.Raw(f"<a href='{escape(self.metrics_url)}'>"
+                                       f"{escape(self.metrics_url)}</a>"))]  # fmt: skip
+        if self.parity is not None:
+            facts.append(("through the wire", _html.verdict(self.parity.ok, str(self.parity))))
+        return _html.card(f"{self.name} · version {self.version}", _html.fields(facts))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
+import httpx
 import numpy as np
 
 import nbdeploy as nbd
@@ -57,3 +59,27 @@ class Endpoint:
             return response.status, json.loads(raw) if raw else None
         except ValueError:
             return response.status, raw
+
+
+class InProcess(httpx.BaseTransport):
+    """An httpx transport that calls an ASGI app in this process (httpx's own
+    ASGITransport) on one event loop of its own thread, so the app's background tasks
+    live across requests, as in the server."""
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app)
+        self._portal_context = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_context.__enter__()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._portal.call(self._send, request)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        request = httpx.Request(request.method, request.url, headers=request.headers,
+                                content=request.read())  # fmt: skip
+        response = await self._asgi.handle_async_request(request)
+        content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    def close(self) -> None:
+        self._portal_context.__exit__(None, None, None)

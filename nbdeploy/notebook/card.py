@@ -51,6 +51,8 @@ class DeployCard:
     ) -> DeployCard:
         facts += [("version", dep.version), ("traffic", dep.traffic), ("HTTP", dep.infer_url),
                   ("gRPC", dep.grpc_url), ("metrics", dep.metrics_url)]  # fmt: skip
+        if dep.parity is not None:
+            facts.append(("through the wire", _html.verdict(dep.parity.ok, str(dep.parity))))
         example = art.example or {}
         if example:
             facts.append(("one request", f"{_latency_ms(dep, art, example):.2f} ms (median of 10)"))

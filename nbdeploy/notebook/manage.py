@@ -40,14 +40,16 @@ class DeploymentTable:
 
 def deployment_table(repository: str | None = None) -> DeploymentTable:
     """Versions, traffic, readiness, request counts and median latency of every model."""
-    status = control.status(repository)
+    status = control.status(repository, models=False)
     if not status.running:
         return DeploymentTable([], "the local server is not running")
+    with status.connect() as server:
+        models = server.overview()
     rows = [
-        [dep.name, v["version"], v["traffic"], "yes" if v["ready"] else "no", v["requests"],
-         v["failures"], "–" if v["p50_ms"] is None else v["p50_ms"]]
-        for dep in deployments(repository)
-        for v in dep.versions()
+        [m.name, v.version, v.traffic, "yes" if v.ready else f"no: {v.reason}", v.requests,
+         v.failures, "–" if v.p50_ms is None else v.p50_ms]
+        for m in models
+        for v in m.versions
     ]  # fmt: skip
     return DeploymentTable(rows, status.http_url)
 

@@ -15,20 +15,19 @@ import signal
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ServerError
+from .client import LocalServer
 from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
 from .security import check_token
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServerError", "ServerStatus", "default_repository", "start", "status", "stop"]
+__all__ = ["ServerStatus", "default_repository", "start", "status", "stop"]
 
 PREFERRED_PORTS = (8000, 8001)  # Triton's, when free
 
@@ -84,6 +83,12 @@ class ServerStatus:
         return [
             m for m in self.models if m.get("state") != "READY" and m.get("reason") not in benign
         ]
+
+    def connect(self) -> LocalServer:
+        """A client for this server's own API (repository, traffic, overview)."""
+        if not self.running:
+            raise ServerError(f"no server is running for {self.repository}; nbd.server.start()")
+        return LocalServer(self.http_url, token=self.token)
 
     def _repr_html_(self) -> str:
         from .. import _html
@@ -144,7 +149,7 @@ def start(
             the end of its log.
     """
     check_token(token)
-    root = Path(repository or default_repository()).expanduser().resolve()
+    root = resolve(repository)
     root.mkdir(parents=True, exist_ok=True)
     with _starting(root):  # two kernels starting at once get one server
         current = status(root)
@@ -236,20 +241,36 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "(no log)"
 
 
-def status(repository: str | os.PathLike[str] | None = None) -> ServerStatus:
-    """Is a server serving ``repository``, where, and with which models?"""
-    root = Path(repository or default_repository()).expanduser().resolve()
+def status(
+    repository: str | os.PathLike[str] | None = None, *, models: bool = True
+) -> ServerStatus:
+    """Is a server serving ``repository``, where, and with which models?
+
+    Args:
+        repository: The model repository (default: :func:`default_repository`).
+        models: Ask the server for its index (one call, which also proves it answers);
+            ``False`` trusts its state file and live process, and asks nothing.
+    """
+    root = resolve(repository)
     state = read_state(root)
     if state is None:
         return ServerStatus(False, root)
-    try:
-        models = call(state, "POST", "/v2/repository/index", {})
-    except ServerError:
-        return ServerStatus(False, root)
+    rows: list[dict[str, str]] = []
+    if models:
+        try:
+            with LocalServer(state["http_url"], token=state.get("token"), timeout=30) as server:
+                rows = server.index()
+        except ServerError:
+            return ServerStatus(False, root)
     return ServerStatus(
         True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
-        models, state.get("token"),
+        rows, state.get("token"),
     )  # fmt: skip
+
+
+def resolve(repository: str | os.PathLike[str] | None = None) -> Path:
+    """The repository folder, absolute (default: :func:`default_repository`)."""
+    return Path(repository or default_repository()).expanduser().resolve()
 
 
 def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 15.0) -> bool:
@@ -257,7 +278,7 @@ def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 1
 
     Models stay in the repository: the next :func:`start` serves them again.
     """
-    root = Path(repository or default_repository()).expanduser().resolve()
+    root = resolve(repository)
     state = read_state(root)
     if state is None:
         return False
@@ -302,27 +323,3 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     return True
-
-
-def call(state: dict[str, Any], method: str, path: str, body: Any = None) -> Any:
-    """One JSON call to the server named by a state file; errors carry the server's message."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(state["http_url"] + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if state.get("token"):
-        request.add_header("Authorization", f"Bearer {state['token']}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as err:
-        raise ServerError(_message(err.read()) or str(err), status=err.code) from err
-    except (urllib.error.URLError, OSError) as err:
-        raise ServerError(f"cannot reach the server at {state['http_url']}: {err}") from err
-    return json.loads(raw) if raw else None
-
-
-def _message(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw)["error"])
-    except (ValueError, KeyError, TypeError):
-        return raw.decode(errors="replace")

@@ -34,7 +34,7 @@ __all__ = ["DataPlane", "InferResult"]
 
 EXTENSIONS = [
     "binary_tensor_data", "model_repository", "statistics", "model_configuration",
-    "schedule_policy", "nbdeploy_traffic",
+    "schedule_policy", "nbdeploy_traffic", "nbdeploy_overview",
 ]  # fmt: skip
 
 
@@ -203,6 +203,23 @@ class DataPlane:
                              "reason": "" if ready else self._reason(name, number)})  # fmt: skip
         return rows
 
+    def overview(self) -> list[dict[str, Any]]:
+        """Per model, each version that serves or failed to: traffic, readiness, request
+        and failure counts, p50/p95 latency (ms). One call for a dashboard's poll."""
+        models = []
+        for name in self.repository.names():
+            served = self._models.get(name)
+            if served is None:
+                reason = self._failures.get(name, "unloaded")
+                models.append({"name": name, "ready": False, "reason": reason, "versions": []})
+                continue
+            versions = [_version_row(n, served.traffic.get(n, 0.0), v.stats)
+                        for n, v in sorted(served.versions.items())]  # fmt: skip
+            versions += [{**_version_row(n, 0.0, VersionStats()), "ready": False, "reason": why}
+                         for n, why in sorted(served.damaged.items())]  # fmt: skip
+            models.append({"name": name, "ready": True, "reason": "", "versions": versions})
+        return models
+
     def _reason(self, name: str, number: int) -> str:
         served = self._models.get(name)
         if served is None:
@@ -299,3 +316,10 @@ class DataPlane:
                 status=404,
             )
         return served.versions[number]
+
+
+def _version_row(number: int, share: float, stats: VersionStats) -> dict[str, Any]:
+    p50, p95 = (None if us is None else round(us / 1000, 3) for us in stats.latency_us((0.5, 0.95)))
+    return {"version": number, "ready": True, "reason": "", "traffic": share,
+            "requests": stats.success.count, "failures": stats.fail.count,
+            "p50_ms": p50, "p95_ms": p95}  # fmt: skip

@@ -46,6 +46,7 @@ def build_app(dataplane: DataPlane, guard: Guard) -> Any:
         Route("/v2/repository/models/{name}/unload", h.unload, methods=["POST"]),
         Route("/v2/repository/models/{name}/traffic", h.set_traffic, methods=["POST"]),
         Route(MODEL + "/traffic", h.traffic),
+        Route("/v2/nbdeploy/overview", h.overview),
         Route("/metrics", h.metrics),
         Route("/v1/models/{name}:predict", h.predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version}:predict", h.predict, methods=["POST"]),
@@ -142,6 +143,9 @@ class _Handlers:
 
     async def metrics(self, request: Request) -> Response:
         return PlainTextResponse(self.dp.metrics(), media_type="text/plain; version=0.0.4")
+
+    async def overview(self, request: Request) -> Response:
+        return JSONResponse({"models": self.dp.overview()})
 
     async def traffic(self, request: Request) -> Response:
         name, _ = _names(request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,15 @@ class VersionStats:
         if ok:
             self.inference_count += items
         self.last_inference_ms = int(time.time() * 1000)
+
+    def latency_us(self, quantiles: Sequence[float]) -> list[float | None]:
+        """Request latency quantiles (µs) over the recent requests; ``None`` before any."""
+        import numpy as np
+
+        recent = np.fromiter(self.recent_us, float)
+        if not recent.size:
+            return [None] * len(quantiles)
+        return [float(v) for v in np.quantile(recent, quantiles)]
 
     def to_dict(self, name: str, version: str) -> dict[str, Any]:
         """Triton's ``model_stats`` entry."""
@@ -134,16 +143,13 @@ def exposition(rows: Iterable[tuple[str, str, VersionStats]]) -> str:
 def _summary(rows: list[tuple[str, str, VersionStats]]) -> list[str]:
     """Request latency quantiles over the last requests, as Triton's summary (which it
     exports with ``--metrics-config summary_latencies=true``)."""
-    import numpy as np
-
     lines = [f"# HELP {SUMMARY} Summary of inference request duration in microseconds",
              f"# TYPE {SUMMARY} summary"]  # fmt: skip
     for model, version, stats in rows:
         labels = f'model="{_label(model)}",version="{_label(version)}"'
-        recent = np.fromiter(stats.recent_us, float)
-        for q in QUANTILES:
-            value = float(np.quantile(recent, q)) if recent.size else float("nan")
-            lines.append(f'{SUMMARY}{{{labels},quantile="{q}"}} {value:.1f}')
+        for q, value in zip(QUANTILES, stats.latency_us(QUANTILES), strict=True):
+            shown = float("nan") if value is None else value
+            lines.append(f'{SUMMARY}{{{labels},quantile="{q}"}} {shown:.1f}')
         total = stats.success.count + stats.fail.count
         lines.append(f"{SUMMARY}_count{{{labels}}} {total}")
         lines.append(f"{SUMMARY}_sum{{{labels}}} {(stats.success.ns + stats.fail.ns) / 1000:.1f}")

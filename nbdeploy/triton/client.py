@@ -5,7 +5,7 @@ built from an artifact's signature."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,8 +13,13 @@ from ..errors import ConfigError
 from ..server.config import v2_datatype
 from ..types import TensorSpec
 
-__all__ = ["connect", "inputs"]
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+    from ..provenance import Parity
 
+__all__ = ["connect", "inputs", "wire_parity"]
+
+WIRE_ATOL, WIRE_RTOL = 1e-4, 1e-3  # the server's onnxruntime may be another version
 # A 5 MiB model load already exceeds gRPC's default message limit.
 GRPC_LIMITS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
@@ -55,7 +60,23 @@ def inputs(client: Any, specs: Sequence[TensorSpec], feed: Mapping[str, Any]) ->
     items = []
     for spec in specs:
         array = np.asarray(feed[spec.name])
+        if array.dtype.kind in "US":  # numpy's fixed-width text: tritonclient wants objects
+            array = array.astype(object)
         item = module.InferInput(spec.name, list(array.shape), v2_datatype(spec.dtype))
         item.set_data_from_numpy(array)
         items.append(item)
     return items
+
+
+def wire_parity(client: Any, art: Artifact, name: str, version: int, where: str) -> Parity:
+    """Run the artifact's example (or a random feed of its signature) through the server,
+    naming the version, and compare the answers with the artifact's own."""
+    from .._feed import random_feed
+    from ..provenance import Parity, compare_outputs
+
+    feed = art.example or random_feed(art.inputs)
+    result = client.infer(name, inputs(client, art.inputs, feed), model_version=str(version))
+    got = {spec.name: result.as_numpy(spec.name) for spec in art.outputs}
+    batch = next(iter(feed.values())).shape[0] if feed else 1
+    checks = compare_outputs(got, art.run(feed), batch_size=batch, atol=WIRE_ATOL, rtol=WIRE_RTOL)
+    return Parity(f"'{name}' v{version} on {where}", WIRE_ATOL, WIRE_RTOL, tuple(checks))

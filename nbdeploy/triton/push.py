@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .._feed import random_feed
 from ..artifact import Artifact
 from ..errors import ConfigError, PushError
-from ..provenance import Parity, compare_outputs
+from ..provenance import Parity
 from ..server import config as cfg
-from .client import connect, inputs
+from .client import connect, wire_parity
 from .model_folder import Backend, default_backend, triton_config, version_files, write_version
 
 __all__ = ["PushResult", "push"]
 
 NO_ORT_BACKEND = "unable to find backend library for backend 'onnxruntime'"
 NOT_EXPLICIT = ("not allowed", "polling", "model control mode")
-WIRE_ATOL, WIRE_RTOL = 1e-4, 1e-3  # the server's onnxruntime may be another version
 
 
 @dataclass
@@ -253,13 +251,7 @@ def _wait_ready(client: Any, name: str, version: int, address: str, timeout: flo
 
 def _verify(client: Any, art: Artifact, name: str, version: int, address: str) -> Parity:
     """Run the example through the server and compare with the artifact in process."""
-    feed = art.example or random_feed(art.inputs)
-    result = client.infer(name, inputs(client, art.inputs, feed), model_version=str(version))
-    got = {spec.name: result.as_numpy(spec.name) for spec in art.outputs}
-    want = art.run(feed)
-    batch = next(iter(feed.values())).shape[0] if feed else 1
-    checks = compare_outputs(got, want, batch_size=batch, atol=WIRE_ATOL, rtol=WIRE_RTOL)
-    parity = Parity(f"'{name}' v{version} on {address}", WIRE_ATOL, WIRE_RTOL, tuple(checks))
+    parity = wire_parity(client, art, name, version, address)
     if not parity.ok:
         raise PushError(
             f"'{name}' v{version} on {address} answers differently from the artifact: "

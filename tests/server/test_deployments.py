@@ -125,8 +125,15 @@ def test_stop_and_start_keep_models_and_unload_is_remembered(repo: Path) -> None
     assert [d.name for d in nbd.deployments(repo)] == ["affine"]
 
 
+def _served_so_far(dep: nbd.Deployment) -> tuple[int, int]:
+    """Requests and items answered (nbd.serve itself sends one, to check the wire)."""
+    stats = dep.stats()[0]
+    return stats["inference_stats"]["success"]["count"], stats["inference_count"]
+
+
 def test_tf_serving_predict(repo: Path) -> None:
     dep = nbd.serve(affine(0), name="affine", repository=repo)
+    _, items = _served_so_far(dep)
     status = nbd.server.status(repo)
     from tests.servers import Endpoint
 
@@ -139,23 +146,27 @@ def test_tf_serving_predict(repo: Path) -> None:
     assert code == 200 and np.allclose(doc["outputs"], expected(X))
     code, doc = endpoint.request("POST", "/v1/models/affine:predict", json.dumps({"rows": 1}))
     assert code == 400 and "'instances' or 'inputs'" in doc["error"]
-    assert dep.stats()[0]["inference_count"] == 4
+    assert dep.stats()[0]["inference_count"] == items + 4
 
 
 def test_metrics_use_tritons_names(repo: Path) -> None:
     import urllib.request
 
     dep = nbd.serve(affine(0), name="affine", repository=repo)
+    requests, items = _served_so_far(dep)
     _versions_answering(dep, 3)
     text = urllib.request.urlopen(dep.metrics_url).read().decode()
-    assert 'nv_inference_request_success{model="affine",version="1"} 3' in text
-    assert 'nv_inference_count{model="affine",version="1"} 6' in text
+    assert f'nv_inference_request_success{{model="affine",version="1"}} {requests + 3}' in text
+    assert f'nv_inference_count{{model="affine",version="1"}} {items + 6}' in text
     for name in ("nv_inference_request_failure", "nv_inference_exec_count",
                  "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
                  "nv_inference_compute_infer_duration_us"):  # fmt: skip
         assert f"# TYPE {name} counter" in text
     assert 'nv_inference_request_summary_us{model="affine",version="1",quantile="0.99"}' in text
-    assert 'nv_inference_request_summary_us_count{model="affine",version="1"} 3' in text
+    assert (
+        f'nv_inference_request_summary_us_count{{model="affine",version="1"}} {requests + 3}'
+        in text
+    )
 
 
 def test_serve_refuses_what_it_cannot_serve(repo: Path) -> None:
@@ -218,3 +229,21 @@ def test_one_server_per_repository(tmp_path: Path) -> None:
         assert nbd.server.status(tmp_path).pid == started[0].pid  # the first one is untouched
     finally:
         nbd.server.stop(tmp_path)
+
+
+def test_serve_checks_the_new_version_through_the_wire(repo: Path) -> None:
+    from onnx import TensorProto, helper
+
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    assert dep.parity is not None and dep.parity.ok
+    assert "through the wire" in dep._repr_html_()
+    noisy = affine(1).onnx  # y = x @ W + b + noise: never the same answer twice
+    noisy.graph.node[-1].output[0] = "clean"
+    noisy.graph.node.extend([
+        helper.make_node("RandomNormalLike", ["clean"], ["noise"], dtype=TensorProto.FLOAT),
+        helper.make_node("Add", ["clean", "noise"], ["y"]),
+    ])  # fmt: skip
+    with pytest.raises(ServerError, match=r"answers differently.*no longer takes traffic"):
+        nbd.serve(nbd.export(noisy, name="affine"), name="affine", repository=repo)
+    assert dep.traffic == {1: 100.0}
+    assert _versions_answering(dep, 10) == Counter({"1": 10})
