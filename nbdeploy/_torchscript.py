@@ -11,7 +11,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
@@ -19,18 +19,24 @@ from ._deps import require
 from .errors import ArtifactError
 from .types import Outputs
 
-Feed = Mapping[str, np.ndarray]
+if TYPE_CHECKING:
+    import torch
+    from torch.jit import ScriptModule
+
+Feed: TypeAlias = Mapping[str, np.ndarray]
 
 
-def load_module(data: bytes) -> Any:
+def load_module(data: bytes) -> ScriptModule:
     """A TorchScript module, in eval mode on the CPU, from archive bytes."""
     torch = require("torch", extra="torch", feature="Running a TorchScript artifact")
-    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    module: ScriptModule = torch.jit.load(io.BytesIO(data), map_location="cpu")
     module.eval()
     return module
 
 
-def tensors(feed: Feed, *, keyword: bool) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def tensors(
+    feed: Feed, *, keyword: bool
+) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
     """A feed as the positional or keyword tensors a module is called with."""
     import torch
 
@@ -38,7 +44,7 @@ def tensors(feed: Feed, *, keyword: bool) -> tuple[tuple[Any, ...], dict[str, An
     return ((), by_name) if keyword else (tuple(by_name.values()), {})
 
 
-def run(module: Any, feed: Feed, *, keyword: bool) -> Outputs:
+def run(module: ScriptModule, feed: Feed, *, keyword: bool) -> Outputs:
     """Run a loaded module on a feed; outputs named as :func:`flatten_outputs` names them."""
     import torch
 
@@ -47,7 +53,7 @@ def run(module: Any, feed: Feed, *, keyword: bool) -> Outputs:
         return flatten_outputs(module(*args, **kwargs))
 
 
-def flatten_outputs(result: Any) -> Outputs:
+def flatten_outputs(result: object) -> Outputs:
     """Model outputs as ``{name: array}``: dict keys and tuple positions become names."""
     from torch.utils import _pytree
 
@@ -57,19 +63,21 @@ def flatten_outputs(result: Any) -> Outputs:
     return {_path_name(path): _leaf(leaf) for path, leaf in leaves}
 
 
-def _path_name(path: Sequence[Any]) -> str:
+def _path_name(path: Sequence[object]) -> str:
     parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
     name = "_".join(parts)
     return name if not name[:1].isdigit() else f"output_{name}"
 
 
-def _leaf(value: Any) -> np.ndarray:
-    return (
-        np.asarray(value.detach().cpu().numpy()) if hasattr(value, "detach") else np.asarray(value)
-    )
+def _leaf(value: object) -> np.ndarray:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return np.asarray(value.detach().cpu().numpy())
+    return np.asarray(value)
 
 
-def save(module: Any, path: Path, extra: Mapping[str, str]) -> None:
+def save(module: ScriptModule, path: Path, extra: Mapping[str, str]) -> None:
     """Write a loaded module to ``path`` with ``extra`` files (our metadata) inside, in one
     ``torch.jit.save``."""
     import torch
@@ -77,7 +85,7 @@ def save(module: Any, path: Path, extra: Mapping[str, str]) -> None:
     torch.jit.save(module, str(path), _extra_files=dict(extra))
 
 
-def load(path: Path, extra_name: str) -> tuple[bytes, Any, str]:
+def load(path: Path, extra_name: str) -> tuple[bytes, ScriptModule, str]:
     """A TorchScript file's bytes, its module (loaded, in eval mode) and one extra file's
     text (empty when it has none).
 
@@ -89,7 +97,9 @@ def load(path: Path, extra_name: str) -> tuple[bytes, Any, str]:
     data = path.read_bytes()
     extra = {extra_name: ""}
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=extra)
+        module: ScriptModule = torch.jit.load(
+            io.BytesIO(data), map_location="cpu", _extra_files=extra
+        )
     except RuntimeError as err:  # torch says only that the archive lacks constants.pkl
         raise ArtifactError(_not_torchscript(path)) from err
     module.eval()

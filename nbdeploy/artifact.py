@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -19,6 +19,10 @@ from .payloads import Format, OnnxPayload, Payload, TorchScriptPayload, session_
 from .provenance import Lineage, Parity
 from .reports import StepReport
 from .types import Output, TensorSpec, specs_from_onnx
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from torch.jit import ScriptModule
 
 __all__ = ["Artifact", "adopt", "load", "require_onnx"]
 
@@ -189,14 +193,16 @@ class Artifact:
             raise ArtifactError(f"artifact '{self.name}': {err}") from err
         return {spec.name: outs[spec.name] for spec in self.outputs}
 
-    def session(self, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
+    def session(
+        self, providers: Sequence[str] = ("CPUExecutionProvider",)
+    ) -> ort.InferenceSession | ScriptModule:
         """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript)."""
         try:
             return self.payload.session(providers, self.session_config)
         except ArtifactError as err:
             raise ArtifactError(f"artifact '{self.name}': {err}") from err
 
-    def session_options(self) -> Any:
+    def session_options(self) -> ort.SessionOptions:
         """``onnxruntime.SessionOptions`` carrying this artifact's session config."""
         return session_options(self.session_config)
 

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import onnx
@@ -24,6 +24,10 @@ from . import _onnxio, _torchscript
 from .errors import ArtifactError
 from .types import Output
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from torch.jit import ScriptModule
+
 __all__ = ["Format", "OnnxPayload", "Payload", "TorchScriptPayload", "session_options"]
 
 Format: TypeAlias = Literal["onnx", "torchscript"]
@@ -31,9 +35,10 @@ Feed: TypeAlias = Mapping[str, np.ndarray]
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 META_PREFIX = "nbdeploy."  # prefix of the metadata keys nbdeploy owns in an ONNX file
 TORCHSCRIPT_META = "nbdeploy.json"  # the extra file holding them in a TorchScript archive
+R = TypeVar("R")
 
 
-class _Runtimes:
+class _Runtimes(Generic[R]):
     """Runtimes a payload loaded (sessions, modules), by what they were loaded with.
 
     Built on first use and kept for the payload's life; a copy or an unpickled payload
@@ -41,22 +46,22 @@ class _Runtimes:
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[object, ...], object] = {}
+        self._by_key: dict[tuple[object, ...], R] = {}
 
-    def get(self, key: tuple[object, ...], load: Callable[[], object]) -> object:
+    def get(self, key: tuple[object, ...], load: Callable[[], R]) -> R:
         """The runtime loaded for ``key``, loading it on first use."""
         if key not in self._by_key:
             self._by_key[key] = load()
         return self._by_key[key]
 
-    def __reduce__(self) -> tuple[type[_Runtimes], tuple[()]]:
-        return _Runtimes, ()
+    def __reduce__(self) -> tuple[type[_Runtimes[R]], tuple[()]]:
+        return type(self), ()
 
     def __repr__(self) -> str:
         return f"<{len(self._by_key)} loaded>"
 
 
-def session_options(config: Mapping[str, str]) -> Any:
+def session_options(config: Mapping[str, str]) -> ort.SessionOptions:
     """``onnxruntime.SessionOptions`` carrying these session config entries."""
     import onnxruntime as ort
 
@@ -78,7 +83,9 @@ class OnnxPayload:
 
     model: onnx.ModelProto
     folder: Path | None = None
-    _runtimes: _Runtimes = field(default_factory=_Runtimes, init=False, repr=False)
+    _runtimes: _Runtimes[ort.InferenceSession] = field(
+        default_factory=_Runtimes, init=False, repr=False
+    )
 
     format: ClassVar[Literal["onnx"]] = "onnx"
     suffix: ClassVar[str] = ".onnx"
@@ -160,7 +167,7 @@ class OnnxPayload:
         self,
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         session_config: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> ort.InferenceSession:
         """A cached ``onnxruntime.InferenceSession`` for these providers and config entries.
 
         Raises:
@@ -170,7 +177,7 @@ class OnnxPayload:
         key = (tuple(providers), tuple(sorted(config.items())))
         return self._runtimes.get(key, lambda: self._load(providers, config))
 
-    def _load(self, providers: Sequence[str], config: Mapping[str, str]) -> Any:
+    def _load(self, providers: Sequence[str], config: Mapping[str, str]) -> ort.InferenceSession:
         import onnxruntime as ort
 
         path = self.path
@@ -229,9 +236,9 @@ class TorchScriptPayload:
         keyword: The module takes its inputs as keyword tensors, not positional ones.
     """
 
-    archive: bytes
+    archive: bytes = field(repr=False)
     keyword: bool = False
-    _runtimes: _Runtimes = field(default_factory=_Runtimes, init=False, repr=False)
+    _runtimes: _Runtimes[ScriptModule] = field(default_factory=_Runtimes, init=False, repr=False)
 
     format: ClassVar[Literal["torchscript"]] = "torchscript"
     suffix: ClassVar[str] = ".pt"
@@ -258,7 +265,7 @@ class TorchScriptPayload:
         """Size of the archive."""
         return len(self.archive)
 
-    def module(self) -> Any:
+    def module(self) -> ScriptModule:
         """The loaded module (cached), in eval mode on the CPU."""
         return self._runtimes.get(("module",), lambda: _torchscript.load_module(self.archive))
 
@@ -266,7 +273,7 @@ class TorchScriptPayload:
         self,
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         session_config: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> ScriptModule:
         """The loaded module: TorchScript runs in torch, whatever the providers."""
         return self.module()
 

@@ -10,9 +10,9 @@ import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..types import BATCH, Outputs, TensorSpec
 from ._options import ExportOptions
 from ._parity import grow_batch, verify
 from .report import ExportReport
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 Feed = dict[str, np.ndarray]
@@ -80,10 +83,10 @@ class _Call:
         names = _positional_names(model, len(values))
         return cls(names, {n: _to_numpy(n, v) for n, v in zip(names, values, strict=True)}, False)
 
-    def tensors(self, feed: Feed) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def tensors(self, feed: Feed) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
         return _torchscript.tensors(feed, keyword=self.keyword)
 
-    def reference(self, model: Any) -> Any:
+    def reference(self, model: Any) -> Callable[[Feed], Outputs]:
         def run(feed: Feed) -> Outputs:
             args, kwargs = self.tensors(feed)
             try:
@@ -186,7 +189,7 @@ def _to_onnx(
                     program.save(str(path), external_data=True)
                 else:
                     proto = program.model_proto
-            step: dict[str, Any] = {"exporter": "dynamo"}
+            step: dict[str, object] = {"exporter": "dynamo"}
         except Exception as dynamo_err:
             reason = _first_line(dynamo_err)
             log.info(

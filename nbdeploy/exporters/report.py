@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import _html
 from ..provenance import Lineage, Parity
@@ -25,7 +24,7 @@ class ExportReport:
 
     source: str
     exporter: str
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, object] = field(default_factory=dict)
     parity: Parity | None = None
 
     @classmethod
@@ -36,7 +35,7 @@ class ExportReport:
         exporter = str(detail.pop("exporter", "unknown"))
         return cls(lineage.model_class, exporter, detail, parity)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
         return {
             "source": self.source,
@@ -52,7 +51,7 @@ class ExportReport:
         return f"{head}\n{parity}"
 
     def _repr_html_(self) -> str:
-        verdict: Any = "not checked"
+        verdict: str = "not checked"
         if self.parity is not None:
             verdict = _html.verdict(self.parity.ok, str(self.parity))
         rows = [("source", self.source), ("exporter", self.exporter),

@@ -13,10 +13,10 @@ import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
@@ -26,6 +26,7 @@ from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError, NbDeployError, OptimizationError
 from ..payloads import OnnxPayload
 from ..provenance import Parity, compare_outputs
+from ..types import Output
 from .passes import (
     LOOP_AND_SEQUENCE_OPS,
     BatchNormToAffine,
@@ -245,7 +246,13 @@ def _check(
     raise err
 
 
-def _parity(candidate: Artifact, feed: Any, reference: Any, atol: float, rtol: float) -> Parity:
+def _parity(
+    candidate: Artifact,
+    feed: Mapping[str, np.ndarray],
+    reference: Mapping[str, Output],
+    atol: float,
+    rtol: float,
+) -> Parity:
     try:
         got = candidate.run(feed)
     except NbDeployError as err:
@@ -259,8 +266,8 @@ def _parity(candidate: Artifact, feed: Any, reference: Any, atol: float, rtol: f
 def _bisect(
     art: Artifact,
     pipeline: Sequence[str | CountingPass],
-    feed: Any,
-    reference: Any,
+    feed: Mapping[str, np.ndarray],
+    reference: Mapping[str, Output],
     atol: float,
     rtol: float,
 ) -> str:

@@ -49,7 +49,7 @@ class PruneReport:
     parameters_before: int
     parameters_after: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
         return dataclasses.asdict(self) | {"overall": self.overall}
 
