@@ -86,13 +86,14 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
     """The CNN as traced → optimized → every quantization scheme → compared on the CPU."""
     import nbdeploy as nbd
     from nbdeploy import examples
+    from nbdeploy.quantization.schemes import CHOICES
 
     images = examples.Digits.images
     traced = nbd.export(cnn, images(data.x_val[:8]), name="digits-cnn", exporter_optimize=False)
     _say("graph as traced", str(nbd.inspect(traced)).splitlines()[0])
     optimized = nbd.optimize(traced)
     _say("optimized", str(optimized.report).replace("\n", "\n    "))
-    schemes = ["int8-dynamic", "int8-static", "fp16", "int8-weight-symmetric", "kmeans-16"]
+    schemes = [s for s in CHOICES if s != "int8-weight-asymmetric"]  # one of each kind
     variants = [optimized] + [
         nbd.quantize(optimized, s, calibration=images(data.x_train[:256])) for s in schemes
     ]
@@ -112,11 +113,12 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
 def _serve_and_call(art: Artifact, images: np.ndarray) -> None:
     """Serve on a local server in a temporary repository and call it like any client."""
     import nbdeploy as nbd
+    from nbdeploy.targets import LocalTarget, deploy
     from nbdeploy.triton.client import inputs
 
     with tempfile.TemporaryDirectory() as repository:
         try:
-            dep = nbd.serve(art, name="digits", repository=repository)
+            dep = deploy(art, LocalTarget(Path(repository)), name="digits")
             _say("serving on the local server (KServe V2, Triton-compatible)", str(dep))
             x = images[:4]
             client = dep.client()

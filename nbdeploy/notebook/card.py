@@ -14,7 +14,10 @@ import numpy as np
 
 from .. import _html
 from ..artifact import Artifact
+from ..deployment import Deployment
+from ..pipeline import Pipeline, PipelineResult
 from ..server import config as cfg
+from ..triton.push import PushResult
 
 __all__ = ["DeployCard"]
 
@@ -30,24 +33,29 @@ class DeployCard:
     snippets: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, request: Any, made: dict[str, Artifact], result: Any) -> DeployCard:
-        """The card for a finished pipeline: ``made`` holds each step's artifact (the last
-        is what runs); ``result`` is a Deployment, a PushResult or ``None`` (dry run)."""
-        art = list(made.values())[-1]
-        facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(request.steps()))]
-        facts += _parity_facts(made)
-        if result is None:
-            return cls(f"{request.name}: prepared (dry run), not served", facts)
-        if hasattr(result, "infer_url"):  # a Deployment on the local server
-            return cls._for_deployment(request, art, result, facts)
-        facts += [("pushed to", str(result.folder or result.target)), ("version", result.version)]
-        if result.parity is not None:
-            facts.append(("through the wire", _html.verdict(result.parity.ok, str(result.parity))))
-        return cls(f"{request.name} v{result.version} pushed ({result.backend})", facts)
+    def build(cls, plan: Pipeline, result: PipelineResult) -> DeployCard:
+        """The card for a finished pipeline: every step's parity, then where the last
+        artifact runs (served, pushed, or nowhere for a dry run)."""
+        art = result.artifact
+        facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(plan.labels()))]
+        facts += _parity_facts(result.made)
+        deployed = result.deployed
+        if isinstance(deployed, Deployment):
+            return cls._for_deployment(art, deployed, facts)
+        if isinstance(deployed, PushResult):
+            return cls._for_push(deployed, facts)
+        return cls(f"{plan.name}: prepared (dry run), not served", facts)
+
+    @classmethod
+    def _for_push(cls, pushed: PushResult, facts: list[tuple[str, Any]]) -> DeployCard:
+        facts += [("pushed to", str(pushed.folder or pushed.target)), ("version", pushed.version)]
+        if pushed.parity is not None:
+            facts.append(("through the wire", _html.verdict(pushed.parity.ok, str(pushed.parity))))
+        return cls(f"{pushed.name} v{pushed.version} pushed ({pushed.backend})", facts)
 
     @classmethod
     def _for_deployment(
-        cls, request: Any, art: Artifact, dep: Any, facts: list[tuple[str, Any]]
+        cls, art: Artifact, dep: Deployment, facts: list[tuple[str, Any]]
     ) -> DeployCard:
         facts += [("version", dep.version), ("traffic", dep.traffic), ("HTTP", dep.infer_url),
                   ("gRPC", dep.grpc_url), ("metrics", dep.metrics_url)]  # fmt: skip

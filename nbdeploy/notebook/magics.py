@@ -22,7 +22,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Unicode
 
 from ..errors import NbDeployError
-from .pipeline import DeployRequest, run_pipeline
+from ..pipeline import build_pipeline
+from .pipeline import run_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +116,23 @@ class NbDeployMagics(Magics):
     def _deploy(self, args: Any, label: str, model: Any) -> Any:
         if args.example is None:
             raise UsageError("%deploy needs an example input: --example X")
-        request = DeployRequest(
-            model=model,
-            example=self._value(args.example, "example"),
-            name=args.name or _default_name(label),
-            optimize=self.optimize_by_default if args.optimize is None else args.optimize,
-            scheme=args.quantize,
-            calibration=self._value(args.calibration, "calibration") if args.calibration else None,
-            target=args.to or self.default_target or None,
-            version=args.version,
-            canary=args.canary,
-            dry_run=args.dry_run,
-            repository=self.repository or None,
-        )  # fmt: skip
+        example = self._value(args.example, "example")
+        calibration = self._value(args.calibration, "calibration") if args.calibration else None
         try:
-            return run_pipeline(request)
+            plan = build_pipeline(
+                model,
+                example,
+                name=args.name or _default_name(label),
+                optimize=self.optimize_by_default if args.optimize is None else args.optimize,
+                scheme=args.quantize,
+                calibration=calibration,
+                target=args.to or self.default_target or None,
+                repository=self.repository or None,
+                version=args.version,
+                canary=args.canary,
+                dry_run=args.dry_run,
+            )  # fmt: skip
+            return run_pipeline(plan)
         except KeyboardInterrupt:
             print("%deploy cancelled; nothing was changed on the server")
             return None

@@ -15,13 +15,13 @@ from .. import _html
 from ..artifact import Artifact
 from ..bench.results import Comparison
 from ..errors import ConfigError, NbDeployError
+from ..quantization.schemes import CHOICES
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Studio", "studio"]
 
-SCHEMES = ["int8-dynamic", "int8-static", "fp16", "int8-weight-symmetric",
-           "int8-weight-asymmetric", "kmeans-16"]  # fmt: skip
+SCHEMES = list(CHOICES)
 PROVIDERS = ["cpu", "cuda", "tensorrt"]
 TABLE_COLUMNS = ["variant", "provider", "p50_ms", "size_bytes"]
 
@@ -151,16 +151,10 @@ class Studio:
         label = variant or self.chosen.value
         if label not in self.variants:
             raise ConfigError(f"run first, then choose a variant; known: {sorted(self.variants)}")
-        art = self.variants[label]
-        target = self.target.value.strip()
-        if target:
-            from ..triton.push import push
+        from ..targets import deploy
 
-            self.deployed = push(art, target, name=self.original.name)
-        else:
-            from ..deployment import serve
-
-            self.deployed = serve(art, name=self.original.name)
+        self.deployed = deploy(self.variants[label], self.target.value.strip() or None,
+                               name=self.original.name)  # fmt: skip
         self._say(f"deployed {label}: {self.deployed}")
         return self.deployed
 

@@ -91,6 +91,8 @@ _BY_NAME: dict[str, Scheme] = {
     "int8-weight-asymmetric": WeightOnly(symmetric=False),
 }
 NAMES = (*_BY_NAME, "intN-weight-symmetric", "intN-weight-asymmetric", "kmeans-<k>")
+# One of each family, for menus and demos (``NAMES`` has the patterns).
+CHOICES = (*_BY_NAME, "kmeans-16")
 _WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)$")
 _KMEANS = re.compile(r"^kmeans-(\d+)$")
 

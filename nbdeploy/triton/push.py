@@ -17,6 +17,7 @@ from ..artifact import Artifact
 from ..errors import ConfigError, PushError
 from ..provenance import Parity
 from ..server import config as cfg
+from ..targets import FolderTarget, LocalTarget, TritonTarget, parse_target
 from .client import connect, wire_parity
 from .model_folder import Backend, default_backend, triton_config, version_files, write_version
 
@@ -73,7 +74,7 @@ class PushResult:
 
 def push(
     art: Artifact,
-    target: str | os.PathLike[str],
+    target: str | os.PathLike[str] | TritonTarget | FolderTarget,
     *,
     name: str | None = None,
     version: int | None = None,
@@ -92,7 +93,8 @@ def push(
         art: ONNX or TorchScript artifact.
         target: ``host:port`` / ``http://host:port`` / ``grpc://host:port`` of a Triton
             started with ``--model-control-mode=explicit``; or a folder (existing, or a
-            path with a separator) to write a repository into.
+            path with a separator) to write a repository into; or a target
+            (:func:`nbdeploy.targets.parse_target`).
         name: Model name (default: the artifact's).
         version: Version number (default: one more than the newest known).
         backend: ``"onnxruntime"`` (native ONNX), ``"python"`` (onnxruntime inside Triton's
@@ -117,13 +119,16 @@ def push(
     name = name or art.name
     options = {"max_batch_size": max_batch_size, "instances": instances,
                "dynamic_batching": dynamic_batching, "gpu": gpu, "tensorrt": tensorrt}  # fmt: skip
-    if _is_folder(target):
-        folder = Path(target)
+    where = parse_target(target)
+    if isinstance(where, LocalTarget):
+        raise ConfigError("push needs a Triton address or a folder; nbd.serve serves locally")
+    if isinstance(where, FolderTarget):
+        folder = where.folder
         chosen: Backend = default_backend(art) if backend == "auto" else backend
         number = version or _next_on_disk(folder / name)
         written = write_version(folder, art, name=name, version=number, backend=chosen, **options)
         return PushResult(str(folder), name, number, chosen, folder=written)
-    address, protocol = _address(str(target))
+    address, protocol, token = where.address, where.protocol, token or where.token
     client = connect(address, protocol, token=token)
     _check_live(client, address)
     number = version or _next_on_server(client, name, address)
@@ -131,21 +136,6 @@ def push(
     _wait_ready(client, name, number, address, timeout)
     parity = _verify(client, art, name, number, address)
     return PushResult(address, name, number, loaded, parity=parity, protocol=protocol, token=token)
-
-
-def _is_folder(target: str | os.PathLike[str]) -> bool:
-    text = os.fspath(target)
-    return isinstance(target, os.PathLike) or (
-        "://" not in text and (os.sep in text or Path(text).is_dir())
-    )
-
-
-def _address(target: str) -> tuple[str, str]:
-    protocol, _, rest = target.rpartition("://")
-    protocol = protocol or "http"
-    if protocol not in ("http", "grpc"):
-        raise ConfigError(f"target {target!r}: use host:port, http://host:port or grpc://host:port")
-    return rest.rstrip("/"), protocol
 
 
 def _check_live(client: Any, address: str) -> None:

@@ -115,12 +115,12 @@ def test_help_and_config(ip: Any) -> None:
 def test_ctrl_c_cancels_cleanly(
     ip: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nbdeploy.notebook import pipeline
+    from nbdeploy import pipeline
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt  # the user pressed Ctrl-C while the graph was optimized
 
-    monkeypatch.setitem(pipeline._STEPS, "optimize", interrupted)
+    monkeypatch.setattr(pipeline.Optimize, "run", interrupted)
     assert ip.run_line_magic("deploy", "model --example x --name cancelled") is None
     assert "cancelled; nothing was changed" in capsys.readouterr().out
     magics = next(c for c in ip.configurables if type(c).__name__ == "NbDeployMagics")

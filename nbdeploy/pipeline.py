@@ -1,0 +1,175 @@
+"""export → optimize → quantize → deploy as a list of typed steps, checked before any
+slow step runs. ``%deploy``, the studio and ``nbdeploy demo`` all build one and run it.
+
+    >>> plan = build_pipeline(model, x, name="digits", scheme="fp16")   # doctest: +SKIP
+    >>> plan.labels()                                                    # doctest: +SKIP
+    ['export', 'optimize', 'quantize', 'serve']
+    >>> result = plan.run()                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .artifact import Artifact
+from .errors import ConfigError
+from .quantization.schemes import Int8Static, Scheme, parse_scheme
+from .targets import Deployed, LocalTarget, Target, deploy, parse_target
+
+__all__ = [
+    "Deploy",
+    "Export",
+    "Optimize",
+    "Pipeline",
+    "PipelineResult",
+    "Quantize",
+    "build_pipeline",
+]
+
+
+@dataclass(frozen=True)
+class Export:
+    """The model (or an artifact, taken as it is) to an ONNX artifact, parity checked."""
+
+    model: Any
+    example: Any
+    name: str
+    label: str = "export"
+
+    def run(self, art: Artifact | None) -> Artifact:
+        from .exporters import export
+
+        if isinstance(self.model, Artifact):
+            return self.model
+        return export(self.model, self.example, name=self.name)
+
+
+@dataclass(frozen=True)
+class Optimize:
+    """The default graph passes, parity checked."""
+
+    label: str = "optimize"
+
+    def run(self, art: Artifact | None) -> Artifact:
+        from .graph.optimize import optimize
+
+        return optimize(_given(art, self.label), progress=False)
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """One quantization scheme (with calibration inputs for static int8)."""
+
+    scheme: Scheme
+    calibration: Any = None
+    label: str = "quantize"
+
+    def run(self, art: Artifact | None) -> Artifact:
+        from .quantization import quantize
+
+        return quantize(_given(art, self.label), self.scheme, calibration=self.calibration)
+
+
+ArtifactStep = Export | Optimize | Quantize
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """The last artifact to a target: served locally, pushed to Triton, or written."""
+
+    target: Target
+    name: str
+    version: int | None = None
+    canary: float | None = None
+
+    @property
+    def label(self) -> str:
+        return "serve" if isinstance(self.target, LocalTarget) else "push"
+
+    def run(self, art: Artifact) -> Deployed:
+        return deploy(art, self.target, name=self.name, version=self.version, canary=self.canary)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What a pipeline made: each step's artifact (the last is what runs) and where it
+    was deployed (``None`` for a dry run)."""
+
+    made: dict[str, Artifact]
+    deployed: Deployed | None
+
+    @property
+    def artifact(self) -> Artifact:
+        return list(self.made.values())[-1]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Steps that make artifacts, then (unless a dry run) one that deploys the last."""
+
+    name: str
+    steps: tuple[ArtifactStep, ...]
+    deploy: Deploy | None = None
+
+    def labels(self) -> list[str]:
+        return [step.label for step in self.steps] + ([self.deploy.label] if self.deploy else [])
+
+    def run(self, on_step: Callable[[str], None] = lambda label: None) -> PipelineResult:
+        """Run every step in order; ``on_step(label)`` is called before each."""
+        report = on_step
+        made: dict[str, Artifact] = {}
+        art: Artifact | None = None
+        for step in self.steps:
+            report(step.label)
+            art = made[step.label] = step.run(art)
+        if self.deploy is None:
+            return PipelineResult(made, None)
+        report(self.deploy.label)
+        return PipelineResult(made, self.deploy.run(_given(art, self.deploy.label)))
+
+
+def build_pipeline(
+    model: Any,
+    example: Any,
+    *,
+    name: str,
+    optimize: bool = True,
+    scheme: str | Scheme | None = None,
+    calibration: Any = None,
+    target: str | Target | None = None,
+    repository: str | None = None,
+    version: int | None = None,
+    canary: float | None = None,
+    dry_run: bool = False,
+) -> Pipeline:
+    """A pipeline for one model, every argument checked now (a second, not after a minute
+    of exporting and quantizing).
+
+    Raises:
+        ConfigError: An unknown scheme or target, static int8 without calibration, or a
+            canary for a target that has no traffic split.
+    """
+    steps: list[ArtifactStep] = [Export(model, example, name)]
+    if optimize:
+        steps.append(Optimize())
+    if scheme is not None:
+        parsed = parse_scheme(scheme)  # ConfigError lists the valid schemes
+        if isinstance(parsed, Int8Static) and calibration is None:
+            raise ConfigError(
+                f"{scheme} needs calibration inputs: --calibration X_CAL in %deploy, "
+                "calibration=X_CAL in Python (a few hundred typical inputs)"
+            )
+        steps.append(Quantize(parsed, calibration))
+    where = parse_target(target, repository=repository)
+    if canary is not None and not isinstance(where, LocalTarget):
+        raise ConfigError(f"canary works on the local server; {where} replaces versions")
+    final = None if dry_run else Deploy(where, name, version, canary)
+    return Pipeline(name, tuple(steps), final)
+
+
+def _given(art: Artifact | None, label: str) -> Artifact:
+    if art is None:
+        raise ConfigError(f"the {label} step needs an artifact: put an export step first")
+    return art
