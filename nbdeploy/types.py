@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-__all__ = ["Dim", "Feed", "Output", "Outputs", "TensorSpec"]
+__all__ = ["DTYPES", "DType", "Dim", "Feed", "Output", "Outputs", "TensorSpec"]
 
 Dim: TypeAlias = int | str | None
 """One dimension: a fixed size, a symbolic name such as ``"batch"``, or unknown."""
@@ -26,23 +26,51 @@ or of dicts for ZipMap's sequence of maps), a dict for a map."""
 BATCH = "batch"
 """The symbolic name nbdeploy gives a dynamic leading dimension."""
 
-# ONNX TensorProto element type -> numpy dtype name. A table, not an if/elif chain.
-ONNX_TO_NUMPY: dict[int, str] = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    4: "uint16",
-    5: "int16",
-    6: "int32",
-    7: "int64",
-    8: "object",  # STRING
-    9: "bool",
-    10: "float16",
-    11: "float64",
-    12: "uint32",
-    13: "uint64",
-    16: "bfloat16",
-}
+
+@dataclass(frozen=True)
+class DType:
+    """One element type under each of the names the stack uses for it.
+
+    Attributes:
+        numpy: numpy's name (``"float32"``; ``"object"`` for strings).
+        onnx: ONNX's ``TensorProto`` element type number.
+        v2: The KServe V2 / Triton datatype (``"FP32"``, ``"BYTES"``).
+        ort: onnxruntime's type string (``"tensor(float)"``).
+        config: Triton's model-config type (``"TYPE_FP32"``, ``"TYPE_STRING"``).
+    """
+
+    numpy: str
+    onnx: int
+    v2: str
+    ort: str
+
+    @property
+    def config(self) -> str:
+        return "TYPE_STRING" if self.v2 == "BYTES" else f"TYPE_{self.v2}"
+
+
+# The one dtype table: every other mapping is derived from it.
+DTYPES: tuple[DType, ...] = (
+    DType("float32", 1, "FP32", "tensor(float)"),
+    DType("uint8", 2, "UINT8", "tensor(uint8)"),
+    DType("int8", 3, "INT8", "tensor(int8)"),
+    DType("uint16", 4, "UINT16", "tensor(uint16)"),
+    DType("int16", 5, "INT16", "tensor(int16)"),
+    DType("int32", 6, "INT32", "tensor(int32)"),
+    DType("int64", 7, "INT64", "tensor(int64)"),
+    DType("object", 8, "BYTES", "tensor(string)"),
+    DType("bool", 9, "BOOL", "tensor(bool)"),
+    DType("float16", 10, "FP16", "tensor(float16)"),
+    DType("float64", 11, "FP64", "tensor(double)"),
+    DType("uint32", 12, "UINT32", "tensor(uint32)"),
+    DType("uint64", 13, "UINT64", "tensor(uint64)"),
+    DType("bfloat16", 16, "BF16", "tensor(bfloat16)"),
+)
+BY_NUMPY = {d.numpy: d for d in DTYPES}
+BY_ONNX = {d.onnx: d for d in DTYPES}
+BY_V2 = {d.v2: d for d in DTYPES}
+BY_ORT = {d.ort: d for d in DTYPES}
+ONNX_TO_NUMPY: dict[int, str] = {d.onnx: d.numpy for d in DTYPES}
 
 
 @dataclass(frozen=True)

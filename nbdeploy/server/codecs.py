@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes  # numpy's bfloat16 (onnx depends on it; tritonclient uses it for BF16)
+import ml_dtypes  # noqa: F401 - registers numpy's bfloat16 (tritonclient uses it for BF16)
 import numpy as np
 
 from ..errors import ProtocolError
+from ..types import DTYPES
 
 __all__ = [
     "InferRequest",
@@ -49,14 +50,9 @@ except ImportError:  # pragma: no cover - the serve extra installs orjson
         return json.dumps(doc, separators=(",", ":")).encode()
 
 
-# V2 datatype <-> numpy dtype. BYTES are numpy object arrays of bytes.
-V2_TO_NUMPY: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "BYTES": np.dtype(object),
-}  # fmt: skip
+# V2 datatype <-> numpy dtype (ml_dtypes gives numpy its bfloat16). BYTES are numpy
+# object arrays of bytes.
+V2_TO_NUMPY: dict[str, np.dtype[Any]] = {d.v2: np.dtype(d.numpy) for d in DTYPES}
 NUMPY_TO_V2 = {dtype: name for name, dtype in V2_TO_NUMPY.items()}
 
 

@@ -13,7 +13,7 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import ConfigError
-from ..types import TensorSpec
+from ..types import BY_NUMPY, BY_V2, DTYPES, TensorSpec
 
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
@@ -32,33 +32,19 @@ KIND_GPU = mc.ModelInstanceGroup.KIND_GPU
 DEFAULT_MAX_BATCH_SIZE = 128  # a feature table or an image batch fits in one request
 SESSION_PREFIX = "session."  # config parameters passed to onnxruntime as session entries
 
-# numpy dtype name <-> Triton DataType suffix (TYPE_FP32 <-> "FP32", the V2 datatype).
-_NUMPY_TO_V2 = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32",
-    "uint64": "UINT64", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "BYTES",
-    "bfloat16": "BF16",
-}  # fmt: skip
-_V2_TO_NUMPY = {v2: np_name for np_name, v2 in _NUMPY_TO_V2.items()}
-
 
 def v2_datatype(dtype: str) -> str:
     """The V2 datatype name (``"FP32"``) of a numpy dtype name (``"float32"``)."""
     try:
-        return _NUMPY_TO_V2[dtype]
+        return BY_NUMPY[dtype].v2
     except KeyError:
         raise ConfigError(f"dtype {dtype!r} cannot be served; Triton has no such type") from None
-
-
-# Config types are the V2 datatype with a TYPE_ prefix, except strings.
-_CONFIG_NAME = {"BYTES": "TYPE_STRING"}
-_V2_NAME = {"TYPE_STRING": "BYTES"}
 
 
 def datatype_name(data_type: int) -> str:
     """The V2 datatype (``"FP32"``, ``"BYTES"``) of a config's ``TYPE_FP32``/``TYPE_STRING``."""
     name = str(mc.DataType.Name(data_type))
-    return _V2_NAME.get(name, name.removeprefix("TYPE_"))
+    return next((d.v2 for d in DTYPES if d.config == name), name.removeprefix("TYPE_"))
 
 
 def build_config(
@@ -122,8 +108,8 @@ def build_config(
 
 
 def _type(spec: TensorSpec) -> int:
-    v2 = v2_datatype(spec.dtype)
-    return int(mc.DataType.Value(_CONFIG_NAME.get(v2, "TYPE_" + v2)))
+    v2_datatype(spec.dtype)  # a ConfigError for a type Triton does not have
+    return int(mc.DataType.Value(BY_NUMPY[spec.dtype].config))
 
 
 def _dims(spec: TensorSpec, skip: int) -> list[int]:
@@ -137,7 +123,8 @@ def signature(config: mc.ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec
     def spec(tensor: Any) -> TensorSpec:
         v2 = datatype_name(tensor.data_type)
         dims = tuple(None if d < 0 else int(d) for d in tensor.dims)
-        return TensorSpec(tensor.name, _V2_TO_NUMPY.get(v2, "unknown"), (*lead, *dims))
+        numpy = BY_V2[v2].numpy if v2 in BY_V2 else "unknown"
+        return TensorSpec(tensor.name, numpy, (*lead, *dims))
 
     return [spec(t) for t in config.input], [spec(t) for t in config.output]
 

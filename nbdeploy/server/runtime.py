@@ -69,13 +69,11 @@ def _text(array: np.ndarray) -> np.ndarray:
 
 def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
     """Fill a config's signature from the model, as Triton's auto-complete does."""
-    from ..types import ONNX_TO_NUMPY
-
-    names = {f"tensor({v})": k for k, v in _ORT_TYPES.items()}
+    from ..types import BY_ORT
 
     def specs(values: Sequence[Any]) -> list[TensorSpec]:
         return [
-            TensorSpec(v.name, ONNX_TO_NUMPY.get(names.get(v.type, 0), "unknown"),
+            TensorSpec(v.name, BY_ORT[v.type].numpy if v.type in BY_ORT else "unknown",
                        tuple(d if isinstance(d, int) else (d or None) for d in v.shape))
             for v in values
         ]  # fmt: skip
@@ -96,14 +94,6 @@ def _check_names(config: cfg.ModelConfig, session: Any) -> None:
         raise ArtifactError(
             f"the model file takes inputs {actual} but its config declares {declared}"
         )
-
-
-# ONNX element type -> onnxruntime's type string suffix.
-_ORT_TYPES = {
-    1: "float", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    8: "string", 9: "bool", 10: "float16", 11: "double", 12: "uint32", 13: "uint64",
-    16: "bfloat16",
-}  # fmt: skip
 
 
 def _check_external_data(path: Path) -> None:
