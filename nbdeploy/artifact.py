@@ -259,23 +259,27 @@ class Artifact:
         return _html.card(f"Artifact '{self.name}'", _html.fields(rows))
 
 
-def require_onnx(art: Artifact, step: str, *, in_memory: bool = False) -> OnnxPayload:
+def require_onnx(
+    art: Artifact,
+    step: str,
+    *,
+    in_memory: bool = False,
+    hint: str = "Export the model with format='onnx'.",
+) -> OnnxPayload:
     """The ONNX payload of ``art``, for a step that works on ONNX models only.
 
     Args:
         art: The artifact the step was given.
         step: The step, for the message (``"optimize"``, ``"quantize"``, ...).
         in_memory: The step needs the whole model in memory (not one past 2 GiB).
+        hint: What to do instead, for the message.
 
     Raises:
         ConfigError: ``art`` is TorchScript, or past 2 GiB when ``in_memory``.
     """
     payload = art.payload
     if not isinstance(payload, OnnxPayload):
-        raise ConfigError(
-            f"{step} works on ONNX artifacts; '{art.name}' is {art.format}. "
-            f"Export the model with format='onnx'."
-        )
+        raise ConfigError(f"{step} works on ONNX artifacts; '{art.name}' is {art.format}. {hint}")
     if in_memory and payload.folder is not None:
         raise ConfigError(
             f"{step} works on ONNX artifacts under 2 GiB; '{art.name}' is "

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ._deps import require
-from .artifact import Artifact
+from .artifact import Artifact, require_onnx
 from .errors import ConfigError, ProtocolError, ServerError
 from .provenance import Parity
 from .server import control
@@ -68,11 +68,8 @@ def serve(
     from .server import config as cfg
     from .server.repository import check_model_name
 
-    if art.format != "onnx":
-        raise ConfigError(
-            "the local server runs ONNX models; export with format='onnx', or push TorchScript "
-            "to Triton with nbd.push"
-        )
+    require_onnx(art, "the local server", hint="Export with format='onnx', or push "
+                 "TorchScript to Triton with nbd.push.")  # fmt: skip
     name = name or art.name
     try:
         check_model_name(name)

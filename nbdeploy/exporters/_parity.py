@@ -91,6 +91,6 @@ def _mismatch(art: Artifact, what: str, worst: OutputParity) -> ParityError:
         max_abs=worst.max_abs,
         max_rel=worst.max_rel,
         batch_size=worst.batch_size,
+        artifact=art,
     )
-    err.artifact = art  # type: ignore[attr-defined]
     return err

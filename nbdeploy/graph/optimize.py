@@ -241,8 +241,8 @@ def _check(
         f"passes=[...], or loosen atol=/rtol= if the difference is acceptable.",
         pass_name=culprit,
         max_abs=worst.max_abs,
+        artifact=art,
     )
-    err.artifact = art  # type: ignore[attr-defined]
     raise err
 
 
