@@ -16,6 +16,7 @@ from .errors import NbDeployError
 
 if TYPE_CHECKING:  # the examples import torch and scikit-learn; only the demo needs them
     from .artifact import Artifact
+    from .bench.rows import ComparisonRow
     from .examples import Digits
 
 
@@ -98,16 +99,21 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
         nbd.quantize(optimized, s, calibration=images(data.x_train[:256])) for s in schemes
     ]
     table = nbd.compare(variants, data=(images(data.x_val), data.y_val), progress=False)
-    lines = [
-        f"{r['variant']:<34} accuracy {r['accuracy']:5.1f}%  p50 {r['p50_ms'] * 1e3:6.1f} µs  "
-        f"{r['size_bytes'] / 1e3:6.1f} kB"
-        for r in table.measured
-    ]
+    lines = [_compared(r) for r in table.measured]
     _say("compared on this CPU (batch 1)", "\n    ".join(lines))
     best = table.best(metric_drop=0.5)
-    _say("fastest within 0.5 points of fp32", best["variant"] if best else "none")
+    _say("fastest within 0.5 points of fp32", best.variant if best else "none")
     chosen: Artifact = table.artifact(best) if best else optimized
     return chosen
+
+
+def _compared(row: ComparisonRow) -> str:
+    """One measured row of the demo's table: accuracy, p50 in µs, size in kB."""
+    assert row.metric is not None and row.p50_ms is not None and row.size_bytes is not None
+    return (
+        f"{row.variant:<34} accuracy {row.metric:5.1f}%  p50 {row.p50_ms * 1e3:6.1f} µs  "
+        f"{row.size_bytes / 1e3:6.1f} kB"
+    )
 
 
 def _serve_and_call(art: Artifact, images: np.ndarray) -> None:

@@ -100,3 +100,20 @@ def test_rows_arrive_live_and_ctrl_c_keeps_what_was_measured(classifier) -> None
     assert cmp.partial and len(cmp.rows) == 2 and seen == [r["variant"] for r in cmp.rows]
     assert "partial: interrupted" in str(cmp) and "partial" in repr(cmp)
     assert cmp.artifact(cmp.rows[1]) is variants[1]  # what was measured can still be served
+
+
+def test_compare_builds_typed_rows_and_passes_them_live(classifier: nbd.Artifact) -> None:
+    from nbdeploy.bench.results import ComparisonRow
+
+    x = np.random.default_rng(3).standard_normal((40, 20)).astype(np.float32)
+    y = classifier.run(x)["scores"].argmax(1)
+    seen: list[ComparisonRow] = []
+    cmp = nbd.compare([classifier], data=(x, y), providers=["cpu", "cuda"], progress=False,
+                      repeat=2, on_row=seen.append)  # fmt: skip
+    assert seen == cmp.rows and all(isinstance(r, ComparisonRow) for r in seen)
+    row, skipped = cmp.rows
+    assert row.metric_name == "accuracy" and row.metric == row["accuracy"] == 100.0
+    assert row.top1_agreement == 100.0 and row.max_abs_diff == 0.0 and row.skipped is None
+    assert row.p50_ms is not None and row.size_bytes == classifier.size_bytes
+    assert skipped.skipped is not None and skipped.p50_ms is None
+    assert cmp.best() is row and cmp.artifact(row) is classifier

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from . import metrics as metrics_mod
 from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
 from .results import Comparison
+from .rows import ComparisonRow
 from .timing import time_call
 
 __all__ = ["compare"]
@@ -33,7 +34,7 @@ def compare(
     warmup: int = 3,
     repeat: int = 5,
     progress: bool = True,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[ComparisonRow], None] | None = None,
 ) -> Comparison:
     """Measure every variant on every provider: metric, agreement, latency, size, memory.
 
@@ -49,7 +50,8 @@ def compare(
         warmup: Calls before timing.
         repeat: Timed runs (each auto-ranged, as ``%timeit``).
         progress: Show a progress bar.
-        on_row: Called with each row as soon as it is measured (live tables).
+        on_row: Called with each :class:`~nbdeploy.bench.rows.ComparisonRow` as soon as
+            it is measured (live tables).
 
     Returns:
         A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``best``). Ctrl-C
@@ -71,7 +73,7 @@ def compare(
 
     reference = load(variants[0], "cpu").predicted
     grid = [(v, p, b) for v in variants for p in providers for b in batch_sizes]
-    rows: list[dict[str, Any]] = []
+    rows: list[ComparisonRow] = []
     from tqdm.auto import tqdm
 
     partial = False
@@ -152,44 +154,48 @@ def _row(
     metric: metrics_mod.Metric,
     warmup: int,
     repeat: int,
-) -> dict[str, Any]:
+) -> ComparisonRow:
     """One table row: skipped with the reason, or measured."""
-    row: dict[str, Any] = {"variant": _label(art), "provider": provider, "batch_size": batch}
+    row = ComparisonRow(variant=_label(art), provider=provider, batch_size=batch,
+                        metric_name=metric.name)  # fmt: skip
     reason = unavailable_reason(provider)
     if reason is not None:
-        return row | {"skipped": reason}
+        return replace(row, skipped=reason)
     loaded = load(art, provider)
-    row[metric.name] = metric.fn(y, loaded.predicted) if y is not None else None
-    row |= _agreement(loaded.predicted, reference)
-    return row | _measure(art, provider, loaded, batch, x, warmup, repeat)
+    max_abs_diff, top1_agreement = _agreement(loaded.predicted, reference)
+    row = replace(row, metric=metric.fn(y, loaded.predicted) if y is not None else None,
+                  max_abs_diff=max_abs_diff, top1_agreement=top1_agreement)  # fmt: skip
+    return _measure(row, art, loaded, x, warmup, repeat)
 
 
 def _measure(
+    row: ComparisonRow,
     art: Artifact,
-    provider: str,
     loaded: _Loaded,
-    batch: int,
     x: dict[str, np.ndarray],
     warmup: int,
     repeat: int,
-) -> dict[str, Any]:
-    """Latency, throughput, size and memory of one variant on one provider at one batch."""
-    feed = as_feed(_batch_feed(x, batch), art.inputs)
+) -> ComparisonRow:
+    """``row`` with the latency, throughput, size and memory of its variant on its
+    provider at its batch size."""
+    feed = as_feed(_batch_feed(x, row.batch_size), art.inputs)
     session = loaded.session
     timing = time_call(lambda: session.run(None, feed), warmup=warmup, repeat=repeat)
-    fallback = _fallback_note(art, provider, feed) if provider != "cpu" else ""
-    return {
-        "p50_ms": timing.p50 * 1e3, "p95_ms": timing.p95 * 1e3, "p99_ms": timing.p99 * 1e3,
-        "throughput": batch / timing.mean, "size_bytes": art.size_bytes,
-        "memory_mb": loaded.memory_mb, "note": fallback + (timing.warning or ""),
-    }  # fmt: skip
+    fallback = _fallback_note(art, row.provider, feed) if row.provider != "cpu" else ""
+    return replace(
+        row, p50_ms=timing.p50 * 1e3, p95_ms=timing.p95 * 1e3, p99_ms=timing.p99 * 1e3,
+        throughput=row.batch_size / timing.mean, size_bytes=art.size_bytes,
+        memory_mb=loaded.memory_mb, note=fallback + (timing.warning or ""),
+    )  # fmt: skip
 
 
-def _agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    out = {"max_abs_diff": float(np.abs(predicted.astype(np.float64) - reference).max())}
+def _agreement(predicted: np.ndarray, reference: np.ndarray) -> tuple[float, float | None]:
+    """The largest absolute difference from the reference, and the percent of equal top-1
+    predictions (class scores only, else ``None``)."""
+    max_abs_diff = float(np.abs(predicted.astype(np.float64) - reference).max())
     if predicted.ndim > 1 and predicted.dtype.kind == "f":
-        out["top1_agreement"] = float(np.mean(predicted.argmax(-1) == reference.argmax(-1)) * 100)
-    return out
+        return max_abs_diff, float(np.mean(predicted.argmax(-1) == reference.argmax(-1)) * 100)
+    return max_abs_diff, None
 
 
 def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) -> str:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._deps import require
 
 if TYPE_CHECKING:
     from .results import Comparison
+    from .rows import ComparisonRow
+
+
+class _Point(NamedTuple):
+    """A row as drawn: p50 latency (x), the metric or agreement (y), marker size."""
+
+    row: ComparisonRow
+    latency: float
+    value: float
+    size_bytes: int
 
 
 def pareto_front(points: list[tuple[float, float]], higher_is_better: bool) -> list[int]:
@@ -29,26 +39,26 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
     require("matplotlib", extra="lab", feature="Comparison.plot")
     from matplotlib.figure import Figure
 
-    rows = [r for r in comparison.measured if batch_size is None or r["batch_size"] == batch_size]
+    rows = [r for r in comparison.measured if batch_size is None or r.batch_size == batch_size]
     if batch_size is None and rows:
-        rows = [r for r in rows if r["batch_size"] == rows[0]["batch_size"]]
-    use_metric = any(r.get(comparison.metric) is not None for r in rows)
+        rows = [r for r in rows if r.batch_size == rows[0].batch_size]
+    use_metric = any(r.metric is not None for r in rows)
     y_key = comparison.metric if use_metric else "top1_agreement"
-    rows = [r for r in rows if r.get(y_key) is not None]
+    plotted = _plotted(rows, use_metric)
     figure = _shown_inline(Figure)(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
-    largest = max((r["size_bytes"] for r in rows), default=1)
-    for provider in dict.fromkeys(r["provider"] for r in rows):
-        mine = [r for r in rows if r["provider"] == provider]
-        axes.scatter([r["p50_ms"] for r in mine], [r[y_key] for r in mine],
-                     s=[40 + 400 * r["size_bytes"] / largest for r in mine], alpha=0.6,
+    largest = max((p.size_bytes for p in plotted), default=1)
+    for provider in dict.fromkeys(p.row.provider for p in plotted):
+        mine = [p for p in plotted if p.row.provider == provider]
+        axes.scatter([p.latency for p in mine], [p.value for p in mine],
+                     s=[40 + 400 * p.size_bytes / largest for p in mine], alpha=0.6,
                      label=provider)  # fmt: skip
     # Variants often land on one spot: stagger labels up and down in latency order.
     offsets = [(6, 4), (6, -10), (6, 16), (6, -22), (6, 28), (6, -34)]
-    for k, r in enumerate(sorted(rows, key=lambda r: (r["p50_ms"], r[y_key]))):
-        axes.annotate(r["variant"], (r["p50_ms"], r[y_key]), fontsize=8,
+    for k, p in enumerate(sorted(plotted, key=lambda p: (p.latency, p.value))):
+        axes.annotate(p.row.variant, (p.latency, p.value), fontsize=8,
                       xytext=offsets[k % len(offsets)], textcoords="offset points")  # fmt: skip
-    points = [(r["p50_ms"], r[y_key]) for r in rows]
+    points = [(p.latency, p.value) for p in plotted]
     higher = comparison.higher_is_better or not use_metric
     front = pareto_front(points, higher)
     if front:
@@ -65,6 +75,16 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return figure
+
+
+def _plotted(rows: list[ComparisonRow], use_metric: bool) -> list[_Point]:
+    """The rows that have a value to plot: the metric, or else top-1 agreement."""
+    points = []
+    for row in rows:
+        value = row.metric if use_metric else row.top1_agreement
+        if value is not None and row.p50_ms is not None:
+            points.append(_Point(row, row.p50_ms, value, row.size_bytes or 0))
+    return points
 
 
 def _shown_inline(figure_class: Any) -> Any:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import _html
+from .rows import COLUMNS, Cell, ComparisonRow
 
-_COLUMNS = ["variant", "provider", "batch_size", "top1_agreement", "max_abs_diff", "p50_ms",
-            "p95_ms", "p99_ms", "throughput", "size_bytes", "memory_mb", "note"]  # fmt: skip
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+
+__all__ = ["Comparison", "ComparisonRow"]
+
 _LOWER_IS_BETTER = {"max_abs_diff", "p50_ms", "p95_ms", "p99_ms", "size_bytes", "memory_mb"}
 
 
@@ -15,82 +20,86 @@ class Comparison:
     """Rows of variant × provider × batch size, with the chosen metric as a column.
 
     Attributes:
-        rows: One dict per measurement; skipped ones carry ``skipped`` (the reason).
+        rows: One :class:`ComparisonRow` per measurement; skipped ones carry the reason in
+            ``skipped``.
         metric: The metric's column name.
         partial: True when the run was interrupted.
     """
 
     def __init__(
         self,
-        rows: list[dict[str, Any]],
+        rows: list[ComparisonRow],
         metric: str,
         higher_is_better: bool,
         *,
         partial: bool = False,
-        variants: dict[str, Any] | None = None,
+        variants: Mapping[str, Artifact] | None = None,
     ) -> None:
         self.rows = rows
-        self._variants = variants or {}
+        self._variants = dict(variants or {})
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.partial = partial
 
     @property
-    def measured(self) -> list[dict[str, Any]]:
+    def measured(self) -> list[ComparisonRow]:
         """Rows that ran (not skipped)."""
-        return [r for r in self.rows if "skipped" not in r]
+        return [r for r in self.rows if r.skipped is None]
 
     @property
-    def skipped(self) -> list[dict[str, Any]]:
+    def skipped(self) -> list[ComparisonRow]:
         """Rows that could not run, with the reason in ``skipped``."""
-        return [r for r in self.rows if "skipped" in r]
+        return [r for r in self.rows if r.skipped is not None]
 
     def columns(self) -> list[str]:
         """Column order of the table."""
-        return [*_COLUMNS[:3], self.metric, *_COLUMNS[3:]]
+        return [*COLUMNS[:3], self.metric, *COLUMNS[3:]]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"metric": self.metric, "partial": self.partial, "rows": self.rows}
+        """A JSON-ready dict: the metric, whether partial, and each row's ``to_dict()``."""
+        rows = [r.to_dict() for r in self.rows]
+        return {"metric": self.metric, "partial": self.partial, "rows": rows}
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (needs pandas)."""
         from .._deps import require
 
         pandas = require("pandas", extra="lab", feature="Comparison.to_pandas")
-        return pandas.DataFrame(self.rows)
+        return pandas.DataFrame([r.to_dict() for r in self.rows])
 
-    def artifact(self, row: dict[str, Any]) -> Any:
-        """The artifact a row measured (to serve or push the one you chose)."""
-        try:
-            return self._variants[row["variant"]]
-        except KeyError:
-            from ..errors import ConfigError
+    def artifact(self, row: ComparisonRow | Mapping[str, object]) -> Artifact:
+        """The artifact a row measured (to serve or push the one you chose).
 
-            raise ConfigError(
-                f"no artifact for variant {row.get('variant')!r}; this comparison measured "
-                f"{sorted(self._variants)}"
-            ) from None
+        Args:
+            row: A row of this comparison, or its ``to_dict()``.
+        """
+        label = row.get("variant")
+        if isinstance(label, str) and label in self._variants:
+            return self._variants[label]
+        from ..errors import ConfigError
 
-    def best(self, metric_drop: float = 0.5, *, provider: str = "cpu") -> dict[str, Any] | None:
+        raise ConfigError(
+            f"no artifact for variant {label!r}; this comparison measured {sorted(self._variants)}"
+        )
+
+    def best(self, metric_drop: float = 0.5, *, provider: str = "cpu") -> ComparisonRow | None:
         """The fastest row (p50) whose metric is within ``metric_drop`` of the first
         variant's on the same provider and batch size (points for accuracy)."""
-        rows = [r for r in self.measured if r["provider"] == provider]
+        rows = [r for r in self.measured if r.provider == provider]
         if not rows:
             return None
-        reference = rows[0].get(self.metric)
+        reference = rows[0].metric
         if reference is None:
-            return min(rows, key=lambda r: r["p50_ms"])
+            return min(rows, key=_p50)
 
-        def allowed(row: dict[str, Any]) -> bool:
-            value = row.get(self.metric)
-            if value is None:
+        def allowed(row: ComparisonRow) -> bool:
+            if row.metric is None:
                 return False
-            drop = reference - value if self.higher_is_better else value - reference
-            return bool(drop <= metric_drop)
+            drop = reference - row.metric if self.higher_is_better else row.metric - reference
+            return bool(drop <= metric_drop)  # a metric function may return numpy floats
 
-        candidates = [r for r in rows if allowed(r) and r["batch_size"] == rows[0]["batch_size"]]
-        return min(candidates, key=lambda r: r["p50_ms"]) if candidates else None
+        candidates = [r for r in rows if allowed(r) and r.batch_size == rows[0].batch_size]
+        return min(candidates, key=_p50) if candidates else None
 
     def plot(self, *, batch_size: int | None = None) -> Any:
         """A matplotlib Figure: metric (or agreement) against p50 latency, marker area by
@@ -107,20 +116,20 @@ class Comparison:
         cols = self.columns()
         lines = [" | ".join(cols)]
         for row in self.rows:
-            if "skipped" in row:
-                lines.append(f"{row['variant']} | {row['provider']} | skipped: {row['skipped']}")
+            if row.skipped is not None:
+                lines.append(f"{row.variant} | {row.provider} | skipped: {row.skipped}")
             else:
-                lines.append(" | ".join(_text(row.get(c)) for c in cols))
+                lines.append(" | ".join(_text(value) for value in row.cells()))
         return "\n".join(lines) + ("\n(partial: interrupted)" if self.partial else "")
 
     def _repr_html_(self) -> str:
         cols = self.columns()
-        best = self._best_values(cols)
+        best = self._best_values()
         body = []
         for row in self.rows:
-            if "skipped" in row:
-                cells = [_html.cell(row["variant"]), _html.cell(row["provider"])]
-                reason = _html.cell(row["skipped"])
+            if row.skipped is not None:
+                cells = [_html.cell(row.variant), _html.cell(row.provider)]
+                reason = _html.cell(row.skipped)
                 span = len(cols) - 2
                 body.append(
                     f"<tr><td>{cells[0]}</td><td>{cells[1]}</td>"
@@ -128,8 +137,7 @@ class Comparison:
                 )
                 continue
             cells = []
-            for col in cols:
-                value = row.get(col)
+            for col, value in zip(cols, row.cells(), strict=True):
                 mark = ' class="best"' if value is not None and best.get(col) == value else ""
                 cells.append(f"<td{mark}>{_html.cell(_text(value))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
@@ -138,10 +146,12 @@ class Comparison:
         table = f"<table><tr>{head}</tr>{''.join(body)}</table>"
         return _html.card(f"Comparison by {self.metric}{note}", table)
 
-    def _best_values(self, cols: list[str]) -> dict[str, Any]:
-        best: dict[str, Any] = {}
-        for col in cols:
-            values = [r[col] for r in self.measured if isinstance(r.get(col), int | float)]
+    def _best_values(self) -> dict[str, float]:
+        """The best value of each numeric column among measured rows (to highlight)."""
+        best: dict[str, float] = {}
+        table = [r.cells() for r in self.measured]
+        for i, col in enumerate(self.columns()):
+            values = [v for cells in table if isinstance(v := cells[i], int | float)]
             if not values or col == "batch_size":
                 continue
             lower = col in _LOWER_IS_BETTER or (col == self.metric and not self.higher_is_better)
@@ -149,7 +159,12 @@ class Comparison:
         return best
 
 
-def _text(value: Any) -> str:
+def _p50(row: ComparisonRow) -> float:
+    """A row's median latency; measured rows always have one."""
+    return row.p50_ms if row.p50_ms is not None else float("inf")
+
+
+def _text(value: Cell) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):

@@ -9,11 +9,13 @@ tests drive the same code headless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .. import _html
 from ..artifact import Artifact
 from ..bench.results import Comparison
+from ..bench.rows import Cell, ComparisonRow
 from ..errors import ConfigError, NbDeployError
 from ..quantization.schemes import CHOICES
 
@@ -123,9 +125,9 @@ class Studio:
             self._say(f"quantizing: {scheme}")
             made.append(quantize(optimized, scheme, calibration=self.calibration))
             self.progress.value += 1
-        rows: list[dict[str, Any]] = []
+        rows: list[ComparisonRow] = []
 
-        def arrived(row: dict[str, Any]) -> None:
+        def arrived(row: ComparisonRow) -> None:
             rows.append(row)
             self.table.value = _table(rows, self.metric)
 
@@ -135,15 +137,15 @@ class Studio:
                                   on_row=arrived)  # fmt: skip
         self.progress.value = steps
         self.table.value = self.comparison._repr_html_()
-        self.variants = {row["variant"]: self.comparison.artifact(row)
+        self.variants = {row.variant: self.comparison.artifact(row)
                          for row in self.comparison.measured}  # fmt: skip
         self._draw_plot()
         best = self.comparison.best()
         self.chosen.options = list(self.variants)
-        self.chosen.value = best["variant"] if best else next(iter(self.variants))
+        self.chosen.value = best.variant if best else next(iter(self.variants))
         self.deploy_button.disabled = False
         self._say(f"done: {len(self.comparison.measured)} rows; best within 0.5 points: "
-                  f"{best['variant'] if best else 'none'}")  # fmt: skip
+                  f"{best.variant if best else 'none'}")  # fmt: skip
         return self.comparison
 
     def deploy(self, variant: str | None = None) -> Any:
@@ -160,7 +162,7 @@ class Studio:
 
     # -- display -----------------------------------------------------------------------------
 
-    def _guarded(self, action: Any) -> None:
+    def _guarded(self, action: Callable[[], object]) -> None:
         """Buttons report errors in the panel instead of losing them in a log."""
         try:
             action()
@@ -217,7 +219,14 @@ def _calibration(data: Any) -> Any:
     return None if x is None else x[:128]
 
 
-def _table(rows: list[dict[str, Any]], metric: str) -> str:
+def _table(rows: list[ComparisonRow], metric: str) -> str:
     columns = [*TABLE_COLUMNS[:2], metric, *TABLE_COLUMNS[2:]]
-    body = [[row.get(c, row.get("skipped", "")) for c in columns] for row in rows]
+    body = [_cells(row) for row in rows]
     return _html.card(f"comparing… {len(rows)} rows", _html.table(columns, body))
+
+
+def _cells(row: ComparisonRow) -> list[Cell]:
+    """A row of the live table; a skipped row shows its reason in each measured column."""
+    if row.skipped is not None:
+        return [row.variant, row.provider, *[row.skipped] * 3]
+    return [row.variant, row.provider, row.metric, row.p50_ms, row.size_bytes]
