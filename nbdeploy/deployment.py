@@ -89,8 +89,8 @@ def serve(
         # answers with it (or drops them and says why); this kernel never writes the
         # model's folder, so a kill of either process at any instant leaves a state the
         # server serves.
-        loaded = server.load(name, config=cfg.to_json(config), version=version, canary=canary,
-                             staged=_stage(art, status.repository))  # fmt: skip
+        loaded = server.load(name, config=cfg.to_json(config, defaults=False), version=version,
+                             canary=canary, staged=_stage(art, status.repository))  # fmt: skip
         if loaded is None:
             raise ServerError("the server loaded the model but did not say as which version")
         deployment = Deployment(name, loaded.version, status)

@@ -208,6 +208,9 @@ def _requested_outputs(raw: Any, binary_default: bool) -> dict[str, bool]:
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ProtocolError("each requested output must be an object with a 'name' string")
+        if item["name"] in outputs:
+            raise ProtocolError(f"duplicate output name '{item['name']}' in the request; ask "
+                                "for each output once")  # fmt: skip
         params = _parameters(item, f"output '{item['name']}'")
         outputs[item["name"]] = bool(params.get("binary_data", binary_default))
     return outputs
@@ -264,11 +267,14 @@ def _from_json(name: str, data: Any, datatype: str, shape: list[int], count: int
     if not isinstance(data, list):
         raise ProtocolError(f"input '{name}': 'data' must be a list")
     if datatype == "BYTES":
-        flat = np.asarray(data, dtype=object).reshape(-1)
-        _check_count(name, shape, count, flat.size)
-        return np.array(
-            [v.encode() if isinstance(v, str) else v for v in flat], dtype=object
-        ).reshape(shape)
+        flat = _flatten(name, data)
+        if not all(isinstance(v, str) for v in flat):
+            raise ProtocolError(
+                f"Unable to parse JSON bytes array: input '{name}': every element of a BYTES "
+                "tensor must be a string (send binary data for raw bytes)"
+            )
+        _check_count(name, shape, count, len(flat))
+        return np.array([v.encode() for v in flat], dtype=object).reshape(shape)
     dtype = V2_TO_NUMPY[datatype]
     try:
         values = np.array(data)  # numpy parses the list in C; the kind check keeps it strict
@@ -281,6 +287,16 @@ def _from_json(name: str, data: Any, datatype: str, shape: list[int], count: int
         )
     _check_count(name, shape, count, values.size)
     return values.astype(dtype, copy=False).reshape(shape)
+
+
+def _flatten(name: str, data: list[Any], depth: int = 0) -> list[Any]:
+    """Row-major nested lists (as KServe allows) flattened; at most 64 levels, as numpy."""
+    if depth > 64:
+        raise ProtocolError(f"input '{name}': 'data' is nested deeper than any tensor can be")
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(name, item, depth + 1) if isinstance(item, list) else [item])
+    return flat
 
 
 def _check_count(name: str, shape: list[int], count: int, size: int) -> None:
@@ -305,8 +321,8 @@ def _from_bytes(name: str, raw: bytes, datatype: str, shape: list[int], count: i
     dtype = V2_TO_NUMPY[datatype]
     if len(raw) != count * dtype.itemsize:
         raise ProtocolError(
-            f"input '{name}': shape {shape} of {datatype} needs {count * dtype.itemsize} "
-            f"bytes, got {len(raw)}"
+            f"input byte size mismatch for input '{name}'. Expected {count * dtype.itemsize}, "
+            f"got {len(raw)} (shape {shape} of {datatype})"
         )
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format, text_format
+from google.protobuf.descriptor import FieldDescriptor
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ..errors import ConfigError
@@ -151,12 +152,36 @@ def from_text(text: str) -> mc.ModelConfig:
         raise ConfigError(f"config.pbtxt is not a valid model config: {err}") from err
 
 
-def to_json(config: mc.ModelConfig) -> dict[str, Any]:
-    """The config as Triton's JSON (what ``GET /v2/models/{name}/config`` returns)."""
-    doc: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True)
-    for tensor in (*doc.get("input", ()), *doc.get("output", ())):
-        # protobuf's JSON writes int64 as strings; Triton writes dims as numbers.
-        tensor["dims"] = [int(d) for d in tensor.get("dims", ())]
+def to_json(config: mc.ModelConfig, *, defaults: bool = True) -> dict[str, Any]:
+    """The config as Triton's JSON: with ``defaults``, every field (what ``GET
+    /v2/models/{name}/config`` returns: clients read ``max_batch_size: 0`` and ``format``);
+    without, only the fields set (for a load request). 64-bit integers are numbers where
+    protobuf's JSON would write strings."""
+    doc: dict[str, Any] = json_format.MessageToDict(
+        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=defaults
+    )
+    return _int64_as_numbers(doc, config.DESCRIPTOR)
+
+
+_INT64 = {FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64}
+
+
+def _int64_as_numbers(doc: dict[str, Any], descriptor: Any) -> dict[str, Any]:
+    for field in descriptor.fields:
+        if field.name not in doc:
+            continue
+        value = doc[field.name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entry = field.message_type.fields_by_name["value"]
+            if entry.message_type is not None:
+                doc[field.name] = {k: _int64_as_numbers(v, entry.message_type)
+                                   for k, v in value.items()}  # fmt: skip
+        elif field.message_type is not None:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                _int64_as_numbers(item, field.message_type)
+        elif field.cpp_type in _INT64:
+            doc[field.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
     return doc
 
 

@@ -170,10 +170,9 @@ class DataPlane:
         model = loaded.model
         unknown = sorted(set(request.outputs) - set(model.output_names))
         if unknown:
-            raise ProtocolError(
-                f"unknown output(s) {unknown}; model '{name}' has {model.output_names}"
-            )
-        batch = check_feed(model.inputs, request.inputs, model.config.max_batch_size)
+            raise ProtocolError(f"unexpected inference output '{unknown[0]}' for model "
+                                f"'{name}'; the model has {model.output_names}")  # fmt: skip
+        batch = check_feed(model.inputs, request.inputs, model.config.max_batch_size, name)
         try:
             outputs = await loaded.scheduler.infer(request.inputs, batch)
         except Exception as err:  # onnxruntime's own complaint about this input
@@ -300,8 +299,7 @@ class DataPlane:
     def _served(self, name: str) -> Served:
         served = self._models.get(name)
         if served is None or not served.versions:
-            raise ProtocolError(f"unknown model '{name}'; serving: {sorted(self._models)}",
-                                status=404)  # fmt: skip
+            raise ProtocolError(f"Request for unknown model: '{name}' is not found", status=404)
         return served
 
     def _version(self, name: str, version: str) -> Version:
@@ -311,8 +309,8 @@ class DataPlane:
         number = version_number(version)
         if number not in served.versions:
             raise ProtocolError(
-                f"model '{name}' has no loaded version {version!r}; loaded: "
-                f"{sorted(served.versions)}",
+                f"Request for unknown model: '{name}' version {number} is not found (loaded "
+                f"versions: {sorted(served.versions)})",
                 status=404,
             )
         return served.versions[number]

@@ -202,7 +202,10 @@ def _decode(request: Any) -> InferRequest:
             inputs[tensor.name] = _from_contents(tensor, shape)
     if not inputs:
         raise ProtocolError("the request has no inputs")
-    return InferRequest(inputs, {o.name: True for o in request.outputs})
+    names = [o.name for o in request.outputs]
+    if len(set(names)) != len(names):
+        raise ProtocolError("duplicate output name in the request; ask for each output once")
+    return InferRequest(inputs, dict.fromkeys(names, True))
 
 
 def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:

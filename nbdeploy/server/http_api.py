@@ -77,8 +77,10 @@ async def _protocol_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    message = {404: "no such endpoint", 405: "method not allowed here"}.get(status, str(exc))
-    return JSONResponse({"error": f"{message}: {request.method} {request.url.path}"}, status)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # 405's Allow
+    message = {404: "no such endpoint", 405: "Method Not Allowed"}.get(status, str(exc))
+    body = {"error": f"{message}: {request.method} {request.url.path}"}
+    return JSONResponse(body, status, headers=headers)
 
 
 async def _off_loop_if(json_size: int, decode: Callable[..., T], *args: Any) -> T:

@@ -198,6 +198,12 @@ class Loader:
         staged: int | None,
         change: Change,
     ) -> tr.Traffic:
+        if not on_disk:
+            name = config.name
+            raise ProtocolError(
+                f"failed to load '{name}', failed to poll from model repository: there is no "
+                f"version of it (add {name}/1/model.onnx, or send it as a file override)"
+            )
         if change.traffic:
             return tr.check(change.traffic, on_disk)
         if change.canary is not None:

@@ -49,7 +49,7 @@ class OnnxModel:
         if not config.input:
             config.CopyFrom(_complete(config, self._session))
         _check_names(config, self._session)
-        self.config = config
+        self.config = _with_tritons_defaults(config, path.name)
         self.inputs, self.outputs = cfg.signature(config)
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,6 +86,17 @@ def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
     return done
 
 
+def _with_tritons_defaults(config: cfg.ModelConfig, filename: str) -> cfg.ModelConfig:
+    """What Triton's auto-complete adds to a loaded config, so clients read the same:
+    the version policy, instance group names and the model file's name."""
+    if not config.HasField("version_policy"):
+        config.version_policy.latest.num_versions = 1
+    for i, group in enumerate(config.instance_group):
+        group.name = group.name or f"{config.name}_{i}"
+    config.default_model_filename = config.default_model_filename or filename
+    return config
+
+
 def _check_names(config: cfg.ModelConfig, session: Any) -> None:
     """The config's inputs must be the model file's (a request would fail on every run)."""
     declared = sorted(t.name for t in config.input)
@@ -115,24 +126,33 @@ def _check_external_data(path: Path) -> None:
 
 
 def check_feed(
-    inputs: Sequence[TensorSpec], feed: Mapping[str, np.ndarray], max_batch_size: int
+    inputs: Sequence[TensorSpec],
+    feed: Mapping[str, np.ndarray],
+    max_batch_size: int,
+    model: str = "model",
 ) -> int:
     """Check a request's inputs against the signature; return its batch size (0: none).
+
+    Messages start as Triton's do (clients and tests match on them), then say what the
+    model takes.
 
     Raises:
         ProtocolError: naming the input at fault and what it should be.
     """
     known = {spec.name: spec for spec in inputs}
-    missing = sorted(set(known) - set(feed))
     unknown = sorted(set(feed) - set(known))
-    if missing or unknown:
-        parts = [f"missing input(s) {missing}"] * bool(missing)
-        parts += [f"unknown input(s) {unknown}"] * bool(unknown)
-        raise ProtocolError(f"{'; '.join(parts)}; the model takes {sorted(known)}")
+    if unknown:
+        raise ProtocolError(f"unexpected inference input '{unknown[0]}' for model '{model}'; "
+                            f"the model takes {sorted(known)}")  # fmt: skip
+    missing = sorted(set(known) - set(feed))
+    if missing:
+        raise ProtocolError(
+            f"expected {len(known)} inputs but got {len(feed)} inputs for model '{model}'; "
+            f"missing input(s) {missing}"
+        )
     batch = 0
     for name, array in feed.items():
-        spec = known[name]
-        _check_one(spec, array, max_batch_size)
+        _check_one(known[name], array, max_batch_size, model)
         if max_batch_size > 0:
             if batch and array.shape[0] != batch:
                 raise ProtocolError(
@@ -142,25 +162,29 @@ def check_feed(
     return batch
 
 
-def _check_one(spec: TensorSpec, array: np.ndarray, max_batch_size: int) -> None:
+def _check_one(spec: TensorSpec, array: np.ndarray, max_batch_size: int, model: str) -> None:
     expected = V2_TO_NUMPY.get(cfg.v2_datatype(spec.dtype)) if spec.dtype != "unknown" else None
     if expected is not None and array.dtype != expected:
         got = cfg.v2_datatype(array.dtype.name if array.dtype.kind != "O" else "object")
         raise ProtocolError(
-            f"input '{spec.name}' has datatype {got}; the model expects "
-            f"{cfg.v2_datatype(spec.dtype)}"
+            f"inference input '{spec.name}' data-type is '{got}', but model '{model}' expects "
+            f"'{cfg.v2_datatype(spec.dtype)}'"
         )
     shape_ok = len(array.shape) == spec.rank and all(
         not isinstance(want, int) or want == got
         for want, got in zip(spec.shape, array.shape, strict=True)
     )
     if not shape_ok:
+        want = ",".join("-1" if not isinstance(d, int) else str(d) for d in spec.shape)
+        got_shape = ",".join(str(d) for d in array.shape)
         raise ProtocolError(
-            f"input '{spec.name}' has shape {list(array.shape)}; the model expects "
-            f"{spec.shape_text}"
+            f"unexpected shape for input '{spec.name}' for model '{model}'. Expected "
+            f"[{want}], got [{got_shape}]; the model expects {spec.shape_text}"
+            + (" (the first dimension is the batch)" if max_batch_size > 0 else "")
         )
     if max_batch_size > 0 and not 1 <= array.shape[0] <= max_batch_size:
         raise ProtocolError(
-            f"input '{spec.name}' has batch size {array.shape[0]}; this model takes 1 to "
-            f"{max_batch_size} per request"
+            f"inference request batch-size must be <= {max_batch_size} for '{model}': input "
+            f"'{spec.name}' has batch size {array.shape[0]}; send at most {max_batch_size} "
+            "per request"
         )

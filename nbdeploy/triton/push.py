@@ -203,7 +203,9 @@ def _load(
         config = triton_config(art, name, chosen, **options)
         files = {f"file:{path}": data for path, data in version_files(art, version, chosen).items()}
         try:
-            client.load_model(name, config=json.dumps(cfg.to_json(config)), files=files)
+            client.load_model(
+                name, config=json.dumps(cfg.to_json(config, defaults=False)), files=files
+            )
             return chosen
         except InferenceServerException as err:
             message = err.message() or str(err)

@@ -51,7 +51,9 @@ def test_load_overview_traffic_unload(server: LocalServer, tmp_path: Path) -> No
 
 
 def test_refusals_carry_the_servers_status_and_message(server: LocalServer) -> None:
-    with pytest.raises(nbd.ServerError, match="unknown model 'nope'") as info:
+    with pytest.raises(
+        nbd.ServerError, match="Request for unknown model: 'nope' is not found"
+    ) as info:
         server.traffic("nope")
     assert info.value.status == 404
     with pytest.raises(nbd.ServerError, match="no staged folder") as info:

@@ -172,3 +172,50 @@ def test_grpc_streaming_infer(server: Endpoint) -> None:
         assert error is None and result.get_response().id == f"s{i}"
         np.testing.assert_allclose(result.as_numpy("y"), expected(X[: i + 1]), rtol=1e-6)
     assert got[3][1] is not None  # the bad request is answered with an error, in order
+
+
+# Message prefixes Triton's clients and tests match on; each server may add its own tail.
+PREFIXES = {
+    "unknown model": ("/v2/models/nope/infer", {"inputs": [{"name": "x", "datatype": "FP32",
+                      "shape": [1, 3], "data": [1, 2, 3]}]},
+                      "Request for unknown model: 'nope' is not found"),
+    "unknown version": ("/v2/models/affine/versions/9/infer", {"inputs": [{"name": "x",
+                        "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]},
+                        "Request for unknown model: 'affine' version 9 is not found"),
+    "datatype": ("/v2/models/affine/infer", {"inputs": [{"name": "x", "datatype": "INT64",
+                 "shape": [1, 3], "data": [1, 2, 3]}]},
+                 "inference input 'x' data-type is 'INT64', but model 'affine' expects 'FP32'"),
+    "shape": ("/v2/models/affine/infer", {"inputs": [{"name": "x", "datatype": "FP32",
+              "shape": [3, 1], "data": [1, 2, 3]}]},
+              "unexpected shape for input 'x' for model 'affine'. Expected [-1,3], got [3,1]"),
+    "unknown input": ("/v2/models/affine/infer", {"inputs": [{"name": "z", "datatype": "FP32",
+                      "shape": [1, 3], "data": [1, 2, 3]}]},
+                      "unexpected inference input 'z' for model 'affine'"),
+    "unknown output": ("/v2/models/affine/infer", {"inputs": [{"name": "x", "datatype": "FP32",
+                       "shape": [1, 3], "data": [1, 2, 3]}], "outputs": [{"name": "q"}]},
+                       "unexpected inference output 'q' for model 'affine'"),
+    "bytes not strings": ("/v2/models/affine/infer", {"inputs": [{"name": "x",
+                          "datatype": "BYTES", "shape": [1], "data": [{"a": 1}]}]},
+                          "Unable to parse JSON bytes array"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PREFIXES)
+def test_error_messages_start_as_tritons(server: Endpoint, case: str) -> None:
+    import json
+
+    path, body, prefix = PREFIXES[case]
+    status, doc = server.request("POST", path, json.dumps(body))
+    assert doc["error"].removeprefix("[request id: <id_unknown>] ").startswith(prefix), doc
+    assert 400 <= status < 500 or (server.kind == "triton" and status == 500)
+
+
+def test_the_config_as_json_has_every_field(server: Endpoint) -> None:
+    config = httpclient.InferenceServerClient(server.http).get_model_config("affine")
+    assert config["max_batch_size"] == 128 and config["input"][0]["dims"] == [3]
+    assert config["input"][0]["format"] == "FORMAT_NONE"
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    assert config["instance_group"][0]["name"] == "affine_0"
+    assert config["output"][0]["label_filename"] == ""
+    grpc_config = grpcclient.InferenceServerClient(server.grpc).get_model_config("affine")
+    assert grpc_config.config.max_batch_size == 128

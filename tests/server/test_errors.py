@@ -34,17 +34,19 @@ BAD_INFER = {
     "JSON not an object": ("[1, 2]", "must be a JSON object"),
     "no inputs": ("{}", "non-empty 'inputs'"),
     "unknown datatype": (_infer([_x(datatype="FP99")]), "unknown datatype 'FP99'"),
-    "wrong datatype": (_infer([_x(datatype="INT64")]), "input 'x' has datatype INT64"),
-    "wrong shape": (_infer([_x(shape=[3, 1])]), r"input 'x' has shape \[3, 1\]"),
+    "wrong datatype": (_infer([_x(datatype="INT64")]),
+                       "inference input 'x' data-type is 'INT64', but model 'affine' expects"),
+    "wrong shape": (_infer([_x(shape=[3, 1])]),
+                    r"unexpected shape for input 'x' for model 'affine'\. Expected \[-1,3\], got "),
     "data/shape mismatch": (_infer([_x(shape=[2, 3])]), "needs 6 values, got 3"),
     "non-numeric data": (_infer([_x(data=["a", "b", "c"])]), "data is not FP32"),
-    "missing input": (_infer([_x(name="z")]), r"missing input\(s\) \['x'\]"),
-    "unknown input": (_infer([_x(), _x(name="z")]), r"unknown input\(s\) \['z'\]"),
+    "missing input": (_infer([_x(name="z")]), "unexpected inference input 'z' for model 'affine'"),
+    "unknown input": (_infer([_x(), _x(name="z")]), "unexpected inference input 'z'"),
     "input twice": (_infer([_x(), _x()]), "given twice"),
     "negative dim": (_infer([_x(shape=[-1, 3])]), "non-negative integers"),
     "batch too large": (_infer([_x(shape=[1000, 3], data=[0.0] * 3000)]), "batch size 1000"),
     "unknown output": (json.dumps({"inputs": [_x()], "outputs": [{"name": "q"}]}),
-                       r"unknown output\(s\) \['q'\]"),
+                       "unexpected inference output 'q' for model 'affine'"),
 }  # fmt: skip
 
 
@@ -74,7 +76,7 @@ def test_binary_sizes_that_do_not_add_up(local: Endpoint) -> None:
 
     cases = {
         "goes past the end": sized(24, x),
-        "needs 12 bytes, got 8": sized(8, x[:8]),
+        "input byte size mismatch for input 'x'. Expected 12, got 8": sized(8, x[:8]),
         "not claimed by any input": sized(12, x + b"xx"),
         "but the body has": sized(12, x, 10_000),
     }
@@ -88,13 +90,14 @@ def test_binary_sizes_that_do_not_add_up(local: Endpoint) -> None:
 
 
 def test_unknown_model_version_and_route(local: Endpoint) -> None:
-    for path, message in [("/v2/models/nope/infer", "unknown model 'nope'"),
-                          ("/v2/models/affine/versions/9/infer", "no loaded version '9'"),
+    for path, message in [("/v2/models/nope/infer", "unknown model: 'nope' is not found"),
+                          ("/v2/models/affine/versions/9/infer",
+                           "unknown model: 'affine' version 9 is not found"),
                           ("/v2/nothing/here", "no such endpoint")]:  # fmt: skip
         status, doc = local.request("POST", path, GOOD)
         assert status == 404 and message in doc["error"], doc
     status, doc = local.request("GET", "/v2/models/affine/infer")
-    assert status == 405 and "method not allowed" in doc["error"]
+    assert status == 405 and "Method Not Allowed" in doc["error"]
 
 
 def test_oversized_body_is_refused_before_it_is_read(local: Endpoint) -> None:
@@ -178,3 +181,26 @@ def test_grpc_status_codes(local: Endpoint) -> None:
     assert stub.ModelInfer(typed).outputs[0].shape == [1, 2]
     client = grpcclient.InferenceServerClient(local.grpc)
     assert client.is_server_live()
+
+
+def test_duplicate_outputs_and_methods_a_route_does_not_take(local: Endpoint) -> None:
+    twice = json.dumps({"inputs": [_x()], "outputs": [{"name": "y"}, {"name": "y"}]})
+    status, doc = local.request("POST", "/v2/models/affine/infer", twice)
+    assert status == 400 and "duplicate output name 'y'" in doc["error"]
+    host, port = local.http.rsplit(":", 1)
+    import http.client
+
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("PUT", "/v2/models/affine/infer", body=b"{}")
+    response = conn.getresponse()
+    assert response.status == 405 and response.getheader("Allow") == "POST"
+    conn.close()
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(local.grpc))
+    request = pb.ModelInferRequest(model_name="affine")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 3])
+    request.raw_input_contents.append(np.ones((1, 3), np.float32).tobytes())
+    request.outputs.add(name="y")
+    request.outputs.add(name="y")
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ModelInfer(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -112,10 +112,10 @@ def test_check_feed_names_the_input_at_fault() -> None:
     good = {"x": np.zeros((2, 3), np.float32)}
     assert check_feed([X], good, 8) == 2
     cases = {
-        "missing input": {},
-        "unknown input": {**good, "z": np.zeros(1, np.float32)},
-        "datatype FP64": {"x": np.zeros((2, 3))},
-        r"shape \[2, 4\]": {"x": np.zeros((2, 4), np.float32)},
+        "expected 1 inputs but got 0 inputs": {},
+        "unexpected inference input 'z'": {**good, "z": np.zeros(1, np.float32)},
+        "data-type is 'FP64'": {"x": np.zeros((2, 3))},
+        r"got \[2,4\]": {"x": np.zeros((2, 4), np.float32)},
         "batch size 9": {"x": np.zeros((9, 3), np.float32)},
     }
     for message, feed in cases.items():
