@@ -119,24 +119,40 @@ def _current_traffic(server: LocalServer, name: str) -> dict[int, float]:
 
 def _check_through_the_wire(
     dep: Deployment, art: Artifact, server: LocalServer, before: dict[int, float]
-) -> Parity:
+) -> Parity | None:
     """The new version's answers through the server, against the artifact's; if they
-    differ, the version is taken out of traffic again and the error says so."""
+    differ, or the server cannot run what the artifact runs, the version is taken out of
+    traffic again and the error says so."""
+    from tritonclient.utils import InferenceServerException
+
     from .triton.client import wire_parity
 
-    parity = wire_parity(dep.client(), art, dep.name, dep.version, "the local server")
-    if parity.ok:
+    try:
+        parity = wire_parity(dep.client(), art, dep.name, dep.version, "the local server")
+    except InferenceServerException as err:
+        _restore(server, dep.name, before)
+        raise ServerError(
+            f"'{dep.name}' v{dep.version} loaded but could not answer the artifact's own "
+            f"example through the server ({err.message()}); it no longer takes traffic",
+            status=int(code) if (code := str(err.status() or "")).isdigit() else None,
+        ) from err
+    if parity is None or parity.ok:
         return parity
-    if before:
-        server.set_traffic(dep.name, "set", before)
-    else:
-        server.unload(dep.name)
+    _restore(server, dep.name, before)
     raise ServerError(
         f"'{dep.name}' v{dep.version} answers differently through the server than the "
         f"artifact does ({parity}); it no longer takes traffic (the split is back to "
         f"{before or 'unloaded'}). Check the artifact's session_config.",
         parity=parity,
     )
+
+
+def _restore(server: LocalServer, name: str, before: dict[int, float]) -> None:
+    """The traffic split as it was before a new version was loaded."""
+    if before:
+        server.set_traffic(name, "set", before)
+    else:
+        server.unload(name)
 
 
 def _stage(art: Artifact, repository: Path) -> str:

@@ -241,10 +241,10 @@ def _wait_ready(client: Any, name: str, version: int, address: str, timeout: flo
                     target=address)  # fmt: skip
 
 
-def _verify(client: Any, art: Artifact, name: str, version: int, address: str) -> Parity:
+def _verify(client: Any, art: Artifact, name: str, version: int, address: str) -> Parity | None:
     """Run the example through the server and compare with the artifact in process."""
     parity = wire_parity(client, art, name, version, address)
-    if not parity.ok:
+    if parity is not None and not parity.ok:
         raise PushError(
             f"'{name}' v{version} on {address} answers differently from the artifact: "
             f"{parity}. The server's runtime may differ from this machine's onnxruntime.",

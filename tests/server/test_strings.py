@@ -53,3 +53,29 @@ def test_categorical_strings_through_the_server(repo: Path) -> None:
             item.set_data_from_numpy(column.astype(object if datatype == "BYTES" else np.float32))
             items.append(item)
         np.testing.assert_array_equal(client.infer("regions", items).as_numpy("label"), want)
+
+
+def test_serving_models_that_take_text_checks_strings_as_text(repo: Path) -> None:
+    """A BYTES identity answers bytes through the wire and str in process: the same text.
+    A model whose strings must be numbers cannot run a made-up feed: nothing to compare,
+    and it still serves."""
+    from onnx import TensorProto, helper
+
+    def model(nodes: list[Any], out_type: int) -> nbd.Artifact:
+        graph = helper.make_graph(
+            nodes, "m", [helper.make_tensor_value_info("x", TensorProto.STRING, ["b", 4])],
+            [helper.make_tensor_value_info("y", out_type, ["b", 4])],
+        )  # fmt: skip
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        return nbd.export(proto, name="m")
+
+    echo = nbd.serve(model([helper.make_node("Identity", ["x"], ["y"])], TensorProto.STRING),
+                     name="echo", repository=repo)  # fmt: skip
+    assert echo.parity is not None and echo.parity.ok
+    numbers = model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT32)],
+                    TensorProto.INT32)  # fmt: skip
+    dep = nbd.serve(numbers, name="numbers", repository=repo)
+    assert dep.parity is None and dep.traffic == {1: 100.0}
+    item = httpclient.InferInput("x", [1, 4], "BYTES")
+    item.set_data_from_numpy(np.array([[b"1", b"2", b"30", b"-4"]], dtype=object))
+    assert dep.client().infer("numbers", [item]).as_numpy("y").tolist() == [[1, 2, 30, -4]]
