@@ -29,6 +29,7 @@ __all__ = [
 
 ModelConfig = mc.ModelConfig
 KIND_GPU = mc.ModelInstanceGroup.KIND_GPU
+KIND_CPU = mc.ModelInstanceGroup.KIND_CPU
 
 DEFAULT_MAX_BATCH_SIZE = 128  # a feature table or an image batch fits in one request
 SESSION_PREFIX = "session."  # config parameters passed to onnxruntime as session entries

@@ -98,8 +98,8 @@ class Loader:
                 _check_signature(name, served, signature, f"version {number}")
             crash_point("loaded")
             self.repository.commit(name, folders, change.files)
-            if change.config_json is not None:
-                self.repository.save_config(name, config)
+            if change.config_json is not None:  # as completed from the model: Triton reads it
+                self.repository.save_config(name, _as_loaded(config, loaded))
             self.repository.save_traffic(name, target)
         except BaseException:
             await retire(loaded.values())
@@ -160,9 +160,11 @@ class Loader:
         try:
             config = cfg.from_json(config_json) if config_json else self.repository.config(name)
         except NbDeployError as err:
-            raise ProtocolError(f"model '{name}': {err}") from err
+            raise ProtocolError(f"failed to load '{name}': {err}") from err
         if config.name and config.name != name:
-            raise ProtocolError(f"the config names model '{config.name}', not '{name}'")
+            raise ProtocolError(
+                f"failed to load '{name}': the config names model '{config.name}', not '{name}'"
+            )
         config.name = name
         instances = sum(group.count for group in config.instance_group)
         if instances > MAX_INSTANCES or any(g.count < 0 for g in config.instance_group):
@@ -239,6 +241,16 @@ class Loader:
         stats = VersionStats()
         scheduler = Scheduler(model.run, model.config, stats, self._executor)
         return Version(number, model, scheduler, stats)
+
+
+def _as_loaded(config: cfg.ModelConfig, loaded: Mapping[int, Version]) -> cfg.ModelConfig:
+    """The config to write: a loaded version's, completed from its model file (platform,
+    inputs, outputs) the way Triton completes one, so ``tritonserver`` reads the folder."""
+    if not loaded:
+        return config
+    complete = cfg.ModelConfig()
+    complete.CopyFrom(next(iter(loaded.values())).model.config)
+    return complete
 
 
 def _policy_traffic(config: cfg.ModelConfig, on_disk: list[int]) -> tr.Traffic:

@@ -88,9 +88,13 @@ def _complete(config: cfg.ModelConfig, session: Any) -> cfg.ModelConfig:
 
 def _with_tritons_defaults(config: cfg.ModelConfig, filename: str) -> cfg.ModelConfig:
     """What Triton's auto-complete adds to a loaded config, so clients read the same:
-    the version policy, instance group names and the model file's name."""
+    the platform, the version policy, instance group names and the model file's name."""
+    if not config.platform and not config.backend:
+        config.platform = "onnxruntime_onnx"
     if not config.HasField("version_policy"):
         config.version_policy.latest.num_versions = 1
+    if not config.instance_group:
+        config.instance_group.add(count=1, kind=cfg.KIND_CPU)
     for i, group in enumerate(config.instance_group):
         group.name = group.name or f"{config.name}_{i}"
     config.default_model_filename = config.default_model_filename or filename

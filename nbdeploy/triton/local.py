@@ -104,10 +104,15 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    repository: str | os.PathLike[str], *, timeout: float = 180.0, control_mode: str = "explicit"
+    repository: str | os.PathLike[str],
+    *,
+    timeout: float = 180.0,
+    control_mode: str = "explicit",
+    load_all: bool = True,
 ) -> Iterator[tuple[str, str]]:
     """Run ``tritonserver`` on ``repository`` (explicit model control by default, every
-    model loaded at start); yields ``("127.0.0.1:<http>", "127.0.0.1:<grpc>")``."""
+    model loaded at start unless ``load_all=False``); yields ``("127.0.0.1:<http>",
+    "127.0.0.1:<grpc>")``."""
     unpacked = prepare()
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
     log = Path(repository) / "tritonserver.log"
@@ -118,7 +123,7 @@ def running(
         # shows in its own readiness, not the server's (strict mode would make one failed
         # push turn the whole server unready).
         "--strict-readiness=false",
-        *(["--load-model=*"] if control_mode == "explicit" else []),
+        *(["--load-model=*"] if control_mode == "explicit" and load_all else []),
         "--http-address=127.0.0.1",
         f"--http-port={http}", "--grpc-address=127.0.0.1", f"--grpc-port={grpc}",
         f"--metrics-port={metrics}", "--allow-metrics=true",
