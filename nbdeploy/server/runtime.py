@@ -51,13 +51,28 @@ class OnnxModel:
         _check_names(config, self._session)
         self.config = _with_tritons_defaults(config, path.name)
         self.inputs, self.outputs = cfg.signature(config)
+        # Triton's reshape: the wire carries `dims`, the model sees `reshape.shape`.
+        self._to_model = {t.name: tuple(t.reshape.shape) for t in config.input
+                          if t.HasField("reshape")}  # fmt: skip
+        self._to_wire = {t.name: tuple(t.dims) for t in config.output if t.HasField("reshape")}
+        self._batched = config.max_batch_size > 0
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All outputs for one (already checked) feed."""
-        ready = {name: _text(array) if array.dtype.kind == "O" else array
-                 for name, array in feed.items()}  # fmt: skip
+        ready = {name: self._model_view(name, array) for name, array in feed.items()}
         values = self._session.run(self.output_names, ready)
-        return dict(zip(self.output_names, values, strict=True))
+        return {name: self._reshaped(value, self._to_wire.get(name))
+                for name, value in zip(self.output_names, values, strict=True)}  # fmt: skip
+
+    def _model_view(self, name: str, array: np.ndarray) -> np.ndarray:
+        array = _text(array) if array.dtype.kind == "O" else array
+        return self._reshaped(array, self._to_model.get(name))
+
+    def _reshaped(self, array: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+        if shape is None:
+            return array
+        lead = array.shape[:1] if self._batched else ()
+        return array.reshape((*lead, *shape))
 
 
 def _text(array: np.ndarray) -> np.ndarray:

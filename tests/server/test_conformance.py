@@ -15,6 +15,7 @@ import tritonclient.http as httpclient
 import tritonclient.http.aio as httpaio
 from tritonclient.utils import InferenceServerException
 
+import nbdeploy as nbd
 from tests.servers import Endpoint, expected
 
 pytestmark = pytest.mark.slow
@@ -219,3 +220,51 @@ def test_the_config_as_json_has_every_field(server: Endpoint) -> None:
     assert config["output"][0]["label_filename"] == ""
     grpc_config = grpcclient.InferenceServerClient(server.grpc).get_model_config("affine")
     assert grpc_config.config.max_batch_size == 128
+
+
+def _reshaped_model(server: Endpoint) -> None:
+    """'reshaped': y = 2x on a [1, 6] model, whose config puts x on the wire as [6] and y
+    as [2, 3] (Triton's reshape, as image_client.py's models use it)."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    from nbdeploy.triton.model_folder import version_files
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])], "reshaped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+    )  # fmt: skip
+    art = nbd.export(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                     name="reshaped")  # fmt: skip
+    backend = "python" if server.kind == "triton" else "onnxruntime"
+    config = {
+        "name": "reshaped", "max_batch_size": 0,
+        **({"backend": "python"} if backend == "python" else {"platform": "onnxruntime_onnx"}),
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [6],
+                   "reshape": {"shape": [1, 6]}}],
+        "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [2, 3],
+                    "reshape": {"shape": [1, 6]}}],
+    }  # fmt: skip
+    files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
+    httpclient.InferenceServerClient(server.http).load_model(
+        "reshaped", config=json.dumps(config), files=files
+    )
+
+
+def test_reshape_between_the_wire_and_the_model(server: Endpoint) -> None:
+    _reshaped_model(server)
+    x = np.arange(6, dtype=np.float32)
+    client = httpclient.InferenceServerClient(server.http)
+    metadata = client.get_model_metadata("reshaped")
+    assert [i["shape"] for i in metadata["inputs"]] == [[6]]
+    assert [o["shape"] for o in metadata["outputs"]] == [[2, 3]]
+    item = httpclient.InferInput("x", [6], "FP32")
+    item.set_data_from_numpy(x)
+    np.testing.assert_array_equal(client.infer("reshaped", [item]).as_numpy("y"),
+                                  (2 * x).reshape(2, 3))  # fmt: skip
+    g = grpcclient.InferenceServerClient(server.grpc)
+    grpc_item = grpcclient.InferInput("x", [6], "FP32")
+    grpc_item.set_data_from_numpy(x)
+    assert g.infer("reshaped", [grpc_item]).as_numpy("y").shape == (2, 3)
