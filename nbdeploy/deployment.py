@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
@@ -34,6 +35,7 @@ def serve(
     max_batch_size: int | None = None,
     instances: int = 1,
     dynamic_batching: bool = True,
+    labels: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     repository: str | os.PathLike[str] | None = None,
 ) -> Deployment:
     """Serve an artifact on the local server (started if none runs) as a new version.
@@ -54,6 +56,10 @@ def serve(
             dimension, else 0).
         instances: Model runs that may execute at once.
         dynamic_batching: Merge concurrent requests into one run.
+        labels: Class names of a classifier's scores, in index order: a list for the first
+            output, or a dict by output name. Clients that ask for the top classes (Triton's
+            classification, ``InferRequestedOutput(name, class_count=3)``) get
+            ``"score:index:label"`` strings, and the card shows the names.
         repository: The server's model repository (default: ``nbd.server.default_repository()``).
 
     Returns:
@@ -81,6 +87,8 @@ def serve(
         name, art.inputs, art.outputs, max_batch_size=max_batch_size, instances=instances,
         dynamic_batching=dynamic_batching, parameters=art.session_config,
     )  # fmt: skip
+    by_output = _labels_by_output(art, labels)
+    label_files = _label_files(config, by_output)
     status = control.start(repository)
     with status.connect() as server:
         _check_version_is_free(server, name, version)  # before staging a large model
@@ -90,12 +98,40 @@ def serve(
         # model's folder, so a kill of either process at any instant leaves a state the
         # server serves.
         loaded = server.load(name, config=cfg.to_json(config, defaults=False), version=version,
-                             canary=canary, staged=_stage(art, status.repository))  # fmt: skip
+                             canary=canary, staged=_stage(art, status.repository),
+                             files=label_files)  # fmt: skip
         if loaded is None:
             raise ServerError("the server loaded the model but did not say as which version")
-        deployment = Deployment(name, loaded.version, status)
+        deployment = Deployment(name, loaded.version, status, labels=by_output)
         parity = _check_through_the_wire(deployment, art, server, before)
     return replace(deployment, parity=parity)
+
+
+def _labels_by_output(
+    art: Artifact, labels: Sequence[str] | Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    """``labels=`` as class names by output name (a plain list is the first output's)."""
+    if labels is None:
+        return {}
+    if isinstance(labels, str):
+        raise ConfigError("labels= takes a list of class names (or a dict of them by output)")
+    chosen = dict(labels) if isinstance(labels, Mapping) else {art.outputs[0].name: labels}
+    outputs = [spec.name for spec in art.outputs]
+    unknown = sorted(set(chosen) - set(outputs))
+    if unknown:
+        raise ConfigError(f"labels= names output(s) {unknown}; the model's are {outputs}")
+    return {output: [str(n) for n in names] for output, names in chosen.items()}
+
+
+def _label_files(config: Any, labels: Mapping[str, Sequence[str]]) -> dict[str, bytes]:
+    """Triton's label files for a classifier (``label_filename`` in the config, the file
+    beside it), one per output that has class names."""
+    files = {}
+    for output, names in labels.items():
+        filename = f"labels-{output}.txt"
+        next(o for o in config.output if o.name == output).label_filename = filename
+        files[filename] = "".join(name.replace("\n", " ") + "\n" for name in names).encode()
+    return files
 
 
 def _check_version_is_free(server: LocalServer, name: str, version: int | None) -> None:
@@ -200,6 +236,7 @@ class Deployment:
     version: int
     server: control.ServerStatus = field(repr=False)
     parity: Parity | None = field(default=None, repr=False)
+    labels: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -268,4 +305,7 @@ class Deployment:
                                        f"{escape(self.metrics_url)}</a>"))]  # fmt: skip
         if self.parity is not None:
             facts.append(("through the wire", _html.verdict(self.parity.ok, str(self.parity))))
+        facts += [
+            (f"classes of {output}", ", ".join(names)) for output, names in self.labels.items()
+        ]
         return _html.card(f"{self.name} · version {self.version}", _html.fields(facts))

@@ -9,7 +9,7 @@ slow step runs. ``%deploy``, the studio and ``nbdeploy demo`` all build one and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,13 +83,15 @@ class Deploy:
     name: str
     version: int | None = None
     canary: float | None = None
+    labels: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
         return "serve" if isinstance(self.target, LocalTarget) else "push"
 
     def run(self, art: Artifact) -> Deployed:
-        return deploy(art, self.target, name=self.name, version=self.version, canary=self.canary)
+        return deploy(art, self.target, name=self.name, version=self.version,
+                      canary=self.canary, labels=self.labels)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def build_pipeline(
     repository: str | None = None,
     version: int | None = None,
     canary: float | None = None,
+    labels: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> Pipeline:
     """A pipeline for one model, every argument checked now (a second, not after a minute
@@ -165,7 +168,10 @@ def build_pipeline(
     where = parse_target(target, repository=repository)
     if canary is not None and not isinstance(where, LocalTarget):
         raise ConfigError(f"canary works on the local server; {where} replaces versions")
-    final = None if dry_run else Deploy(where, name, version, canary)
+    if labels is not None and (isinstance(labels, str) or not isinstance(where, LocalTarget)):
+        raise ConfigError("labels= takes a list of class names, for the local server")
+    names = tuple(str(n) for n in labels) if labels is not None else None
+    final = None if dry_run else Deploy(where, name, version, canary, names)
     return Pipeline(name, tuple(steps), final)
 
 

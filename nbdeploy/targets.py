@@ -12,6 +12,7 @@ repository folder — parsed once from what a user types, then handed to :func:`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -144,6 +145,7 @@ def deploy(
     name: str | None = None,
     version: int | None = None,
     canary: float | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Deployed:
     """Put ``art`` where ``target`` says: serve it on the local server (the default), push
     it to a Triton server, or write it into a repository folder.
@@ -154,21 +156,24 @@ def deploy(
         name: Model name (default: the artifact's).
         version: Version number (default: the next one).
         canary: Percent of traffic for the new version (local server only).
+        labels: Class names of the first output (local server only; see ``nbd.serve``).
 
     Raises:
-        ConfigError: ``canary`` for a target that has no traffic split.
+        ConfigError: ``canary`` or ``labels`` for a target that does not take them.
     """
     where = parse_target(target)
     if isinstance(where, LocalTarget):
         from .deployment import serve
 
-        return serve(art, name=name, version=version, canary=canary,
+        return serve(art, name=name, version=version, canary=canary, labels=labels,
                      repository=where.repository)  # fmt: skip
     if canary is not None:
         raise ConfigError(
             f"canary works on the local server; {where} replaces versions instead (Triton's "
             "repository API), so deploy there without canary"
         )
+    if labels is not None:
+        raise ConfigError(f"labels= works on the local server; push to {where} without it")
     from .triton.push import push
 
     return push(art, where, name=name, version=version)

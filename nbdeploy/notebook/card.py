@@ -64,6 +64,11 @@ class DeployCard:
         example = art.example or {}
         if example:
             facts.append(("one request", f"{_latency_ms(dep, art, example):.2f} ms (median of 10)"))
+        for output, names in dep.labels.items():
+            shown = ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
+            facts.append((f"classes of {output}", shown))
+            if example:
+                facts.append((f"the example's top {output}", _top_class(dep, art, example, output)))
         snippets = {"python": _python_snippet(dep, art, example), "curl": _curl(dep, art, example)}
         return cls(f"{dep.name} v{dep.version} is live", facts, snippets)
 
@@ -117,6 +122,21 @@ def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> floa
         client.infer(dep.name, items)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1e3)
+
+
+def _top_class(dep: Any, art: Artifact, example: dict[str, np.ndarray], output: str) -> str:
+    """The first example row's top class, asked of the server as any client would
+    (Triton's classification: ``"score:index:label"``)."""
+    import tritonclient.http as httpclient
+
+    from ..triton.client import inputs
+
+    client = dep.client()
+    wanted = [httpclient.InferRequestedOutput(output, class_count=1)]
+    answer = client.infer(dep.name, inputs(client, art.inputs, example), outputs=wanted)
+    top = np.asarray(answer.as_numpy(output)).reshape(-1)[0]
+    score, _, label = (top.decode() if isinstance(top, bytes) else str(top)).partition(":")
+    return f"{label.partition(':')[2] or label} (score {float(score):.3g})"
 
 
 def _python_snippet(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:

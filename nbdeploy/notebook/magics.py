@@ -58,6 +58,7 @@ class NbDeployMagics(Magics):
     @argument("--to", help="HOST:PORT of a Triton, or a folder for a Triton repository")
     @argument("--version", type=int, help="version number (default: the next one)")
     @argument("--canary", type=float, help="percent of traffic for the new version")
+    @argument("--labels", help="class names of the first output: a list in the notebook")
     @argument("--dry-run", action="store_true", help="prepare the model but serve nothing")
     @line_magic
     def deploy(self, line: str) -> Any:
@@ -118,6 +119,7 @@ class NbDeployMagics(Magics):
             raise UsageError("%deploy needs an example input: --example X")
         example = self._value(args.example, "example")
         calibration = self._value(args.calibration, "calibration") if args.calibration else None
+        labels = self._value(args.labels, "labels") if args.labels else None
         try:
             plan = build_pipeline(
                 model,
@@ -130,6 +132,7 @@ class NbDeployMagics(Magics):
                 repository=self.repository or None,
                 version=args.version,
                 canary=args.canary,
+                labels=labels,
                 dry_run=args.dry_run,
             )  # fmt: skip
             return run_pipeline(plan)

@@ -10,7 +10,9 @@ Its ``transport`` is injectable, so tests can run it against the app in process.
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -141,11 +143,15 @@ class LocalServer:
         version: int | None = None,
         canary: float | None = None,
         traffic: dict[int, float] | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> LoadResult | None:
         """Load a model (Triton's repository load, with nbdeploy's parameters): with
         ``staged``, the files of a new version under the repository's staging area,
-        which the server moves in and numbers (``version``, or the next)."""
+        which the server moves in and numbers (``version``, or the next); ``files`` are
+        Triton's file overrides (``"labels.txt"`` -> bytes), small files in the request."""
         params: dict[str, Any] = {"config": json.dumps(config)} if config is not None else {}
+        params |= {f"file:{path}": base64.b64encode(data).decode()
+                   for path, data in (files or {}).items()}  # fmt: skip
         extra = {"staged": staged, "version": version, "canary": canary}
         params |= {key: value for key, value in extra.items() if value is not None}
         if traffic is not None:

@@ -67,6 +67,7 @@ class InferRequest:
         binary_default: The request's ``binary_data_output`` parameter.
         id: The request id, echoed in the response.
         parameters: Request-level parameters.
+        classes: Outputs asked for as their top classes (Triton's ``classification``).
     """
 
     inputs: dict[str, np.ndarray]
@@ -74,6 +75,7 @@ class InferRequest:
     binary_default: bool = False
     id: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)  # Triton's classification: top k
 
 
 @dataclass
@@ -185,8 +187,9 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         )
     params = _parameters(doc, "the request")
     binary_default = bool(params.get("binary_data_output", False))
-    outputs = _requested_outputs(doc.get("outputs"), binary_default)
-    return InferRequest(inputs, outputs, binary_default, str(doc.get("id", "")), params)
+    outputs, classes = _requested_outputs(doc.get("outputs"), binary_default)
+    return InferRequest(inputs, outputs, binary_default, str(doc.get("id", "")), params,
+                        classes)  # fmt: skip
 
 
 def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -199,12 +202,13 @@ def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
     return params
 
 
-def _requested_outputs(raw: Any, binary_default: bool) -> dict[str, bool]:
+def _requested_outputs(raw: Any, binary_default: bool) -> tuple[dict[str, bool], dict[str, int]]:
+    """Outputs asked for (whether as binary data) and those asked for as top-k classes."""
     if raw is None:
-        return {}
+        return {}, {}
     if not isinstance(raw, list):
         raise ProtocolError(f"'outputs' must be a list of objects, not {_kind(raw)}")
-    outputs = {}
+    outputs, classes = {}, {}
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ProtocolError("each requested output must be an object with a 'name' string")
@@ -213,7 +217,18 @@ def _requested_outputs(raw: Any, binary_default: bool) -> dict[str, bool]:
                                 "for each output once")  # fmt: skip
         params = _parameters(item, f"output '{item['name']}'")
         outputs[item["name"]] = bool(params.get("binary_data", binary_default))
-    return outputs
+        if "classification" in params:
+            classes[item["name"]] = class_count(item["name"], params["classification"])
+    return outputs, classes
+
+
+def class_count(output: str, value: Any) -> int:
+    """A requested output's ``classification`` parameter: how many top classes."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProtocolError(
+            f"output '{output}': 'classification' must be a count of classes >= 1, not {value!r}"
+        )
+    return value
 
 
 def _kind(value: Any) -> str:

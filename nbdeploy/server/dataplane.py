@@ -22,6 +22,7 @@ from ..errors import ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
+from .classification import classify
 from .codecs import InferRequest, decode_shares, version_number
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
@@ -179,6 +180,10 @@ class DataPlane:
             raise ProtocolError(
                 f"model '{name}' version {loaded.number} could not run this input: {err}"
             ) from err
+        batched = model.config.max_batch_size > 0
+        for output, count in request.classes.items():
+            outputs[output] = classify(outputs[output], count, model.labels.get(output),
+                                       batched=batched)  # fmt: skip
         wanted = request.outputs or outputs
         return {key: outputs[key] for key in wanted}
 

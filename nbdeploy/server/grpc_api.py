@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from ..errors import ProtocolError
-from .codecs import V2_TO_NUMPY, InferRequest, decode_load, decode_raw, encode_raw
+from .codecs import V2_TO_NUMPY, InferRequest, class_count, decode_load, decode_raw, encode_raw
 from .dataplane import DataPlane
 from .security import Guard
 
@@ -205,7 +205,9 @@ def _decode(request: Any) -> InferRequest:
     names = [o.name for o in request.outputs]
     if len(set(names)) != len(names):
         raise ProtocolError("duplicate output name in the request; ask for each output once")
-    return InferRequest(inputs, dict.fromkeys(names, True))
+    classes = {o.name: class_count(o.name, o.parameters["classification"].int64_param)
+               for o in request.outputs if "classification" in o.parameters}  # fmt: skip
+    return InferRequest(inputs, dict.fromkeys(names, True), classes=classes)
 
 
 def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:

@@ -91,7 +91,8 @@ class Loader:
         fresh = {v for v in target if v in folders or reopen or v not in served.versions}
         if config.input:  # else completed from the model file: checked once loaded
             _check_signature(name, served, cfg.signature(config), "the new config")
-        loaded = await self._load_versions(name, config, fresh, folders)
+        labels_in = _labels_folder(config, change.files) or self.repository.folder(name)
+        loaded = await self._load_versions(name, config, fresh, folders, labels_in)
         try:
             for number, version in sorted(loaded.items()):
                 signature = (version.model.inputs, version.model.outputs)
@@ -149,7 +150,8 @@ class Loader:
     ) -> bool:
         try:
             path = self.repository.model_file(name, number, config)
-            served.versions[number] = await self._open(name, number, path, config)
+            labels_in = self.repository.folder(name)
+            served.versions[number] = await self._open(name, number, path, config, labels_in)
         except ProtocolError as err:
             served.damaged[number] = str(err)
             log.error("model %s version %d is not served: %s", name, number, err)
@@ -215,7 +217,12 @@ class Loader:
         return _policy_traffic(config, on_disk)
 
     async def _load_versions(
-        self, name: str, config: cfg.ModelConfig, numbers: set[int], folders: Mapping[int, Path]
+        self,
+        name: str,
+        config: cfg.ModelConfig,
+        numbers: set[int],
+        folders: Mapping[int, Path],
+        labels_in: Path,
     ) -> dict[int, Version]:
         loaded: dict[int, Version] = {}
         try:
@@ -223,24 +230,34 @@ class Loader:
                 path = self.repository.model_file(name, number, config)
                 if number in folders:
                     path = folders[number] / path.name
-                loaded[number] = await self._open(name, number, path, config)
+                loaded[number] = await self._open(name, number, path, config, labels_in)
         except BaseException:
             await retire(loaded.values())
             raise
         return loaded
 
-    async def _open(self, name: str, number: int, path: Path, config: cfg.ModelConfig) -> Version:
+    async def _open(
+        self, name: str, number: int, path: Path, config: cfg.ModelConfig, labels_in: Path
+    ) -> Version:
         if not path.is_file():
             raise ProtocolError(f"model '{name}' version {number} has no {path.name}")
         version_config = cfg.ModelConfig()
         version_config.CopyFrom(config)
         try:
-            model = await asyncio.to_thread(OnnxModel, path, version_config)
+            model = await asyncio.to_thread(OnnxModel, path, version_config, labels_in)
         except Exception as err:
             raise ProtocolError(f"failed to load '{name}' version {number}: {err}") from err
         stats = VersionStats()
         scheduler = Scheduler(model.run, model.config, stats, self._executor)
         return Version(number, model, scheduler, stats)
+
+
+def _labels_folder(config: cfg.ModelConfig, files: Path | None) -> Path | None:
+    """The staged request files, when they bring the config's label files."""
+    wanted = [t.label_filename for t in config.output if t.label_filename]
+    if files is not None and wanted and all((files / f).is_file() for f in wanted):
+        return files
+    return None
 
 
 def _as_loaded(config: cfg.ModelConfig, loaded: Mapping[int, Version]) -> cfg.ModelConfig:

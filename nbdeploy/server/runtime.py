@@ -18,6 +18,7 @@ from .. import _onnxio
 from ..errors import ArtifactError, ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
+from .classification import read_labels
 from .codecs import V2_TO_NUMPY
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,11 @@ class OnnxModel:
     Args:
         path: The ``model.onnx`` file (external data beside it).
         config: Its Triton config; inputs/outputs left empty are filled from the file.
+        labels_in: Where the config's ``label_filename`` files are (default: the model's
+            folder, beside ``config.pbtxt``).
     """
 
-    def __init__(self, path: Path, config: cfg.ModelConfig) -> None:
+    def __init__(self, path: Path, config: cfg.ModelConfig, labels_in: Path | None = None) -> None:
         import onnxruntime as ort
 
         _check_external_data(path)
@@ -56,6 +59,9 @@ class OnnxModel:
                           if t.HasField("reshape")}  # fmt: skip
         self._to_wire = {t.name: tuple(t.dims) for t in config.output if t.HasField("reshape")}
         self._batched = config.max_batch_size > 0
+        folder = labels_in or path.parent.parent  # label files live beside config.pbtxt
+        self.labels = {t.name: read_labels(folder, t.label_filename)
+                       for t in config.output if t.label_filename}  # fmt: skip
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """All outputs for one (already checked) feed."""

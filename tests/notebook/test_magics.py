@@ -125,3 +125,30 @@ def test_ctrl_c_cancels_cleanly(
     assert "cancelled; nothing was changed" in capsys.readouterr().out
     magics = next(c for c in ip.configurables if type(c).__name__ == "NbDeployMagics")
     assert "cancelled" not in {d.name for d in nbd.deployments(magics.repository)}
+
+
+def test_a_classifier_with_labels_shows_its_classes(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tritonclient.http as httpclient
+
+    ip.user_ns["names"] = ["cat", "dog", "bird"]
+    dep = ip.run_line_magic("deploy", "model --example x --name pets --labels names")
+    card = capsys.readouterr().out
+    assert "classes of" in card and "cat, dog, bird" in card and "the example's top" in card
+    assert dep.labels == {dep.client().get_model_metadata("pets")["outputs"][0]["name"]:
+                          ["cat", "dog", "bird"]}  # fmt: skip
+    output = next(iter(dep.labels))
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    item = httpclient.InferInput(dep.client().get_model_metadata("pets")["inputs"][0]["name"],
+                                 [3, 4], "FP32")  # fmt: skip
+    item.set_data_from_numpy(x)
+    top = dep.client().infer(
+        "pets", [item], outputs=[httpclient.InferRequestedOutput(output, class_count=1)]
+    )
+    with torch.no_grad():
+        want = ip.user_ns["model"](torch.from_numpy(x)).argmax(1).tolist()
+    assert [v.decode().split(":")[2] for v in top.as_numpy(output).ravel()] == [
+        ["cat", "dog", "bird"][i] for i in want]  # fmt: skip
+    with pytest.raises(UsageError, match="labels= takes a list"):
+        ip.run_line_magic("deploy", "model --example x --name bad --labels 'cat'")

@@ -16,7 +16,8 @@ import tritonclient.http.aio as httpaio
 from tritonclient.utils import InferenceServerException
 
 import nbdeploy as nbd
-from tests.servers import Endpoint, expected
+from nbdeploy.server import config as cfg
+from tests.servers import Endpoint, affine, expected
 
 pytestmark = pytest.mark.slow
 
@@ -268,3 +269,45 @@ def test_reshape_between_the_wire_and_the_model(server: Endpoint) -> None:
     grpc_item = grpcclient.InferInput("x", [6], "FP32")
     grpc_item.set_data_from_numpy(x)
     assert g.infer("reshaped", [grpc_item]).as_numpy("y").shape == (2, 3)
+
+
+def _labelled_model(server: Endpoint) -> None:
+    """'labelled': affine with labels.txt beside its config, loaded through the repository
+    API on either server (the Python backend on the wheel's Triton)."""
+    import json
+
+    from nbdeploy.triton.model_folder import triton_config, version_files
+
+    art = affine()
+    backend = "python" if server.kind == "triton" else "onnxruntime"
+    config = cfg.to_json(triton_config(art, "labelled", backend), defaults=False)
+    config["output"][0]["label_filename"] = "labels.txt"
+    files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
+    files["file:labels.txt"] = b"cat\ndog\n"
+    httpclient.InferenceServerClient(server.http).load_model(
+        "labelled", config=json.dumps(config), files=files
+    )
+
+
+def test_classification(server: Endpoint) -> None:
+    _labelled_model(server)
+    x = np.array([[1, 2, 3], [-3, -2, -1]], np.float32)  # y = [[16.5, 21], [-7.5, -15]]
+    client = httpclient.InferenceServerClient(server.http)
+    for binary in (True, False):
+        wanted = [httpclient.InferRequestedOutput("y", binary_data=binary, class_count=2)]
+        got = client.infer("labelled", [_http_input(x, binary)], outputs=wanted).as_numpy("y")
+        assert [[v if isinstance(v, str) else v.decode() for v in row] for row in got] == [
+            ["21.000000:1:dog", "16.500000:0:cat"],
+            ["-7.500000:0:cat", "-15.000000:1:dog"],
+        ]
+    g = grpcclient.InferenceServerClient(server.grpc)
+    item = grpcclient.InferInput("x", [2, 3], "FP32")
+    item.set_data_from_numpy(x)
+    top = g.infer("labelled", [item], outputs=[grpcclient.InferRequestedOutput("y", class_count=5)])
+    assert top.as_numpy("y").shape == (2, 2)  # at most as many classes as there are
+    plain = client.infer(
+        "affine",
+        [_http_input(x, True)],
+        outputs=[httpclient.InferRequestedOutput("y", class_count=1)],
+    )
+    assert plain.as_numpy("y").tolist() == [[b"21.000000:1"], [b"-7.500000:0"]]  # no labels
