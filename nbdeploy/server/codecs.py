@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ import ml_dtypes  # noqa: F401 - registers numpy's bfloat16 (tritonclient uses i
 import numpy as np
 
 from ..errors import ProtocolError
-from ..types import DTYPES
+from ..types import BY_NUMPY, DTYPES, TensorSpec
 
 __all__ = [
     "InferRequest",
@@ -26,6 +26,7 @@ __all__ = [
     "ProtocolError",
     "decode_load",
     "decode_raw",
+    "decode_raw_binary",
     "decode_request",
     "decode_shares",
     "encode_raw",
@@ -253,6 +254,31 @@ def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray
     if "data" not in item:
         raise ProtocolError(f"input '{name}' has neither 'data' nor binary_data_size")
     return name, _from_json(name, item["data"], datatype, shape, count), 0
+
+
+def decode_raw_binary(
+    body: bytes, inputs: Sequence[TensorSpec], batched: bool, model: str
+) -> InferRequest:
+    """A raw binary request's one input, its shape deduced from the signature as Triton
+    does: batch 1 for a batching model, and ``[1]`` for a BYTES input."""
+    if len(inputs) != 1:
+        raise ProtocolError(
+            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{len(inputs)} inputs in '{model}' model configuration; send JSON (or JSON and "
+            "binary data) to name each input"
+        )
+    spec = inputs[0]
+    datatype = BY_NUMPY[spec.dtype].v2 if spec.dtype in BY_NUMPY else "unknown"
+    item = spec.shape[1:] if batched else spec.shape
+    dims = [1] if datatype == "BYTES" else [d for d in item if isinstance(d, int)]
+    if len(dims) != len(item) and datatype != "BYTES":
+        raise ProtocolError(
+            f"Raw request for model '{model}': the shape of input '{spec.name}' cannot be "
+            f"deduced, it has variable dimensions {spec.shape_text}; send JSON with a shape"
+        )
+    shape = [1, *dims] if batched else dims
+    return InferRequest({spec.name: decode_raw(spec.name, body, datatype, shape)},
+                        binary_default=True)  # fmt: skip
 
 
 def decode_raw(name: str, raw: bytes, datatype: str, shape: list[int]) -> np.ndarray:

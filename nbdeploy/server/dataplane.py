@@ -23,7 +23,7 @@ from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
 from .classification import classify
-from .codecs import InferRequest, decode_shares, version_number
+from .codecs import InferRequest, decode_raw_binary, decode_shares, version_number
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
@@ -120,6 +120,13 @@ class DataPlane:
             "inputs": tensors(config.input),
             "outputs": tensors(config.output),
         }
+
+    def raw_request(self, name: str, version: str, body: bytes) -> InferRequest:
+        """Triton's raw binary request (``Inference-Header-Content-Length: 0``): the body
+        is the one input's bytes; its shape comes from the config (batch 1), all outputs
+        come back as binary data."""
+        model = self._version(name, version).model
+        return decode_raw_binary(body, model.inputs, model.config.max_batch_size > 0, name)
 
     def inputs(self, name: str, version: str = "") -> list[TensorSpec]:
         """The input specs of a model version (the serving one when none is named)."""

@@ -160,8 +160,11 @@ class _Handlers:
             raise ProtocolError(f"Inference-Header-Content-Length {raw_length!r} is not a number")
         body = await request.body()
         header_length = int(raw_length) if raw_length is not None else None
-        json_size = header_length if header_length is not None else len(body)
-        decoded = await _off_loop_if(json_size, decode_request, body, header_length)
+        if header_length == 0:  # Triton's raw binary request: one input's bytes, no JSON
+            decoded = self.dp.raw_request(name, version, body)
+        else:
+            json_size = header_length if header_length is not None else len(body)
+            decoded = await _off_loop_if(json_size, decode_request, body, header_length)
         result = await self.dp.infer(name, version, decoded)
         payload, header = encode_response(result.model, result.version, result.outputs, decoded)
         if header is None:

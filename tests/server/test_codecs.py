@@ -106,3 +106,19 @@ def test_binary_sizes_that_do_not_add_up() -> None:
         decode_request(header + b"\0" * 4, len(header))
     with pytest.raises(ProtocolError, match="not claimed by any input"):
         decode_request(header + b"\0" * 12, len(header))
+
+
+def test_raw_binary_requests_deduce_the_one_inputs_shape() -> None:
+    from nbdeploy.server.codecs import decode_raw_binary
+    from nbdeploy.types import TensorSpec
+
+    x = TensorSpec("x", "float32", ("batch", 3))
+    got = decode_raw_binary(np.ones(3, np.float32).tobytes(), [x], True, "m")
+    assert got.inputs["x"].shape == (1, 3) and got.binary_default
+    text = decode_raw_binary(b"\x05\x00\x00\x00hello", [TensorSpec("t", "object", (1,))],
+                             False, "m")  # fmt: skip
+    assert text.inputs["t"].tolist() == [b"hello"]
+    with pytest.raises(ProtocolError, match="Raw request must only have 1 input"):
+        decode_raw_binary(b"", [x, x], True, "m")
+    with pytest.raises(ProtocolError, match="cannot be deduced"):
+        decode_raw_binary(b"", [TensorSpec("v", "float32", ("batch", None))], True, "m")

@@ -311,3 +311,19 @@ def test_classification(server: Endpoint) -> None:
         outputs=[httpclient.InferRequestedOutput("y", class_count=1)],
     )
     assert plain.as_numpy("y").tolist() == [[b"21.000000:1"], [b"-7.500000:0"]]  # no labels
+
+
+def test_raw_binary_requests(server: Endpoint) -> None:
+    """Inference-Header-Content-Length: 0 — the body is the one input's bytes."""
+    x = np.array([1, 2, 3], np.float32)
+    status, body = server.request("POST", "/v2/models/affine/infer", x.tobytes(),
+                                  Inference_Header_Content_Length="0")  # fmt: skip
+    assert status == 200
+    header_length = body.index(b"}]}") + 3  # the JSON header, then the output's bytes
+    header = __import__("json").loads(body[:header_length])
+    assert header["outputs"][0]["shape"] == [1, 2]
+    np.testing.assert_allclose(np.frombuffer(body[header_length:], np.float32),
+                               expected(x[None])[0])  # fmt: skip
+    status, doc = server.request("POST", "/v2/models/affine/infer", x[:1].tobytes(),
+                                 Inference_Header_Content_Length="0")  # fmt: skip
+    assert 400 <= status < 500 and "input byte size mismatch for input" in doc["error"]
