@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ProtocolError
 from . import config as cfg
 from .stats import VersionStats
 
-__all__ = ["Scheduler"]
+__all__ = ["QueuePolicy", "Scheduler"]
 
 # Runs shorter than this happen on the event loop itself: handing them to a thread and
 # back costs more than the run (and the loop is busy no longer than a request parse).
@@ -37,6 +38,7 @@ class _Pending:
     future: asyncio.Future[dict[str, np.ndarray]]
     arrived_ns: int = field(default_factory=time.perf_counter_ns)
     key: tuple[object, ...] = ()  # requests with equal keys can share a run
+    deadline_ns: int = 0  # when it may no longer start (Triton's queue timeout); 0: never
 
     def __post_init__(self) -> None:
         # Computed once: the batcher compares it for every waiting request on every scan.
@@ -64,6 +66,7 @@ class Scheduler:
         batching = config.dynamic_batching
         self._delay_s = batching.max_queue_delay_microseconds / 1e6
         self._preferred = sorted(batching.preferred_batch_size) or [self._max_batch]
+        self._queue = QueuePolicy.of(config)
         self._waiting: deque[_Pending] = deque()
         self._busy = 0  # workers running a batch
         self._typical_ns = INLINE_BELOW_NS * 10  # moving average of a run; starts "slow"
@@ -71,9 +74,23 @@ class Scheduler:
         count = sum(group.count for group in config.instance_group) or 1
         self._workers = [asyncio.create_task(self._work()) for _ in range(count)]
 
-    async def infer(self, feed: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-        """Outputs for one checked feed of ``batch`` items (0 for unbatched models)."""
+    async def infer(
+        self, feed: Mapping[str, np.ndarray], batch: int, timeout_us: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Outputs for one checked feed of ``batch`` items (0 for unbatched models).
+
+        Raises:
+            ProtocolError: 503 when the queue is full or the request waited past its
+                timeout (the config's queue policy, as Triton enforces it).
+        """
+        if self._queue.max_size and len(self._waiting) >= self._queue.max_size:
+            raise ProtocolError(
+                f"Exceeds maximum queue size ({self._queue.max_size} requests wait already); "
+                "retry later, or raise dynamic_batching.default_queue_policy.max_queue_size",
+                status=503,
+            )
         pending = _Pending(feed, batch, asyncio.get_running_loop().create_future())
+        pending.deadline_ns = self._queue.deadline_ns(pending.arrived_ns, timeout_us)
         self._waiting.append(pending)
         self._wakeup.set()
         return await pending.future
@@ -99,7 +116,9 @@ class Scheduler:
                 await self._wakeup.wait()
             self._busy += 1
             try:
-                await self._run_one(loop, await self._gather())
+                group = await self._gather()
+                if group:
+                    await self._run_one(loop, group)
             finally:
                 self._busy -= 1
 
@@ -124,6 +143,9 @@ class Scheduler:
         _answer(group, outputs)
 
     async def _gather(self) -> list[_Pending]:
+        self._drop_expired()
+        if not self._waiting:
+            return []
         first = self._waiting.popleft()
         if not self._batching:
             return [first]
@@ -143,8 +165,23 @@ class Scheduler:
                 break
         return group
 
+    def _drop_expired(self) -> None:
+        """Answer the requests that waited past their timeout, as Triton rejects them."""
+        if not self._queue.timeout_us and not self._queue.allow_override:
+            return  # nothing can expire: skip the scan on the hot path
+        now = time.perf_counter_ns()
+        expired = [p for p in self._waiting if p.deadline_ns and p.deadline_ns < now]
+        if not expired:
+            return
+        self._waiting = deque(p for p in self._waiting if not (p.deadline_ns and
+                                                               p.deadline_ns < now))  # fmt: skip
+        _fail(expired, ProtocolError("Request timeout expired while the request waited in "
+                                     "the queue; retry, or allow a longer timeout",
+                                     status=503))  # fmt: skip
+
     def _take_matching(self, group: list[_Pending], key: object, size: int) -> int:
         """Move waiting requests that fit into ``group``; return the new batch size."""
+        self._drop_expired()
         kept: deque[_Pending] = deque()
         while self._waiting:
             pending = self._waiting.popleft()
@@ -159,6 +196,29 @@ class Scheduler:
     def _target(self, size: int) -> int:
         """The preferred batch size to wait for, given ``size`` items so far."""
         return int(next((p for p in self._preferred if p >= size), self._max_batch))
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """Triton's ``dynamic_batching.default_queue_policy``: how many requests may wait,
+    and for how long (``REJECT`` only; ``DELAY`` lets them wait)."""
+
+    max_size: int = 0  # 0: no limit
+    timeout_us: int = 0  # 0: none
+    allow_override: bool = False
+
+    @classmethod
+    def of(cls, config: cfg.ModelConfig) -> QueuePolicy:
+        if not config.HasField("dynamic_batching"):
+            return cls()
+        policy = config.dynamic_batching.default_queue_policy
+        rejects = policy.timeout_action == policy.REJECT
+        return cls(policy.max_queue_size, policy.default_timeout_microseconds if rejects else 0,
+                   policy.allow_timeout_override and rejects)  # fmt: skip
+
+    def deadline_ns(self, arrived_ns: int, requested_us: int | None) -> int:
+        timeout_us = requested_us if self.allow_override and requested_us else self.timeout_us
+        return arrived_ns + timeout_us * 1000 if timeout_us else 0
 
 
 def _merge(group: list[_Pending]) -> dict[str, np.ndarray]:

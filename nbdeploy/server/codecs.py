@@ -69,6 +69,7 @@ class InferRequest:
         id: The request id, echoed in the response.
         parameters: Request-level parameters.
         classes: Outputs asked for as their top classes (Triton's ``classification``).
+        timeout_us: The request's ``timeout`` parameter (µs in the queue), if any.
     """
 
     inputs: dict[str, np.ndarray]
@@ -77,6 +78,7 @@ class InferRequest:
     id: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)  # Triton's classification: top k
+    timeout_us: int | None = None  # how long it may wait in the queue, if the model allows
 
 
 @dataclass
@@ -190,7 +192,17 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     binary_default = bool(params.get("binary_data_output", False))
     outputs, classes = _requested_outputs(doc.get("outputs"), binary_default)
     return InferRequest(inputs, outputs, binary_default, str(doc.get("id", "")), params,
-                        classes)  # fmt: skip
+                        classes, timeout_us(params.get("timeout")))  # fmt: skip
+
+
+def timeout_us(value: Any) -> int | None:
+    """A request's ``timeout`` parameter: microseconds it may wait in the queue."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(f"parameter 'timeout' must be microseconds (an integer >= 0), "
+                            f"not {value!r}")  # fmt: skip
+    return value
 
 
 def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:

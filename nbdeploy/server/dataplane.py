@@ -182,7 +182,9 @@ class DataPlane:
                                 f"'{name}'; the model has {model.output_names}")  # fmt: skip
         batch = check_feed(model.inputs, request.inputs, model.config.max_batch_size, name)
         try:
-            outputs = await loaded.scheduler.infer(request.inputs, batch)
+            outputs = await loaded.scheduler.infer(request.inputs, batch, request.timeout_us)
+        except ProtocolError:  # the queue policy refused it
+            raise
         except Exception as err:  # onnxruntime's own complaint about this input
             raise ProtocolError(
                 f"model '{name}' version {loaded.number} could not run this input: {err}"

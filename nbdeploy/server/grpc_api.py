@@ -16,7 +16,15 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 from ..errors import ProtocolError
-from .codecs import V2_TO_NUMPY, InferRequest, class_count, decode_load, decode_raw, encode_raw
+from .codecs import (
+    V2_TO_NUMPY,
+    InferRequest,
+    class_count,
+    decode_load,
+    decode_raw,
+    encode_raw,
+    timeout_us,
+)
 from .dataplane import DataPlane
 from .security import Guard
 
@@ -207,7 +215,9 @@ def _decode(request: Any) -> InferRequest:
         raise ProtocolError("duplicate output name in the request; ask for each output once")
     classes = {o.name: class_count(o.name, o.parameters["classification"].int64_param)
                for o in request.outputs if "classification" in o.parameters}  # fmt: skip
-    return InferRequest(inputs, dict.fromkeys(names, True), classes=classes)
+    timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else None
+    return InferRequest(inputs, dict.fromkeys(names, True), id=request.id, classes=classes,
+                        timeout_us=timeout_us(timeout))  # fmt: skip
 
 
 def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:

@@ -327,3 +327,51 @@ def test_raw_binary_requests(server: Endpoint) -> None:
     status, doc = server.request("POST", "/v2/models/affine/infer", x[:1].tobytes(),
                                  Inference_Header_Content_Length="0")  # fmt: skip
     assert 400 <= status < 500 and "input byte size mismatch for input" in doc["error"]
+
+
+def _slow_model(server: Endpoint) -> None:
+    """'slow': 24 chained 512x512 MatMuls on a [1, 64, 512] input (~0.1 s a run), one
+    instance, and a queue that holds one request (Triton's default_queue_policy)."""
+    import json
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nbdeploy.triton.model_folder import triton_config, version_files
+
+    weight = numpy_helper.from_array(np.eye(512, dtype=np.float32), "w")
+    nodes = [helper.make_node("MatMul", [f"h{i}" if i else "x", "w"], [f"h{i + 1}"])
+             for i in range(24)] + [helper.make_node("Identity", ["h24"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 64, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 64, 512])], [weight],
+    )  # fmt: skip
+    art = nbd.export(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                     name="slow")  # fmt: skip
+    backend = "python" if server.kind == "triton" else "onnxruntime"
+    config = cfg.to_json(triton_config(art, "slow", backend, max_batch_size=1), defaults=False)
+    config["dynamic_batching"] = {"default_queue_policy": {"max_queue_size": 1}}
+    files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
+    httpclient.InferenceServerClient(server.http).load_model(
+        "slow", config=json.dumps(config), files=files
+    )
+
+
+def test_a_full_queue_is_refused_with_tritons_status(server: Endpoint) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _slow_model(server)
+    x = np.ones((1, 64, 512), np.float32)
+
+    def one(_: int) -> str:
+        client = httpclient.InferenceServerClient(server.http)
+        try:
+            client.infer("slow", [_http_input(x, True)])
+        except InferenceServerException as err:
+            return f"{err.status()} {err.message()}"
+        return "ok"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one, range(8)))
+    refused = [o for o in outcomes if o != "ok"]
+    assert "ok" in outcomes and refused, outcomes
+    assert all(o.startswith("503") and "Exceeds maximum queue size" in o for o in refused), refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -211,3 +212,54 @@ def test_tf_serving_bodies_keep_shapes_and_formats() -> None:
     for body, message in bad.items():
         with pytest.raises(ProtocolError, match=message):
             decode_predict(body, [X])
+
+
+def _queued(max_size: int = 0, timeout_us: int = 0, override: bool = False) -> Scheduler:
+    """One instance whose runs take 0.2 s, with a Triton queue policy."""
+    config = cfg.build_config("m", [X], [X], max_batch_size=8)
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size, policy.default_timeout_microseconds = max_size, timeout_us
+    policy.allow_timeout_override = override
+    policy.timeout_action = policy.REJECT
+
+    def slow(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.2)
+        return dict(feed)
+
+    return Scheduler(slow, config, VersionStats(), ThreadPoolExecutor(2))
+
+
+def _outcomes(
+    policy: dict[str, int | bool], count: int, timeout_us: int | None = None
+) -> list[str]:
+    """What ``count`` requests, sent 10 ms apart, get from a slow queued scheduler."""
+
+    async def one(scheduler: Scheduler, i: int) -> str:
+        await asyncio.sleep(0.01 * i)  # in order: the first runs, the next ones queue
+        try:
+            await scheduler.infer({"x": np.ones((1, 3), np.float32)}, 1, timeout_us)
+        except ProtocolError as err:
+            assert err.status == 503
+            return str(err).split(" (")[0].split(" while")[0]
+        return "ok"
+
+    async def all_of_them() -> list[str]:
+        scheduler = _queued(**policy)  # type: ignore[arg-type]
+        try:
+            return list(await asyncio.gather(*(one(scheduler, i) for i in range(count))))
+        finally:
+            await scheduler.close()
+
+    return asyncio.run(all_of_them())
+
+
+def test_a_full_queue_rejects_as_triton_does() -> None:
+    full = "Exceeds maximum queue size"
+    assert _outcomes({"max_size": 1}, 4) == ["ok", "ok", full, full]
+    assert _outcomes({}, 4) == ["ok"] * 4  # no limit set
+
+
+def test_a_request_that_waits_past_its_timeout_is_rejected() -> None:
+    assert _outcomes({"timeout_us": 100_000}, 2) == ["ok", "Request timeout expired"]
+    allowed = {"timeout_us": 100_000, "override": True}
+    assert _outcomes(allowed, 2, timeout_us=2_000_000) == ["ok", "ok"]
