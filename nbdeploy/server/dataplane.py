@@ -27,15 +27,18 @@ from .codecs import InferRequest, decode_raw_binary, decode_shares, version_numb
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
+from .settings import Settings
 from .stats import VersionStats, exposition
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DataPlane", "InferResult"]
 
+# Exactly the extensions this server implements (tools decide by them).
 EXTENSIONS = [
-    "binary_tensor_data", "model_repository", "statistics", "model_configuration",
-    "schedule_policy", "nbdeploy_traffic", "nbdeploy_overview",
+    "classification", "model_repository", "schedule_policy", "model_configuration",
+    "binary_tensor_data", "statistics", "trace", "logging",
+    "nbdeploy_traffic", "nbdeploy_overview",
 ]  # fmt: skip
 
 
@@ -63,6 +66,7 @@ class DataPlane:
         self._failures: dict[str, str] = {}  # models on disk that are not served, and why
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
         self._loader = Loader(repository, self._executor)
+        self.settings = Settings()  # trace and log settings, as Triton answers them
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -134,6 +138,14 @@ class DataPlane:
 
     def model_config(self, name: str, version: str = "") -> cfg.ModelConfig:
         return self._version(name, version).model.config
+
+    def trace_settings(self, name: str = "", changes: dict[str, Any] | None = None) -> Any:
+        """Triton's trace settings, globally or for one model; ``changes`` updates them."""
+        if name:
+            self._served(name)  # 404 for unknown models
+        if changes is None:
+            return self.settings.trace_settings(name)
+        return self.settings.update_trace(changes, name)
 
     def traffic(self, name: str) -> dict[str, float]:
         return {str(v): share for v, share in sorted(self._served(name).traffic.items())}

@@ -167,6 +167,26 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return pb.RepositoryModelUnloadResponse()
 
     @_translating
+    async def TraceSetting(self, request: Any, context: Any) -> Any:
+        changes = {key: list(value.value) or None for key, value in request.settings.items()}
+        doc = self.dp.trace_settings(request.model_name, changes or None)
+        response = pb.TraceSettingResponse()
+        for key, value in doc.items():
+            response.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return response
+
+    @_translating
+    async def LogSettings(self, request: Any, context: Any) -> Any:
+        changes = {key: getattr(value, value.WhichOneof("parameter_choice"))
+                   for key, value in request.settings.items()}  # fmt: skip
+        doc = self.dp.settings.update_log(changes) if changes else self.dp.settings.log
+        response = pb.LogSettingsResponse()
+        for key, value in doc.items():
+            kind = {bool: "bool_param", int: "uint32_param"}.get(type(value), "string_param")
+            setattr(response.settings[key], kind, value)
+        return response
+
+    @_translating
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         return await self._infer(request)
 

@@ -47,6 +47,9 @@ def build_app(dataplane: DataPlane, guard: Guard) -> Any:
         Route("/v2/repository/models/{name}/traffic", h.set_traffic, methods=["POST"]),
         Route(MODEL + "/traffic", h.traffic),
         Route("/v2/nbdeploy/overview", h.overview),
+        Route("/v2/trace/setting", h.trace, methods=["GET", "POST"]),
+        Route(MODEL + "/trace/setting", h.trace, methods=["GET", "POST"]),
+        Route("/v2/logging", h.logging, methods=["GET", "POST"]),
         Route("/metrics", h.metrics),
         Route("/v1/models/{name}:predict", h.predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version}:predict", h.predict, methods=["POST"]),
@@ -148,6 +151,16 @@ class _Handlers:
 
     async def overview(self, request: Request) -> Response:
         return JSONResponse({"models": self.dp.overview()})
+
+    async def trace(self, request: Request) -> Response:
+        name, _ = _names(request)
+        changes = await _json_object(request) if request.method == "POST" else None
+        return JSONResponse(self.dp.trace_settings(name, changes))
+
+    async def logging(self, request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(dict(self.dp.settings.log))
+        return JSONResponse(self.dp.settings.update_log(await _json_object(request)))
 
     async def traffic(self, request: Request) -> Response:
         name, _ = _names(request)

@@ -375,3 +375,21 @@ def test_a_full_queue_is_refused_with_tritons_status(server: Endpoint) -> None:
     refused = [o for o in outcomes if o != "ok"]
     assert "ok" in outcomes and refused, outcomes
     assert all(o.startswith("503") and "Exceeds maximum queue size" in o for o in refused), refused
+
+
+def test_trace_and_log_settings_in_tritons_shapes(server: Endpoint) -> None:
+    client = httpclient.InferenceServerClient(server.http)
+    trace = client.get_trace_settings()
+    assert {"trace_level", "trace_rate", "trace_count", "log_frequency", "trace_mode"} <= set(trace)
+    assert client.update_trace_settings("affine", {"trace_rate": "7"})["trace_rate"] == "7"
+    assert client.get_trace_settings()["trace_rate"] == trace["trace_rate"]  # global unchanged
+    assert client.update_trace_settings("affine", {"trace_rate": None})["trace_rate"] == (
+        trace["trace_rate"])  # fmt: skip
+    logs = client.get_log_settings()
+    assert {"log_info", "log_warning", "log_error", "log_verbose_level", "log_format"} <= set(logs)
+    assert client.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
+    assert client.update_log_settings({"log_verbose_level": 0})["log_verbose_level"] == 0
+    g = grpcclient.InferenceServerClient(server.grpc)
+    assert g.get_trace_settings(as_json=True)["settings"]["trace_rate"]["value"] == [
+        trace["trace_rate"]]  # fmt: skip
+    assert "log_info" in g.get_log_settings(as_json=True)["settings"]
