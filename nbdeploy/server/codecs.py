@@ -12,13 +12,14 @@ import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import ml_dtypes  # noqa: F401 - registers numpy's bfloat16 (tritonclient uses it for BF16)
 import numpy as np
 
 from ..errors import ProtocolError
 from ..types import BY_NUMPY, DTYPES, TensorSpec
+from .shared_memory import ShmRef
 
 __all__ = [
     "InferRequest",
@@ -70,6 +71,8 @@ class InferRequest:
         parameters: Request-level parameters.
         classes: Outputs asked for as their top classes (Triton's ``classification``).
         timeout_us: The request's ``timeout`` parameter (µs in the queue), if any.
+        shm_inputs: Inputs to read from shared memory regions (not yet in ``inputs``).
+        shm_outputs: Outputs to write into shared memory regions.
     """
 
     inputs: dict[str, np.ndarray]
@@ -79,6 +82,17 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)  # Triton's classification: top k
     timeout_us: int | None = None  # how long it may wait in the queue, if the model allows
+    shm_inputs: dict[str, ShmInput] = field(default_factory=dict)
+    shm_outputs: dict[str, ShmRef] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShmInput:
+    """An input whose bytes are in a shared memory region, to be read by the server."""
+
+    ref: ShmRef
+    datatype: str
+    shape: list[int]
 
 
 @dataclass
@@ -178,21 +192,42 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("the request needs a non-empty 'inputs' list")
-    inputs, offset = {}, 0
+    inputs: dict[str, np.ndarray] = {}
+    shm: dict[str, ShmInput] = {}
+    offset = 0
     for item in raw_inputs:
-        name, array, used = _decode_tensor(item, blob, offset)
-        if name in inputs:
+        name, value, used = _decode_tensor(item, blob, offset)
+        if name in inputs or name in shm:
             raise ProtocolError(f"input '{name}' is given twice")
-        inputs[name], offset = array, offset + used
+        if isinstance(value, ShmInput):
+            shm[name] = value
+        else:
+            inputs[name] = value
+        offset += used
     if offset != len(blob):
         raise ProtocolError(
             f"{len(blob) - offset} bytes of binary data are not claimed by any input"
         )
     params = _parameters(doc, "the request")
     binary_default = bool(params.get("binary_data_output", False))
-    outputs, classes = _requested_outputs(doc.get("outputs"), binary_default)
+    outputs, classes, shm_outputs = _requested_outputs(doc.get("outputs"), binary_default)
     return InferRequest(inputs, outputs, binary_default, str(doc.get("id", "")), params,
-                        classes, timeout_us(params.get("timeout")))  # fmt: skip
+                        classes, timeout_us(params.get("timeout")), shm, shm_outputs)  # fmt: skip
+
+
+def shm_ref(params: Mapping[str, Any], where: str) -> ShmRef | None:
+    """The shared memory region a tensor's parameters name, if any (Triton's
+    ``shared_memory_region``, ``shared_memory_byte_size`` and ``shared_memory_offset``)."""
+    region = params.get("shared_memory_region")
+    if region is None:
+        return None
+    size, offset = params.get("shared_memory_byte_size"), params.get("shared_memory_offset", 0)
+    if not (isinstance(region, str) and _count(size) and _count(offset)):
+        raise ProtocolError(
+            f"{where}: shared_memory_region must be a name, and shared_memory_byte_size and "
+            "shared_memory_offset integers >= 0"
+        )
+    return ShmRef(region, size, offset)
 
 
 def timeout_us(value: Any) -> int | None:
@@ -215,13 +250,22 @@ def _parameters(item: dict[str, Any], where: str) -> dict[str, Any]:
     return params
 
 
-def _requested_outputs(raw: Any, binary_default: bool) -> tuple[dict[str, bool], dict[str, int]]:
-    """Outputs asked for (whether as binary data) and those asked for as top-k classes."""
+def _count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _requested_outputs(
+    raw: Any, binary_default: bool
+) -> tuple[dict[str, bool], dict[str, int], dict[str, ShmRef]]:
+    """Outputs asked for (whether as binary data), those asked for as top-k classes, and
+    those to write into shared memory."""
     if raw is None:
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(raw, list):
         raise ProtocolError(f"'outputs' must be a list of objects, not {_kind(raw)}")
-    outputs, classes = {}, {}
+    outputs: dict[str, bool] = {}
+    classes: dict[str, int] = {}
+    shm: dict[str, ShmRef] = {}
     for item in raw:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ProtocolError("each requested output must be an object with a 'name' string")
@@ -232,7 +276,10 @@ def _requested_outputs(raw: Any, binary_default: bool) -> tuple[dict[str, bool],
         outputs[item["name"]] = bool(params.get("binary_data", binary_default))
         if "classification" in params:
             classes[item["name"]] = class_count(item["name"], params["classification"])
-    return outputs, classes
+        ref = shm_ref(params, f"output '{item['name']}'")
+        if ref is not None:
+            shm[item["name"]] = ref
+    return outputs, classes, shm
 
 
 def class_count(output: str, value: Any) -> int:
@@ -250,13 +297,17 @@ def _kind(value: Any) -> str:
     return names.get(type(value), "a number" if isinstance(value, int | float) else "null")
 
 
-def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def _decode_tensor(item: Any, blob: bytes, offset: int) -> tuple[str, np.ndarray | ShmInput, int]:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise ProtocolError("each input must be an object with a 'name'")
     name = item["name"]
     datatype, shape = _check_type_and_shape(name, item.get("datatype"), item.get("shape"))
     count = math.prod(shape)
-    size = _parameters(item, f"input '{name}'").get("binary_data_size")
+    params = _parameters(item, f"input '{name}'")
+    ref = shm_ref(params, f"input '{name}'")
+    if ref is not None:
+        return name, ShmInput(ref, datatype, shape), 0
+    size = params.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(blob):
             raise ProtocolError(
@@ -381,9 +432,14 @@ def _from_bytes(name: str, raw: bytes, datatype: str, shape: list[int], count: i
 
 
 def encode_response(
-    model: str, version: str, outputs: dict[str, np.ndarray], request: InferRequest
+    model: str,
+    version: str,
+    outputs: dict[str, np.ndarray],
+    request: InferRequest,
+    in_shm: Mapping[str, int] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary data follows."""
+    """The response body, and the JSON header's length when binary data follows.
+    Outputs written to shared memory (``in_shm``: their byte sizes) carry no data."""
     wanted = request.outputs or {name: request.binary_default for name in outputs}
     missing = sorted(set(wanted) - set(outputs))
     if missing:
@@ -396,7 +452,11 @@ def encode_response(
             "datatype": _v2_type(array),
             "shape": list(array.shape),
         }
-        if binary:
+        if in_shm and name in in_shm:
+            ref = request.shm_outputs[name]
+            tensor["parameters"] = {"shared_memory_region": ref.region,
+                                    "shared_memory_byte_size": in_shm[name]}  # fmt: skip
+        elif binary:
             raw = _to_bytes(array)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)

@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,19 @@ from ..types import TensorSpec
 from . import config as cfg
 from . import traffic as tr
 from .classification import classify
-from .codecs import InferRequest, decode_raw_binary, decode_shares, version_number
+from .codecs import (
+    InferRequest,
+    decode_raw,
+    decode_raw_binary,
+    decode_shares,
+    encode_raw,
+    version_number,
+)
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
 from .settings import Settings
+from .shared_memory import SharedMemory
 from .stats import VersionStats, exposition
 
 log = logging.getLogger(__name__)
@@ -37,7 +45,7 @@ __all__ = ["DataPlane", "InferResult"]
 # Exactly the extensions this server implements (tools decide by them).
 EXTENSIONS = [
     "classification", "model_repository", "schedule_policy", "model_configuration",
-    "binary_tensor_data", "statistics", "trace", "logging",
+    "binary_tensor_data", "statistics", "trace", "logging", "system_shared_memory",
     "nbdeploy_traffic", "nbdeploy_overview",
 ]  # fmt: skip
 
@@ -49,6 +57,7 @@ class InferResult:
     model: str
     version: str
     outputs: dict[str, np.ndarray]
+    in_shm: dict[str, int] = field(default_factory=dict)  # outputs written to shared memory
 
 
 class DataPlane:
@@ -67,6 +76,7 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
         self._loader = Loader(repository, self._executor)
         self.settings = Settings()  # trace and log settings, as Triton answers them
+        self.shm = SharedMemory()  # registered system shared memory regions
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -85,6 +95,7 @@ class DataPlane:
                 self._models[name] = served
 
     async def close(self) -> None:
+        self.shm.close()
         for name in list(self._models):
             await retire(self._models.pop(name).versions.values())
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -178,13 +189,30 @@ class DataPlane:
         loaded = self._version(name, version)
         started = time.perf_counter_ns()
         try:
+            self._read_shared_inputs(request)
             outputs = await self._run(name, loaded, request)
+            in_shm = self._write_shared_outputs(request, outputs)
         except BaseException:
             loaded.stats.record_request(False, time.perf_counter_ns() - started)
             raise
         batch = next(iter(outputs.values())).shape[0] if loaded.model.config.max_batch_size else 1
         loaded.stats.record_request(True, time.perf_counter_ns() - started, batch)
-        return InferResult(name, str(loaded.number), outputs)
+        return InferResult(name, str(loaded.number), outputs, in_shm)
+
+    def _read_shared_inputs(self, request: InferRequest) -> None:
+        for tensor, shared in request.shm_inputs.items():
+            raw = self.shm.read(tensor, shared.ref)
+            request.inputs[tensor] = decode_raw(tensor, raw, shared.datatype, shared.shape)
+
+    def _write_shared_outputs(
+        self, request: InferRequest, outputs: Mapping[str, np.ndarray]
+    ) -> dict[str, int]:
+        written = {}
+        for tensor, ref in request.shm_outputs.items():
+            _, raw = encode_raw(outputs[tensor])
+            self.shm.write(tensor, ref, raw)
+            written[tensor] = len(raw)
+        return written
 
     async def _run(self, name: str, loaded: Version, request: InferRequest) -> dict[str, Any]:
         model = loaded.model

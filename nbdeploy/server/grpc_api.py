@@ -19,14 +19,17 @@ from ..errors import ProtocolError
 from .codecs import (
     V2_TO_NUMPY,
     InferRequest,
+    ShmInput,
     class_count,
     decode_load,
     decode_raw,
     encode_raw,
+    shm_ref,
     timeout_us,
 )
 from .dataplane import DataPlane
-from .security import Guard
+from .security import Guard, is_loopback
+from .shared_memory import CUDA_SHM_REFUSAL
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,37 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return response
 
     @_translating
+    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self.dp.shm.status(request.name):
+            response.regions[str(region["name"])].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))  # fmt: skip
+        return response
+
+    @_translating
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        _from_this_host(context.peer())
+        self.dp.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @_translating
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        self.dp.shm.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    @_translating
+    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        return pb.CudaSharedMemoryStatusResponse()  # none can be registered here
+
+    @_translating
+    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        raise ProtocolError(CUDA_SHM_REFUSAL)
+
+    @_translating
+    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        return pb.CudaSharedMemoryUnregisterResponse()
+
+    @_translating
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         return await self._infer(request)
 
@@ -208,36 +242,64 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         )
         for name, array in result.outputs.items():
             datatype, raw = encode_raw(np.asarray(array))
-            response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+            output = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+            if name in result.in_shm:  # the bytes are in the client's region already
+                output.parameters["shared_memory_region"].string_param = (
+                    decoded.shm_outputs[name].region)  # fmt: skip
+                output.parameters["shared_memory_byte_size"].int64_param = result.in_shm[name]
+                raw = b""  # keeps raw_output_contents aligned with outputs
             response.raw_output_contents.append(raw)
         return response
 
 
 def _decode(request: Any) -> InferRequest:
+    shared = {t.name: ref for t in request.inputs
+              if (ref := shm_ref(_params(t.parameters), f"input '{t.name}'"))}  # fmt: skip
+    sent = [t for t in request.inputs if t.name not in shared]
     raw = list(request.raw_input_contents)
-    if raw and len(raw) != len(request.inputs):
+    if raw and len(raw) != len(sent):
         raise ProtocolError(
-            f"{len(request.inputs)} inputs but {len(raw)} raw_input_contents; send one per input"
+            f"{len(sent)} inputs but {len(raw)} raw_input_contents; send one per input "
+            "(inputs in shared memory need none)"
         )
     inputs: dict[str, np.ndarray] = {}
-    for i, tensor in enumerate(request.inputs):
-        shape = list(tensor.shape)
+    for i, tensor in enumerate(sent):
         if tensor.name in inputs:
             raise ProtocolError(f"input '{tensor.name}' is given twice")
-        if raw:
-            inputs[tensor.name] = decode_raw(tensor.name, raw[i], tensor.datatype, shape)
-        else:
-            inputs[tensor.name] = _from_contents(tensor, shape)
-    if not inputs:
+        shape = list(tensor.shape)
+        inputs[tensor.name] = (decode_raw(tensor.name, raw[i], tensor.datatype, shape) if raw
+                               else _from_contents(tensor, shape))  # fmt: skip
+    shm_inputs = {t.name: ShmInput(shared[t.name], t.datatype, list(t.shape))
+                  for t in request.inputs if t.name in shared}  # fmt: skip
+    if not inputs and not shm_inputs:
         raise ProtocolError("the request has no inputs")
     names = [o.name for o in request.outputs]
     if len(set(names)) != len(names):
         raise ProtocolError("duplicate output name in the request; ask for each output once")
-    classes = {o.name: class_count(o.name, o.parameters["classification"].int64_param)
-               for o in request.outputs if "classification" in o.parameters}  # fmt: skip
-    timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else None
+    outputs = {o.name: _params(o.parameters) for o in request.outputs}
+    classes = {name: class_count(name, p["classification"])
+               for name, p in outputs.items() if "classification" in p}  # fmt: skip
+    shm_outputs = {name: ref for name, p in outputs.items()
+                   if (ref := shm_ref(p, f"output '{name}'"))}  # fmt: skip
+    timeout = _params(request.parameters).get("timeout")
     return InferRequest(inputs, dict.fromkeys(names, True), id=request.id, classes=classes,
-                        timeout_us=timeout_us(timeout))  # fmt: skip
+                        timeout_us=timeout_us(timeout), shm_inputs=shm_inputs,
+                        shm_outputs=shm_outputs)  # fmt: skip
+
+
+def _from_this_host(peer: str) -> None:
+    """Shared memory is same-host: only loopback (or Unix socket) peers may register it."""
+    kind, _, address = peer.partition(":")
+    host = address.rpartition(":")[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
+    if kind != "unix" and not is_loopback(host):
+        raise ProtocolError("shared memory can only be registered by a client on this host",
+                            status=403)  # fmt: skip
+
+
+def _params(parameters: Any) -> dict[str, Any]:
+    """gRPC's InferParameter map as plain values."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+            for key, value in parameters.items()}  # fmt: skip
 
 
 def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:

@@ -20,7 +20,8 @@ from ..errors import ProtocolError
 from . import config as cfg
 from .codecs import decode_load, decode_request, encode_response, loads
 from .dataplane import DataPlane
-from .security import Guard
+from .security import Guard, is_loopback
+from .shared_memory import CUDA_SHM_REFUSAL
 from .tfserving import decode_predict, encode_predict
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ T = TypeVar("T")
 __all__ = ["build_app"]
 
 MODEL = "/v2/models/{name}"
+SHM, CUDA_SHM = "/v2/systemsharedmemory", "/v2/cudasharedmemory"
 INLINE_DECODE_BYTES = 256 * 2**10  # larger JSON request headers are parsed off the event loop
 VERSION = "/v2/models/{name}/versions/{version}"
 
@@ -50,6 +52,16 @@ def build_app(dataplane: DataPlane, guard: Guard) -> Any:
         Route("/v2/trace/setting", h.trace, methods=["GET", "POST"]),
         Route(MODEL + "/trace/setting", h.trace, methods=["GET", "POST"]),
         Route("/v2/logging", h.logging, methods=["GET", "POST"]),
+        Route(SHM + "/status", h.shm_status),
+        Route(SHM + "/region/{region}/status", h.shm_status),
+        Route(SHM + "/region/{region}/register", h.shm_register, methods=["POST"]),
+        Route(SHM + "/region/{region}/unregister", h.shm_unregister, methods=["POST"]),
+        Route(SHM + "/unregister", h.shm_unregister, methods=["POST"]),
+        Route(CUDA_SHM + "/status", h.cuda_shm_status),
+        Route(CUDA_SHM + "/region/{region}/status", h.cuda_shm_status),
+        Route(CUDA_SHM + "/region/{region}/register", h.cuda_shm_register, methods=["POST"]),
+        Route(CUDA_SHM + "/region/{region}/unregister", h.cuda_shm_status, methods=["POST"]),
+        Route(CUDA_SHM + "/unregister", h.cuda_shm_status, methods=["POST"]),
         Route("/metrics", h.metrics),
         Route("/v1/models/{name}:predict", h.predict, methods=["POST"]),
         Route("/v1/models/{name}/versions/{version}:predict", h.predict, methods=["POST"]),
@@ -101,6 +113,13 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
         {"error": f"internal error ({type(exc).__name__}); the server log has the details"},
         status_code=500,
     )
+
+
+def _from_this_host(host: str, what: str) -> None:
+    """Shared memory is a same-host mechanism: only loopback clients may register it."""
+    if not is_loopback(host.removeprefix("[").removesuffix("]")):
+        raise ProtocolError(f"{what} can only be registered by a client on this host",
+                            status=403)  # fmt: skip
 
 
 def _names(request: Request) -> tuple[str, str]:
@@ -162,6 +181,26 @@ class _Handlers:
             return JSONResponse(dict(self.dp.settings.log))
         return JSONResponse(self.dp.settings.update_log(await _json_object(request)))
 
+    async def shm_status(self, request: Request) -> Response:
+        return JSONResponse(self.dp.shm.status(request.path_params.get("region", "")))
+
+    async def shm_register(self, request: Request) -> Response:
+        _from_this_host(request.client.host if request.client else "", "shared memory")
+        doc = await _json_object(request)
+        self.dp.shm.register(request.path_params["region"], doc.get("key"),
+                             doc.get("offset", 0), doc.get("byte_size"))  # fmt: skip
+        return Response(status_code=200)
+
+    async def shm_unregister(self, request: Request) -> Response:
+        self.dp.shm.unregister(request.path_params.get("region", ""))
+        return Response(status_code=200)
+
+    async def cuda_shm_status(self, request: Request) -> Response:
+        return JSONResponse([])  # none can be registered here
+
+    async def cuda_shm_register(self, request: Request) -> Response:
+        raise ProtocolError(CUDA_SHM_REFUSAL)
+
     async def traffic(self, request: Request) -> Response:
         name, _ = _names(request)
         return JSONResponse({"name": name, "traffic": self.dp.traffic(name)})
@@ -179,7 +218,8 @@ class _Handlers:
             json_size = header_length if header_length is not None else len(body)
             decoded = await _off_loop_if(json_size, decode_request, body, header_length)
         result = await self.dp.infer(name, version, decoded)
-        payload, header = encode_response(result.model, result.version, result.outputs, decoded)
+        payload, header = encode_response(result.model, result.version, result.outputs, decoded,
+                                          result.in_shm)  # fmt: skip
         if header is None:
             return Response(payload, media_type="application/json")
         return Response(

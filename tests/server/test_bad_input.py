@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 INFER = "/v2/models/affine/infer"
 LOAD = "/v2/repository/models/affine/load"
 TRAFFIC = "/v2/repository/models/affine/traffic"
+SHM = "/v2/systemsharedmemory"
 X = {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}
 B64 = base64.b64encode(b"x").decode()
 
@@ -107,6 +108,20 @@ HTTP_CASES: dict[str, tuple[str, str, str | bytes, dict[str, str], int, str]] = 
                                       "trace_level must be"),
     "a log file anywhere": ("POST", "/v2/logging", json.dumps({"log_file": "/etc/cron.d/x"}),
                             {}, 400, "log_file cannot be changed"),
+    "a shm key outside /dev/shm": ("POST", f"{SHM}/region/r/register",
+                                   json.dumps({"key": "../../etc/passwd", "byte_size": 4}), {},
+                                   400, "must name a POSIX shared memory segment"),
+    "a shm segment that is not there": ("POST", f"{SHM}/region/r/register",
+                                        json.dumps({"key": "/nbd-none", "byte_size": 4}), {},
+                                        400, "Unable to open shared memory region"),
+    "a shm size that is not one": ("POST", f"{SHM}/region/r/register",
+                                   json.dumps({"key": "/x", "byte_size": "4"}), {}, 400,
+                                   "must be integers"),
+    "an unknown shm region": ("GET", f"{SHM}/region/nope/status", "", {}, 404,
+                              "Unable to find system shared memory region"),
+    "CUDA shared memory": ("POST", "/v2/cudasharedmemory/region/r/register",
+                           json.dumps({"raw_handle": {"b64": "AA=="}, "byte_size": 4}), {}, 400,
+                           "CUDA shared memory is not supported on this server"),
     "a text/plain POST": ("POST", LOAD, _load(), {"Content-Type": "text/plain"}, 415,
                           "application/json"),
     "a form POST": ("POST", TRAFFIC, "action=promote",

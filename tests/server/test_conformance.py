@@ -393,3 +393,46 @@ def test_trace_and_log_settings_in_tritons_shapes(server: Endpoint) -> None:
     assert g.get_trace_settings(as_json=True)["settings"]["trace_rate"]["value"] == [
         trace["trace_rate"]]  # fmt: skip
     assert "log_info" in g.get_log_settings(as_json=True)["settings"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_system_shared_memory(server: Endpoint, protocol: str) -> None:
+    """tritonclient's own shared memory utilities: inputs read from, and outputs written
+    into, POSIX shared memory regions the client registered."""
+    import tritonclient.utils.shared_memory as shm
+
+    module: Any = httpclient if protocol == "http" else grpcclient
+    client = module.InferenceServerClient(server.http if protocol == "http" else server.grpc)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tag = f"{server.kind}-{protocol}"
+    inputs = shm.create_shared_memory_region(f"in-{tag}", f"/nbd-in-{tag}", x.nbytes)
+    outputs = shm.create_shared_memory_region(f"out-{tag}", f"/nbd-out-{tag}", 64)
+    try:
+        shm.set_shared_memory_region(inputs, [x])
+        client.unregister_system_shared_memory()
+        client.register_system_shared_memory(f"in-{tag}", f"/nbd-in-{tag}", x.nbytes)
+        client.register_system_shared_memory(f"out-{tag}", f"/nbd-out-{tag}", 64)
+        status = client.get_system_shared_memory_status(**({} if protocol == "http" else
+                                                           {"as_json": True}))  # fmt: skip
+        assert f"out-{tag}" in str(status)
+        item = module.InferInput("x", [2, 3], "FP32")
+        item.set_shared_memory(f"in-{tag}", x.nbytes)
+        wanted = module.InferRequestedOutput("y")
+        wanted.set_shared_memory(f"out-{tag}", 56, offset=8)
+        result = client.infer("affine", [item], outputs=[wanted])
+        got = shm.get_contents_as_numpy(outputs, np.float32, [2, 2], offset=8)
+        np.testing.assert_allclose(got, expected(x), rtol=1e-6)
+        assert result.get_output("y") is not None
+        too_small = module.InferRequestedOutput("y")
+        too_small.set_shared_memory(f"out-{tag}", 8)
+        with pytest.raises(InferenceServerException):
+            client.infer("affine", [item], outputs=[too_small])
+        missing = module.InferInput("x", [2, 3], "FP32")
+        missing.set_shared_memory("nowhere", x.nbytes)
+        with pytest.raises(InferenceServerException, match="Unable to find"):
+            client.infer("affine", [missing])
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(inputs)
+        shm.destroy_shared_memory_region(outputs)
+    assert "out-" not in str(client.get_system_shared_memory_status())
