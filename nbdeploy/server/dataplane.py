@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -310,7 +311,7 @@ class DataPlane:
         async with self._locks[name]:
             served = self._models.get(name) or Served()
             version_files = self.repository.staged(staged) if staged is not None else None
-            staging = self.repository.stage(files) if files else None
+            staging = self._stage(name, files) if files else None
             change = Change(config_json, staging, version_files, version, traffic, canary)
             try:
                 number = await self._loader.apply(name, served, change)
@@ -325,6 +326,13 @@ class DataPlane:
             self._models[name] = served
             self._failures.pop(name, None)
             return number
+
+    def _stage(self, name: str, files: Mapping[str, bytes]) -> Path:
+        try:
+            return self.repository.stage(files)
+        except ProtocolError as err:  # Triton's wording first: clients match on it
+            raise ProtocolError(f"failed to load '{name}', failed to poll from model "
+                                f"repository: {err}", status=err.status) from err  # fmt: skip
 
     async def unload(self, name: str) -> None:
         """Stop serving a model; its files stay, and a restart does not bring it back."""

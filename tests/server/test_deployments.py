@@ -247,3 +247,24 @@ def test_serve_checks_the_new_version_through_the_wire(repo: Path) -> None:
         nbd.serve(nbd.export(noisy, name="affine"), name="affine", repository=repo)
     assert dep.traffic == {1: 100.0}
     assert _versions_answering(dep, 10) == Counter({"1": 10})
+
+
+def test_model_control_as_tritons_example_client_does_it(repo: Path) -> None:
+    """simple_http_model_control.py's steps: a malformed config override fails with
+    'failed to load', a config override with a string number applies, a load of an unknown
+    model fails with 'failed to load', an over-long file override is refused."""
+    from tritonclient.utils import InferenceServerException
+
+    client = nbd.serve(affine(0), name="affine", repository=repo).client()
+    with pytest.raises(InferenceServerException, match="failed to load"):
+        client.load_model("affine", config='"parameters": {"config": {{"max_batch_size": "16"}}}')
+    client.load_model("affine", config='{"max_batch_size":"16"}')
+    assert client.get_model_config("affine")["max_batch_size"] == 16
+    client.unload_model("affine")
+    assert not client.is_model_ready("affine")
+    with pytest.raises(InferenceServerException, match="failed to load"):
+        client.load_model("wrong_model_name")
+    with pytest.raises(InferenceServerException,
+                       match="failed to poll from model repository") as info:  # fmt: skip
+        client.load_model("affine", config="{}", files={"file:" + "A" * 256: b"a"})
+    assert info.value.status() == "400"  # Triton answers 500 here; its own TODO says 400
