@@ -12,23 +12,36 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-def write(name: str, title: str, rows: Sequence[dict[str, Any]], notes: str = "") -> Path:
-    """Save ``rows`` to ``results/<name>.json`` and ``results/<name>.md``; return the .md."""
+def write(
+    name: str,
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    notes: str = "",
+    sections: Sequence[tuple[str, str, Sequence[dict[str, Any]]]] = (),
+) -> Path:
+    """Save ``rows`` to ``results/<name>.json`` and ``results/<name>.md``; return the .md.
+    ``sections`` adds (title, notes, rows) tables after the first."""
     RESULTS.mkdir(exist_ok=True)
     machine = (
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
     )
     meta = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine}
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": list(rows)}, indent=2))
-    header = list(rows[0]) if rows else []
-    lines = [f"# {title}", "", f"{meta['when']} on {machine}.", "", notes, ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row[k]) for k in header) + " |")
+    doc: dict[str, Any] = {"meta": meta, "rows": list(rows)}
+    if sections:
+        doc["sections"] = [{"title": t, "rows": list(r)} for t, _, r in sections]
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2))
+    lines = [f"# {title}", "", f"{meta['when']} on {machine}.", "", notes, "", *_table(rows)]
+    for section_title, section_notes, section_rows in sections:
+        lines += ["", f"## {section_title}", "", section_notes, "", *_table(section_rows)]
     path = RESULTS / f"{name}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    header = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_cell(row[k]) for k in header) + " |" for row in rows]
 
 
 def _cell(value: Any) -> str:

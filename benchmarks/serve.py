@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import nbdeploy as nbd
-from benchmarks import _report
+from benchmarks import _report, serve_shm
 from nbdeploy.triton import local as triton_local
 from nbdeploy.triton.model_folder import write_version
 
@@ -179,8 +179,10 @@ def main() -> Path:
                 row[f"rps_c{threads}"] = _throughput(target, threads)
             rows.append(row)
     _add_ratios(rows)
+    large = ("Large tensors: system shared memory, binary HTTP, gRPC", serve_shm.__doc__ or "",
+             serve_shm.rows())  # fmt: skip
     return _report.write("serve", "Local server vs Triton (small CNN, 1x3x32x32)", rows,
-                         notes=__doc__ or "")  # fmt: skip
+                         notes=__doc__ or "", sections=[large])  # fmt: skip
 
 
 def _add_ratios(rows: list[dict[str, Any]]) -> None:

@@ -344,8 +344,9 @@ def decode_raw_binary(
                         binary_default=True)  # fmt: skip
 
 
-def decode_raw(name: str, raw: bytes, datatype: str, shape: list[int]) -> np.ndarray:
-    """One tensor from its raw bytes (gRPC ``raw_input_contents``, binary HTTP data)."""
+def decode_raw(name: str, raw: bytes | memoryview, datatype: str, shape: list[int]) -> np.ndarray:
+    """One tensor from its raw bytes (gRPC ``raw_input_contents``, binary HTTP data, a
+    shared memory region), not copied where numpy can view them."""
     _check_type_and_shape(name, datatype, shape)
     return _from_bytes(name, raw, datatype, shape, math.prod(shape))
 
@@ -408,14 +409,16 @@ def _check_count(name: str, shape: list[int], count: int, size: int) -> None:
         raise ProtocolError(f"input '{name}': shape {shape} needs {count} values, got {size}")
 
 
-def _from_bytes(name: str, raw: bytes, datatype: str, shape: list[int], count: int) -> np.ndarray:
+def _from_bytes(
+    name: str, raw: bytes | memoryview, datatype: str, shape: list[int], count: int
+) -> np.ndarray:
     if datatype == "BYTES":
         items, pos = [], 0
         while pos < len(raw):
             if pos + 4 > len(raw):
                 raise ProtocolError(f"input '{name}': truncated BYTES length prefix")
             (length,) = struct.unpack_from("<I", raw, pos)
-            items.append(raw[pos + 4 : pos + 4 + length])
+            items.append(bytes(raw[pos + 4 : pos + 4 + length]))
             pos += 4 + length
         if pos != len(raw) or len(items) != count:
             raise ProtocolError(

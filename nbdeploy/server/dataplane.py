@@ -202,7 +202,7 @@ class DataPlane:
 
     def _read_shared_inputs(self, request: InferRequest) -> None:
         for tensor, shared in request.shm_inputs.items():
-            raw = self.shm.read(tensor, shared.ref)
+            raw = self.shm.view(tensor, shared.ref)
             request.inputs[tensor] = decode_raw(tensor, raw, shared.datatype, shared.shape)
 
     def _write_shared_outputs(
@@ -210,9 +210,9 @@ class DataPlane:
     ) -> dict[str, int]:
         written = {}
         for tensor, ref in request.shm_outputs.items():
-            _, raw = encode_raw(outputs[tensor])
-            self.shm.write(tensor, ref, raw)
-            written[tensor] = len(raw)
+            array = np.asarray(outputs[tensor])
+            raw = encode_raw(array)[1] if array.dtype.kind in "OSU" else None
+            written[tensor] = self.shm.write(tensor, ref, array, raw)
         return written
 
     async def _run(self, name: str, loaded: Version, request: InferRequest) -> dict[str, Any]:

@@ -11,6 +11,7 @@ when the server stops; the segments themselves stay the client's.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
@@ -18,6 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeGuard
+
+import numpy as np
 
 from ..errors import ProtocolError
 
@@ -77,7 +80,9 @@ class SharedMemory:
         """Forget one region (or every region); unknown names are no error, as on Triton."""
         for each in [name] if name else list(self._regions):
             region = self._regions.pop(each, None)
-            if region is not None:
+            if region is None:
+                continue
+            with contextlib.suppress(BufferError):  # a request still reads it: closed after
                 region.memory.close()
 
     def status(self, name: str = "") -> list[dict[str, object]]:
@@ -86,21 +91,29 @@ class SharedMemory:
                                 status=404)  # fmt: skip
         return [r.status() for n, r in sorted(self._regions.items()) if not name or n == name]
 
-    def read(self, tensor: str, ref: ShmRef) -> bytes:
-        """A copy of the input's bytes (the client may reuse the region meanwhile)."""
+    def view(self, tensor: str, ref: ShmRef) -> memoryview:
+        """The input's bytes where they are, not copied (as Triton reads them: the client
+        must not change a region while its request runs)."""
         region, start = self._slice(tensor, ref)
-        return region.memory[start : start + ref.byte_size]
+        return memoryview(region.memory)[start : start + ref.byte_size]
 
-    def write(self, tensor: str, ref: ShmRef, data: bytes) -> None:
-        """Put an output's bytes into its region."""
+    def write(self, tensor: str, ref: ShmRef, array: np.ndarray, raw: bytes | None) -> int:
+        """Put an output into its region (``raw``: its serialized bytes, for BYTES);
+        returns the bytes written."""
         region, start = self._slice(tensor, ref)
-        if len(data) > ref.byte_size:
+        size = len(raw) if raw is not None else array.nbytes
+        if size > ref.byte_size:
             raise ProtocolError(
                 f"shared memory size specified with the request for output '{tensor}' "
-                f"({ref.byte_size} bytes) should be at least {len(data)} bytes to hold the "
+                f"({ref.byte_size} bytes) should be at least {size} bytes to hold the "
                 "results"
             )
-        region.memory[start : start + len(data)] = data
+        if raw is not None:
+            region.memory[start : start + size] = raw
+        else:  # one copy, straight from the result into the region
+            target = np.frombuffer(region.memory, array.dtype, array.size, start)
+            target[...] = array.reshape(-1)
+        return size
 
     def close(self) -> None:
         self.unregister()
