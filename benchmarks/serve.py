@@ -7,11 +7,14 @@ dynamic batching on and off. Latency p50/p99 at concurrency 1 (rounds interleave
 targets so machine noise hits all alike); throughput at concurrency 1, 4 and 16 (one
 tritonclient per thread).
 
-Reading it: on HTTP (binary and JSON) we match Triton's p50 and throughput within this
-machine's noise, with a lower p99. gRPC is where we trail: py-spy on the server at
+Reading it: HTTP-JSON matches Triton's p50 and throughput within this machine's noise.
+HTTP-binary trails a little: p50 1.1-1.3x Triton's and c16 throughput 0.74-0.90x in the
+two runs of 2026-12-02 (an A/B of that day's server against the previous day's, same run,
+showed them equal within noise, 0-7%). gRPC is where we trail most: py-spy on the server at
 concurrency 16 puts about half of its CPU in grpc.aio's own core and under a tenth in
 nbdeploy's code, so the gap is the Python gRPC runtime on a 2-core machine shared with
-the 16 client threads, not our request handling.
+the 16 client threads, not our request handling. For large tensors, system shared memory
+takes the bytes off the socket: 15x (4 MiB) to 31x (64 MiB) faster than binary HTTP here.
 """
 
 from __future__ import annotations
