@@ -152,3 +152,47 @@ def test_a_classifier_with_labels_shows_its_classes(
         ["cat", "dog", "bird"][i] for i in want]  # fmt: skip
     with pytest.raises(UsageError, match="labels= takes a list"):
         ip.run_line_magic("deploy", "model --example x --name bad --labels 'cat'")
+
+
+def test_a_canarys_card_measures_the_canary(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("deploy", "model --example x --name measured")
+    capsys.readouterr()
+    second = ip.run_line_magic("deploy", "model --example x --name measured --canary 10")
+    card = capsys.readouterr().out
+    assert second.version == 2 and "one request to v2" in card and "not measured" not in card
+    # v1 reloaded with the new config (its counters start again): the card's ten requests
+    # and the wire check all named v2, none was drawn by the 90/10 split
+    counts = {s["version"]: s["inference_stats"]["success"]["count"] for s in second.stats()}
+    assert counts == {"1": 0, "2": 11}
+
+
+def test_a_text_column_is_probed_as_bytes_and_a_failed_probe_never_raises(
+    ip: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.standard_normal(40).astype(np.float32),
+                          "city": rng.choice(["rome", "oslo", "lima"], 40)})  # fmt: skip
+    pipeline = make_pipeline(
+        ColumnTransformer([("n", StandardScaler(), ["size"]), ("c", OneHotEncoder(), ["city"])]),
+        LogisticRegression(),
+    ).fit(frame, frame["city"] == "oslo")
+    ip.user_ns.update(pipeline=pipeline, frame=frame)
+    dep = ip.run_line_magic("deploy", "pipeline --example frame.head(8) --name cities")
+    card = capsys.readouterr().out
+    assert dep.version == 1 and "one request to v1" in card and "not measured" not in card
+
+    from nbdeploy.notebook import card as card_module
+
+    def broken(*_: object) -> float:
+        raise ConnectionError("the server went away")  # injected: after the model is live
+
+    monkeypatch.setattr(card_module, "_latency_ms", broken)
+    again = ip.run_line_magic("deploy", "pipeline --example frame.head(8) --name cities")
+    assert again.version == 2
+    assert "not measured: the server went away" in capsys.readouterr().out
