@@ -27,8 +27,9 @@ __all__ = ["Deployment", "deployments", "serve"]
 
 
 def serve(
-    art: Artifact,
+    art: Artifact | Any,
     *,
+    example: Any = None,
     name: str | None = None,
     version: int | None = None,
     canary: float | None = None,
@@ -47,7 +48,10 @@ def serve(
     other inputs or outputs must be served under a new name.
 
     Args:
-        art: An ONNX artifact.
+        art: An ONNX artifact; or what ``nbd.export`` takes (a path to an ``.onnx`` file,
+            an ``onnx.ModelProto``, or an in-memory torch / scikit-learn model with
+            ``example=``), exported first with parity checked.
+        example: The model's example input, when ``art`` is an in-memory model.
         name: Model name on the server (default: the artifact's name).
         version: Version number (default: one more than any the server knows).
         canary: Percent of the requests that name no version to send to the new version
@@ -66,6 +70,8 @@ def serve(
         The :class:`Deployment` of the new version.
 
     Raises:
+        UnsupportedModelError: ``art`` is neither an artifact nor a model nbdeploy exports.
+        ExampleError: An in-memory model came without ``example=``.
         ConfigError: The artifact is not ONNX, or an argument is out of range.
         ServerError: The server refused the model (its message says why), e.g. its
             signature differs from the versions serving.
@@ -74,6 +80,10 @@ def serve(
     from .server import config as cfg
     from .server.repository import check_model_name
 
+    if not isinstance(art, Artifact):
+        from .exporters import export
+
+        art = export(art, example, name=name)
     require_onnx(art, "the local server", hint="Export with format='onnx', or push "
                  "TorchScript to Triton with nbd.push.")  # fmt: skip
     name = name or art.name

@@ -268,3 +268,18 @@ def test_model_control_as_tritons_example_client_does_it(repo: Path) -> None:
                        match="failed to poll from model repository") as info:  # fmt: skip
         client.load_model("affine", config="{}", files={"file:" + "A" * 256: b"a"})
     assert info.value.status() == "400"  # Triton answers 500 here; its own TODO says 400
+
+
+def test_serve_takes_what_a_user_would_pass(repo: Path, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(3, 2).eval()
+    x = torch.randn(4, 3)
+    dep = nbd.serve(model, example=x, name="linear", repository=repo)
+    assert dep.version == 1 and dep.parity is not None and dep.parity.ok
+    path = tmp_path / "affine.onnx"
+    onnx.save(affine(0).onnx, path)
+    assert nbd.serve(str(path), name="from-file", repository=repo).version == 1
+    with pytest.raises(nbd.ExampleError, match="example"):
+        nbd.serve(model, name="linear", repository=repo)
+    with pytest.raises(nbd.UnsupportedModelError, match="cannot export"):
+        nbd.serve(object(), name="nothing", repository=repo)
