@@ -181,12 +181,22 @@ def _start(
     last = _last_state(root)  # after a crash, come back on the same URLs
     http_port = _port(http_port, last.get("http_port", PREFERRED_PORTS[0]), host)
     grpc_port = _port(grpc_port, last.get("grpc_port", PREFERRED_PORTS[1]), host)
-    command = [sys.executable, "-m", "nbdeploy.server", str(root), "--host", host,
+    command = [*_isolated_python(), str(root), "--host", host,
                "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra]  # fmt: skip
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
     log_path = root / LOG_FILE
     pid = _spawn_detached(command, env, log_path)
     return _wait_started(root, pid, log_path, timeout)
+
+
+def _isolated_python() -> list[str]:
+    """``python -I`` running the server, with this nbdeploy's folder as the one path of
+    its own: the notebook's folder (a local ``click.py``), PYTHONPATH and user site
+    packages stay out of the server."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    code = (f"import sys; sys.path.insert(0, {package_root!r}); "
+            "from nbdeploy.server.process import main; sys.exit(main())")  # fmt: skip
+    return [sys.executable, "-I", "-c", code]
 
 
 def _spawn_detached(command: list[str], env: dict[str, str], log_path: Path) -> int:
@@ -298,7 +308,12 @@ def stop(repository: str | os.PathLike[str] | None = None, *, timeout: float = 1
 def read_state(root: Path) -> dict[str, Any] | None:
     """The state file of a live server process, or ``None`` (stale files are ignored)."""
     state = _last_state(root)
-    return state if _alive(int(state.get("pid", 0))) else None
+    pid = int(state.get("pid", 0))
+    if _alive(pid):
+        return state
+    if pid > 0:
+        _exit_code(pid)  # reap it if it was our child: no <defunct> left behind
+    return None
 
 
 def _last_state(root: Path) -> dict[str, Any]:

@@ -283,3 +283,25 @@ def test_serve_takes_what_a_user_would_pass(repo: Path, tmp_path: Path) -> None:
         nbd.serve(model, name="linear", repository=repo)
     with pytest.raises(nbd.UnsupportedModelError, match="cannot export"):
         nbd.serve(object(), name="nothing", repository=repo)
+
+
+def test_the_server_runs_isolated_and_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook folder with its own click.py (or anything shadowing a package the server
+    imports) does not reach the server; a killed server leaves no zombie behind."""
+    workdir = tmp_path / "notebooks"
+    workdir.mkdir()
+    (workdir / "click.py").write_text("raise RuntimeError('the notebook folder leaked in')\n")
+    (workdir / "uvicorn.py").write_text("raise RuntimeError('the notebook folder leaked in')\n")
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("PYTHONPATH", str(workdir))
+    repo = tmp_path / "repo"
+    status = nbd.server.start(repo, http_port=0, grpc_port=0)
+    assert status.running and nbd.serve(affine(0), name="affine", repository=repo).version == 1
+    os.kill(status.pid or 0, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{status.pid}").exists() and time.monotonic() < deadline:
+        nbd.server.status(repo)  # notices the death, and reaps its own child
+        time.sleep(0.05)
+    assert not Path(f"/proc/{status.pid}").exists()
