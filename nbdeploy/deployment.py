@@ -249,16 +249,23 @@ class Deployment:
     labels: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @property
+    def live(self) -> control.ServerStatus:
+        """The server as it is now: a restart that had to move ports is followed (the
+        repository's state file says where it listens), so this object keeps working."""
+        current = control.status(self.server.repository, models=False)
+        return current if current.running else self.server
+
+    @property
     def http_url(self) -> str:
-        return self.server.http_url
+        return self.live.http_url
 
     @property
     def grpc_url(self) -> str:
-        return self.server.grpc_url
+        return self.live.grpc_url
 
     @property
     def metrics_url(self) -> str:
-        return self.server.metrics_url
+        return self.live.metrics_url
 
     @property
     def infer_url(self) -> str:
@@ -268,29 +275,29 @@ class Deployment:
     @property
     def traffic(self) -> dict[int, float]:
         """Share of the requests that name no version, by version (live)."""
-        with self.server.connect() as server:
+        with self.live.connect() as server:
             return server.traffic(self.name)
 
     def promote(self) -> dict[int, float]:
         """Send all traffic to the newest version; returns the new split."""
-        with self.server.connect() as server:
+        with self.live.connect() as server:
             return server.set_traffic(self.name, "promote")
 
     def rollback(self) -> dict[int, float]:
         """Send all traffic back to the previous version and unload the newest."""
-        with self.server.connect() as server:
+        with self.live.connect() as server:
             return server.set_traffic(self.name, "rollback")
 
     def stats(self) -> list[dict[str, Any]]:
         """Triton's statistics for every loaded version of this model."""
-        with self.server.connect() as server:
+        with self.live.connect() as server:
             return server.stats(self.name)
 
     def versions(self) -> list[VersionOverview]:
         """Every version of this model the server knows: traffic share, readiness,
         request and failure counts, p50/p95 latency in ms (``None`` before the first
         request), and why a version is not ready."""
-        with self.server.connect() as server:
+        with self.live.connect() as server:
             found = [m for m in server.overview() if m.name == self.name]
         return list(found[0].versions) if found else []
 
@@ -299,7 +306,7 @@ class Deployment:
         from .triton.client import connect
 
         address = self.grpc_url if protocol == "grpc" else self.http_url.removeprefix("http://")
-        return connect(address, protocol, token=self.server.token)
+        return connect(address, protocol, token=self.live.token)
 
     def __str__(self) -> str:
         return (

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ServerStatus", "default_repository", "start", "status", "stop"]
 
 PREFERRED_PORTS = (8000, 8001)  # Triton's, when free
+RECLAIM_SECONDS = 5.0  # how long a restart waits for its old ports before it moves
 
 
 def default_repository() -> Path:
@@ -157,7 +159,16 @@ def start(
             return current
         extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
         extra += [f"--allow-origin={origin}" for origin in allowed_origins]
-        return _start(root, host, http_port, grpc_port, token, extra, timeout)
+        before = _last_state(root).get("http_url")
+        started = _start(root, host, http_port, grpc_port, token, extra, timeout)
+        if before and http_port is None and before != started.http_url:
+            warnings.warn(
+                f"the local server moved from {before} to {started.http_url} (another process "
+                "holds its old port): snippets and cards made before point at the old URL; "
+                "Deployment objects follow the server",
+                stacklevel=2,
+            )
+        return started
 
 
 @contextlib.contextmanager
@@ -179,8 +190,8 @@ def _start(
     timeout: float,
 ) -> ServerStatus:
     last = _last_state(root)  # after a crash, come back on the same URLs
-    http_port = _port(http_port, last.get("http_port", PREFERRED_PORTS[0]), host)
-    grpc_port = _port(grpc_port, last.get("grpc_port", PREFERRED_PORTS[1]), host)
+    http_port = _port(http_port, last.get("http_port"), PREFERRED_PORTS[0], host)
+    grpc_port = _port(grpc_port, last.get("grpc_port"), PREFERRED_PORTS[1], host)
     command = [*_isolated_python(), str(root), "--host", host,
                "--http-port", str(http_port), "--grpc-port", str(grpc_port), *extra]  # fmt: skip
     env = {**os.environ, **({"NBDEPLOY_TOKEN": token} if token else {})}
@@ -209,16 +220,32 @@ def _spawn_detached(command: list[str], env: dict[str, str], log_path: Path) -> 
     return os.posix_spawn(command[0], command, env, file_actions=actions, setsid=True)
 
 
-def _port(requested: int | None, preferred: int, host: str) -> int:
+def _port(requested: int | None, last: int | None, preferred: int, host: str) -> int:
+    """The port to listen on: the one asked for; else the one this repository's server
+    had (waiting briefly for a killed server's socket to be released); else ``preferred``
+    when free; else 0 (any free port)."""
     if requested is not None:
         return requested
+    if last:
+        deadline = time.monotonic() + RECLAIM_SECONDS
+        while not _free(last, host):
+            if time.monotonic() > deadline:
+                log.warning("port %d, which this repository's server had, is taken by "
+                            "another process; the server moves to another port", last)  # fmt: skip
+                return 0
+            time.sleep(0.1)
+        return last
+    return preferred if _free(preferred, host) else 0
+
+
+def _free(port: int, host: str) -> bool:
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
-            probe.bind((host if ":" not in host else "127.0.0.1", preferred))
+            probe.bind((host if ":" not in host else "127.0.0.1", port))
         except OSError:
-            return 0
-    return preferred
+            return False
+    return True
 
 
 def _wait_started(root: Path, pid: int, log_path: Path, timeout: float) -> ServerStatus:

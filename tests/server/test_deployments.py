@@ -305,3 +305,39 @@ def test_the_server_runs_isolated_and_is_reaped(
         nbd.server.status(repo)  # notices the death, and reaps its own child
         time.sleep(0.05)
     assert not Path(f"/proc/{status.pid}").exists()
+
+
+def test_a_restart_takes_back_its_ports_or_says_loudly_where_it_went(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from nbdeploy.server import control
+
+    dep = nbd.serve(affine(0), name="affine", repository=repo)
+    before = nbd.server.status(repo)
+    os.kill(before.pid or 0, signal.SIGKILL)
+    again = nbd.server.start(repo)  # at once: the killed server's sockets are being released
+    assert (again.http_url, again.grpc_url) == (before.http_url, before.grpc_url)
+    os.kill(again.pid or 0, signal.SIGKILL)
+    monkeypatch.setattr(control, "RECLAIM_SECONDS", 0.5)
+    squatter = socket.socket()  # another program takes the HTTP port meanwhile
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 10
+    while True:  # as soon as the killed server's socket is gone
+        try:
+            squatter.bind(("127.0.0.1", int(before.http_url.rsplit(":", 1)[1])))
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    squatter.listen()
+    try:
+        with pytest.warns(
+            UserWarning, match=r"moved from .* \(another process holds its old port\)"
+        ):
+            moved = nbd.server.start(repo)
+    finally:
+        squatter.close()
+    assert moved.http_url != before.http_url
+    assert dep.http_url == moved.http_url and dep.traffic == {1: 100.0}  # it followed
