@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .artifact import Artifact
-from .errors import ConfigError
+from .errors import ConfigError, ProtocolError
 from .quantization.schemes import Int8Static, Scheme, parse_scheme
-from .targets import Deployed, LocalTarget, Target, deploy, parse_target
+from .targets import Deployed, LocalTarget, Target, check_reachable, deploy, parse_target
 
 __all__ = [
     "Deploy",
@@ -166,13 +166,30 @@ def build_pipeline(
             )
         steps.append(Quantize(parsed, calibration))
     where = parse_target(target, repository=repository)
+    _check_name(name)
     if canary is not None and not isinstance(where, LocalTarget):
         raise ConfigError(f"canary works on the local server; {where} replaces versions")
+    if canary is not None and not 0 < canary < 100:
+        raise ConfigError(f"canary is the new version's share in percent, between 0 and 100, "
+                          f"not {canary}")  # fmt: skip
+    if version is not None and version < 1:
+        raise ConfigError(f"version must be 1 or more, not {version}")
+    if not dry_run:
+        check_reachable(where)
     if labels is not None and (isinstance(labels, str) or not isinstance(where, LocalTarget)):
         raise ConfigError("labels= takes a list of class names, for the local server")
     names = tuple(str(n) for n in labels) if labels is not None else None
     final = None if dry_run else Deploy(where, name, version, canary, names)
     return Pipeline(name, tuple(steps), final)
+
+
+def _check_name(name: str) -> None:
+    from .server.layout import check_model_name
+
+    try:
+        check_model_name(name)
+    except ProtocolError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _given(art: Artifact | None, label: str) -> Artifact:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from .errors import ConfigError
+from .errors import ConfigError, PushError
 
 if TYPE_CHECKING:
     from .artifact import Artifact
@@ -28,6 +28,7 @@ __all__ = [
     "LocalTarget",
     "Target",
     "TritonTarget",
+    "check_reachable",
     "deploy",
     "parse_target",
 ]
@@ -116,6 +117,30 @@ def parse_target(
             "grpc://host:port (a Triton server), or a folder such as 'repo/'"
         )
     return TritonTarget(address.rstrip("/"), "grpc" if protocol == "grpc" else "http")
+
+
+def check_reachable(target: Target, *, timeout: float = 5.0) -> None:
+    """Fail now, not after a minute of exporting, if ``target`` cannot take a model: a
+    Triton server that does not answer, or a folder that cannot be written."""
+    if isinstance(target, TritonTarget):
+        from .triton.client import connect
+
+        try:
+            live = bool(connect(target.address, target.protocol, token=target.token,
+                                timeout=timeout).is_server_live())  # fmt: skip
+        except Exception as err:  # tritonclient raises its own error types
+            raise PushError(
+                f"cannot reach Triton at {target.address}: {err}. Is tritonserver running and "
+                "listening there?",
+                target=str(target),
+            ) from err
+        if not live:
+            raise PushError(f"the Triton at {target} is not live", target=str(target))
+    elif isinstance(target, FolderTarget):
+        try:
+            target.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot write the repository folder {target}: {err}") from err
 
 
 @runtime_checkable

@@ -76,3 +76,19 @@ def test_a_pipeline_runs_its_typed_steps(tmp_path: Path) -> None:
     assert isinstance(result.deployed, nbd.PushResult) and result.deployed.version == 1
     dry = build_pipeline(affine().onnx, None, name="affine", optimize=False, dry_run=True)
     assert dry.labels() == ["export"] and dry.run().deployed is None
+
+
+def test_cheap_mistakes_are_reported_before_anything_slow_runs(tmp_path: Path) -> None:
+    model = object()  # not a model: had export run, each case would be an UnsupportedModelError
+    for kwargs, error, message in [
+        ({"canary": 150}, nbd.ConfigError, "between 0 and 100"),
+        ({"canary": 0}, nbd.ConfigError, "between 0 and 100"),
+        ({"version": 0}, nbd.ConfigError, "version must be 1 or more"),
+        ({"target": "127.0.0.1:9"}, nbd.PushError, "cannot reach Triton at 127.0.0.1:9"),
+    ]:
+        with pytest.raises(error, match=message):
+            build_pipeline(model, None, name="m", **kwargs)
+    with pytest.raises(nbd.ConfigError, match="invalid model name"):
+        build_pipeline(model, None, name="../m")
+    assert build_pipeline(model, None, name="m", target=tmp_path / "new" / "repo").deploy
+    assert (tmp_path / "new" / "repo").is_dir()

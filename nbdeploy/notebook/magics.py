@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ast
 import logging
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Unicode
 
 from ..errors import NbDeployError
@@ -89,7 +90,7 @@ class NbDeployMagics(Magics):
 
     def _parse(self, line: str) -> Any:
         try:
-            return parse_argstring(self.deploy, line)
+            return self.deploy.parser.parse_args(split_line(line))
         except UsageError:
             raise
         except SystemExit as err:  # argparse's way of saying "bad arguments"
@@ -156,6 +157,25 @@ class NbDeployMagics(Magics):
             return manage.traffic_action(command, rest[0], self.repository or None)
         except NbDeployError as err:
             raise UsageError(f"%deploy {command}: {err}") from None
+
+
+def split_line(line: str) -> list[str]:
+    """The words of a ``%deploy`` line as a user reads them: shell quoting removed (a
+    quoted value is the text inside the quotes), and an expression that spaces split
+    (``x[:, :, :4]``, ``f(a, b)``) kept whole until its brackets close."""
+    try:
+        words = shlex.split(line)
+    except ValueError as err:
+        raise UsageError(f"%deploy: {err} in {line!r}") from None
+    merged: list[str] = []
+    depth = 0
+    for word in words:
+        if depth > 0:
+            merged[-1] += " " + word
+        else:
+            merged.append(word)
+        depth += sum(word.count(c) for c in "([{") - sum(word.count(c) for c in ")]}")
+    return merged
 
 
 def _default_name(label: str) -> str:

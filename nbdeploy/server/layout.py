@@ -3,15 +3,21 @@ notebook side (``control``, ``nbd.serve``) needs them without the server's packa
 
 from __future__ import annotations
 
+import re
+
+from ..errors import ProtocolError
+
 __all__ = [
     "CONFIG_FILE",
     "LOCK_FILE",
     "LOG_FILE",
+    "MODEL_NAME",
     "RESERVED_NAMES",
     "STAGING",
     "START_LOCK_FILE",
     "STATE_FILE",
     "TRAFFIC_FILE",
+    "check_model_name",
 ]
 
 CONFIG_FILE = "config.pbtxt"  # per model, Triton's
@@ -22,3 +28,15 @@ STAGING = ".staging"  # files on their way in (cleared at start)
 LOCK_FILE = ".server.lock"  # held by the serving process
 START_LOCK_FILE = ".start.lock"  # held by a notebook while it starts one
 RESERVED_NAMES = frozenset({STATE_FILE, LOG_FILE})  # files of the repository itself
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_model_name(name: str) -> str:
+    """A model name that is safe as a folder name, or a 400 saying what is allowed."""
+    if not MODEL_NAME.match(name) or ".." in name or name in RESERVED_NAMES:
+        raise ProtocolError(
+            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', starting "
+            "with a letter or digit (at most 128 characters, and not "
+            f"{' or '.join(sorted(RESERVED_NAMES))})"
+        )
+    return name

@@ -26,7 +26,6 @@ import errno
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -36,25 +35,21 @@ from ..errors import ConfigError, DamagedFileError, ProtocolError
 from . import config as cfg
 from .codecs import decode_shares, version_number
 from .faults import crash_point
-from .layout import CONFIG_FILE, RESERVED_NAMES, STAGING, STATE_FILE, TRAFFIC_FILE
+from .layout import (
+    CONFIG_FILE,
+    MODEL_NAME,
+    RESERVED_NAMES,
+    STAGING,
+    STATE_FILE,
+    TRAFFIC_FILE,
+    check_model_name,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Repository", "check_model_name", "is_version"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_NAME_BYTES = 255  # one path component, as Linux file systems allow
-
-
-def check_model_name(name: str) -> str:
-    """A model name that is safe as a folder name, or a 400 saying what is allowed."""
-    if not _NAME.match(name) or ".." in name or name in RESERVED_NAMES:
-        raise ProtocolError(
-            f"invalid model name {name!r}: use letters, digits, '_', '-' and '.', starting "
-            "with a letter or digit (at most 128 characters, and not "
-            f"{' or '.join(sorted(RESERVED_NAMES))})"
-        )
-    return name
 
 
 class Repository:
@@ -75,7 +70,7 @@ class Repository:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and _NAME.match(p.name) and p.name not in RESERVED_NAMES
+            if p.is_dir() and MODEL_NAME.match(p.name) and p.name not in RESERVED_NAMES
         )
 
     def folder(self, name: str) -> Path:

@@ -34,8 +34,12 @@ class _Bearer:
         request.headers["authorization"] = f"Bearer {self._token}"
 
 
-def connect(address: str, protocol: str = "http", *, token: str | None = None) -> Any:
-    """A tritonclient client for ``host:port``; the token, if any, goes with every call."""
+def connect(
+    address: str, protocol: str = "http", *, token: str | None = None, timeout: float | None = None
+) -> Any:
+    """A tritonclient client for ``host:port``; the token, if any, goes with every call.
+    ``timeout`` bounds each HTTP call (default: 10 s to connect, 60 s to answer, as loads
+    of large models take a while)."""
     if protocol == "grpc":
         import tritonclient.grpc as grpcclient
 
@@ -43,7 +47,8 @@ def connect(address: str, protocol: str = "http", *, token: str | None = None) -
     elif protocol == "http":
         import tritonclient.http as httpclient
 
-        client = httpclient.InferenceServerClient(address, connection_timeout=10.0)
+        limits = {"connection_timeout": timeout or 10.0, "network_timeout": timeout or 60.0}
+        client = httpclient.InferenceServerClient(address, **limits)
     else:
         raise ConfigError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
     if token:

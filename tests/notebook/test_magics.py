@@ -150,8 +150,9 @@ def test_a_classifier_with_labels_shows_its_classes(
         want = ip.user_ns["model"](torch.from_numpy(x)).argmax(1).tolist()
     assert [v.decode().split(":")[2] for v in top.as_numpy(output).ravel()] == [
         ["cat", "dog", "bird"][i] for i in want]  # fmt: skip
+    ip.user_ns["one_name"] = "cat"
     with pytest.raises(UsageError, match="labels= takes a list"):
-        ip.run_line_magic("deploy", "model --example x --name bad --labels 'cat'")
+        ip.run_line_magic("deploy", "model --example x --name bad --labels one_name")
 
 
 def test_a_canarys_card_measures_the_canary(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,3 +197,15 @@ def test_a_text_column_is_probed_as_bytes_and_a_failed_probe_never_raises(
     again = ip.run_line_magic("deploy", "pipeline --example frame.head(8) --name cities")
     assert again.version == 2
     assert "not measured: the server went away" in capsys.readouterr().out
+
+
+def test_lines_are_parsed_as_a_user_reads_them(ip: Any) -> None:
+    """Expressions with spaces stay whole, and quotes are the shell's, not the value's."""
+    from nbdeploy.notebook.magics import split_line
+
+    assert split_line('model --example x[:, :, :4] --name "my-model"') == [
+        "model", "--example", "x[:, :, :4]", "--name", "my-model"]  # fmt: skip
+    assert split_line("m --example f(a, [b, c])") == ["m", "--example", "f(a, [b, c])"]
+    ip.user_ns["wide"] = torch.randn(2, 4, 6)
+    art = ip.run_line_magic("deploy", 'model --example wide[:, 0, :4] --name "sliced" --dry-run')
+    assert isinstance(art, nbd.Artifact) and art.name == "sliced"
