@@ -11,7 +11,7 @@ from ..deployment import Deployment, deployments
 from ..errors import ConfigError
 from ..server import control
 
-__all__ = ["DeploymentTable", "deployment_table", "stop", "traffic_action"]
+__all__ = ["DeploymentTable", "TrafficSplit", "deployment_table", "stop", "traffic_action"]
 
 HEADER = ["model", "version", "traffic %", "ready", "requests", "failures", "p50 ms"]
 
@@ -54,19 +54,36 @@ def deployment_table(repository: str | None = None) -> DeploymentTable:
     return DeploymentTable(rows, status.http_url)
 
 
-def traffic_action(action: str, name: str, repository: str | None = None) -> dict[int, float]:
-    """``promote`` or ``rollback`` the model called ``name``; returns the new split."""
+@dataclass(frozen=True)
+class TrafficSplit:
+    """A model's traffic after a promote or rollback, shown once, in words."""
+
+    name: str
+    shares: dict[int, float]
+
+    def __str__(self) -> str:
+        parts = [f"v{v} {share:g}%" for v, share in sorted(self.shares.items())]
+        return f"{self.name}: traffic now {' · '.join(parts)}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        rows = [[f"v{v}", f"{share:g}%"] for v, share in sorted(self.shares.items())]
+        return _html.card(f"{self.name} · traffic", _html.table(["version", "share"], rows))
+
+
+def traffic_action(action: str, name: str, repository: str | None = None) -> TrafficSplit:
+    """``promote`` or ``rollback`` the model called ``name``; the new split."""
     found = {dep.name: dep for dep in deployments(repository)}
     if name not in found:
         raise ConfigError(f"no deployment named {name!r}; deployed: {sorted(found) or 'none'}")
     dep: Deployment = found[name]
-    split = dep.promote() if action == "promote" else dep.rollback()
-    print(f"{name}: traffic now {split}")
-    return split
+    return TrafficSplit(name, dep.promote() if action == "promote" else dep.rollback())
 
 
-def stop(repository: str | None = None) -> bool:
-    """Stop the local server (models stay in its repository for the next start)."""
+def stop(repository: str | None = None) -> None:
+    """Stop the local server (models stay in its repository for the next start); says
+    what happened, once."""
     stopped = control.stop(repository)
     print("local server stopped" if stopped else "the local server was not running")
-    return stopped

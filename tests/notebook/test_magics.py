@@ -67,9 +67,18 @@ def test_canary_list_promote_rollback(ip: Any, capsys: pytest.CaptureFixture[str
     table = ip.run_line_magic("deploy", "list")
     rows = {(r[0], r[1]): r for r in table.rows}
     assert rows[("cany", 2)][2] == 20.0 and rows[("cany", 1)][3] == "yes"
-    assert ip.run_line_magic("deploy", "promote cany") == {1: 0.0, 2: 100.0}
-    assert ip.run_line_magic("deploy", "rollback cany") == {1: 100.0}
-    assert "cany: traffic now {1: 100.0}" in capsys.readouterr().out
+    assert ip.run_line_magic("deploy", "promote cany").shares == {1: 0.0, 2: 100.0}
+    capsys.readouterr()
+    rolled = ip.run_line_magic("deploy", "rollback cany")
+    assert rolled.shares == {1: 100.0} and str(rolled) == "cany: traffic now v1 100%"
+    assert capsys.readouterr().out == ""  # shown once, by its own repr: not echoed as well
+
+
+def test_stop_says_so_once(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from nbdeploy.notebook import manage
+
+    assert manage.stop(str(tmp_path)) is None  # nothing for IPython to echo after the line
+    assert capsys.readouterr().out == "the local server was not running\n"
 
 
 def test_cell_form_and_dry_run(ip: Any) -> None:
