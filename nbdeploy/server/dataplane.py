@@ -35,7 +35,7 @@ from .codecs import (
 from .loading import Change, Loader, Served, Version, retire
 from .repository import Repository, check_model_name
 from .runtime import check_feed
-from .settings import Settings
+from .settings import Setting, Settings
 from .shared_memory import SharedMemory
 from .stats import VersionStats, exposition
 
@@ -151,7 +151,9 @@ class DataPlane:
     def model_config(self, name: str, version: str = "") -> cfg.ModelConfig:
         return self._version(name, version).model.config
 
-    def trace_settings(self, name: str = "", changes: dict[str, Any] | None = None) -> Any:
+    def trace_settings(
+        self, name: str = "", changes: Mapping[str, object] | None = None
+    ) -> dict[str, Setting]:
         """Triton's trace settings, globally or for one model; ``changes`` updates them."""
         if name:
             self._served(name)  # 404 for unknown models

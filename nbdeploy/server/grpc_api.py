@@ -6,8 +6,8 @@ matching status codes; the token, when set, is checked by an interceptor.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 import numpy as np
@@ -32,6 +32,8 @@ from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Context: TypeAlias = grpc.aio.ServicerContext
 
 __all__ = ["build_server"]
 
@@ -84,7 +86,7 @@ class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if details.method in OPEN_METHODS or self._guard.token_ok(metadata.get("authorization")):
             return await continuation(details)
 
-        async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def refuse(request: object, context: Context) -> None:
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "this server needs 'authorization: Bearer <token>'"
             )
@@ -94,24 +96,29 @@ class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-def _translating(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _translating(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Turn a ProtocolError into the matching gRPC status, like HTTP's error handler."""
 
-    async def wrapper(self: _Service, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: _Service, request: object, context: Context) -> T:
         try:
             return await method(self, request, context)
         except ProtocolError as err:
             code = STATUS_CODES.get(err.status, grpc.StatusCode.INVALID_ARGUMENT)
-            await context.abort(code, str(err))
+            await _abort(context, code, str(err))
         except grpc.aio.AbortError:
             raise
         except Exception as err:  # a bug of ours: logged, no internals in the reply
             log.error("%s failed", method.__name__, exc_info=err)
             message = f"internal error ({type(err).__name__}); see the server log"
-            await context.abort(grpc.StatusCode.INTERNAL, message)
+            await _abort(context, grpc.StatusCode.INTERNAL, message)
 
     wrapper.__name__ = method.__name__
     return wrapper
+
+
+async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("grpc.aio's abort always raises")
 
 
 class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -119,45 +126,63 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         self.dp = dataplane
 
     @_translating
-    async def ServerLive(self, request: Any, context: Any) -> Any:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     @_translating
-    async def ServerReady(self, request: Any, context: Any) -> Any:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dp.ready())
 
     @_translating
-    async def ModelReady(self, request: Any, context: Any) -> Any:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
         return pb.ModelReadyResponse(ready=self.dp.model_ready(request.name, request.version))
 
     @_translating
-    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
         return json_format.ParseDict(self.dp.server_metadata(), pb.ServerMetadataResponse())
 
     @_translating
-    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
         doc = self.dp.model_metadata(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelMetadataResponse())
 
     @_translating
-    async def ModelConfig(self, request: Any, context: Any) -> Any:
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
         response = pb.ModelConfigResponse()
         response.config.CopyFrom(self.dp.model_config(request.name, request.version))
         return response
 
     @_translating
-    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
         doc = self.dp.statistics(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse())
 
     @_translating
-    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
         rows = self.dp.index(ready_only=request.ready)
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r)
                                                   for r in rows])  # fmt: skip
 
     @_translating
-    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
         params = request.parameters
         texts = {k: v.string_param for k, v in params.items() if not k.startswith("file:")}
         files = {k[5:]: v.bytes_param for k, v in params.items() if k.startswith("file:")}
@@ -165,12 +190,16 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return pb.RepositoryModelLoadResponse()
 
     @_translating
-    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
         await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     @_translating
-    async def TraceSetting(self, request: Any, context: Any) -> Any:
+    async def TraceSetting(
+        self, request: pb.TraceSettingRequest, context: Context
+    ) -> pb.TraceSettingResponse:
         changes = {key: list(value.value) or None for key, value in request.settings.items()}
         doc = self.dp.trace_settings(request.model_name, changes or None)
         response = pb.TraceSettingResponse()
@@ -179,7 +208,9 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return response
 
     @_translating
-    async def LogSettings(self, request: Any, context: Any) -> Any:
+    async def LogSettings(
+        self, request: pb.LogSettingsRequest, context: Context
+    ) -> pb.LogSettingsResponse:
         changes = {key: getattr(value, value.WhichOneof("parameter_choice"))
                    for key, value in request.settings.items()}  # fmt: skip
         doc = self.dp.settings.update_log(changes) if changes else self.dp.settings.log
@@ -190,7 +221,9 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return response
 
     @_translating
-    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+    ) -> pb.SystemSharedMemoryStatusResponse:
         response = pb.SystemSharedMemoryStatusResponse()
         for region in self.dp.shm.status(request.name):
             response.regions[str(region["name"])].CopyFrom(
@@ -198,33 +231,47 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return response
 
     @_translating
-    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryRegisterResponse:
         _from_this_host(context.peer())
         self.dp.shm.register(request.name, request.key, request.offset, request.byte_size)
         return pb.SystemSharedMemoryRegisterResponse()
 
     @_translating
-    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
         self.dp.shm.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     @_translating
-    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+    async def CudaSharedMemoryStatus(
+        self, request: pb.CudaSharedMemoryStatusRequest, context: Context
+    ) -> pb.CudaSharedMemoryStatusResponse:
         return pb.CudaSharedMemoryStatusResponse()  # none can be registered here
 
     @_translating
-    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+    async def CudaSharedMemoryRegister(
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryRegisterResponse:
         raise ProtocolError(CUDA_SHM_REFUSAL)
 
     @_translating
-    async def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+    async def CudaSharedMemoryUnregister(
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.CudaSharedMemoryUnregisterResponse:
         return pb.CudaSharedMemoryUnregisterResponse()
 
     @_translating
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         return await self._infer(request)
 
-    async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Triton's bidirectional stream: one response per request, in order; a bad request
         answers with ``error_message`` and the stream goes on, as Triton does."""
         async for request in requests:
@@ -234,7 +281,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
                 failed = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
                 yield pb.ModelStreamInferResponse(error_message=str(err), infer_response=failed)
 
-    async def _infer(self, request: Any) -> Any:
+    async def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         decoded = _decode(request)
         result = await self.dp.infer(request.model_name, request.model_version, decoded)
         response = pb.ModelInferResponse(
@@ -252,7 +299,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return response
 
 
-def _decode(request: Any) -> InferRequest:
+def _decode(request: pb.ModelInferRequest) -> InferRequest:
     shared = {t.name: ref for t in request.inputs
               if (ref := shm_ref(_params(t.parameters), f"input '{t.name}'"))}  # fmt: skip
     sent = [t for t in request.inputs if t.name not in shared]
@@ -296,13 +343,13 @@ def _from_this_host(peer: str) -> None:
                             status=403)  # fmt: skip
 
 
-def _params(parameters: Any) -> dict[str, Any]:
+def _params(parameters: Mapping[str, pb.InferParameter]) -> dict[str, object]:
     """gRPC's InferParameter map as plain values."""
     return {key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
             for key, value in parameters.items()}  # fmt: skip
 
 
-def _from_contents(tensor: Any, shape: list[int]) -> np.ndarray:
+def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: list[int]) -> np.ndarray:
     field = _CONTENTS.get(tensor.datatype)
     if field is None:
         raise ProtocolError(

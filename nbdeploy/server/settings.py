@@ -9,20 +9,24 @@ no traces; every answer says so in ``"recording"``, an nbdeploy key next to Trit
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 from ..errors import ProtocolError
 
-__all__ = ["LOG_DEFAULTS", "TRACE_DEFAULTS", "Settings"]
+__all__ = ["LOG_DEFAULTS", "TRACE_DEFAULTS", "Setting", "Settings"]
 
-TRACE_DEFAULTS: dict[str, Any] = {
+Setting: TypeAlias = str | int | bool | list[str]
+"""One setting's value, as Triton's JSON carries it."""
+
+TRACE_DEFAULTS: dict[str, Setting] = {
     "trace_level": ["OFF"], "trace_rate": "1000", "trace_count": "-1", "log_frequency": "0",
     "trace_file": "", "trace_mode": "triton",
 }  # fmt: skip
 TRACE_LEVELS = {"OFF", "TIMESTAMPS", "TENSORS"}
 NOT_RECORDING = "off: this server keeps trace settings but records no traces"
-LOG_DEFAULTS: dict[str, Any] = {
+LOG_DEFAULTS: dict[str, Setting] = {
     "log_file": "", "log_info": True, "log_warning": True, "log_error": True,
     "log_verbose_level": 0, "log_format": "default",
 }  # fmt: skip
@@ -32,15 +36,15 @@ LOG_DEFAULTS: dict[str, Any] = {
 class Settings:
     """The server's trace settings (global, and overrides by model) and log settings."""
 
-    trace: dict[str, Any] = field(default_factory=lambda: dict(TRACE_DEFAULTS))
-    model_trace: dict[str, dict[str, Any]] = field(default_factory=dict)
-    log: dict[str, Any] = field(default_factory=lambda: _current_log_settings())
+    trace: dict[str, Setting] = field(default_factory=lambda: dict(TRACE_DEFAULTS))
+    model_trace: dict[str, dict[str, Setting]] = field(default_factory=dict)
+    log: dict[str, Setting] = field(default_factory=lambda: _current_log_settings())
 
-    def trace_settings(self, model: str = "") -> dict[str, Any]:
+    def trace_settings(self, model: str = "") -> dict[str, Setting]:
         """The settings in force for ``model`` (or globally)."""
         return {**self.trace, **self.model_trace.get(model, {}), "recording": NOT_RECORDING}
 
-    def update_trace(self, changes: dict[str, Any], model: str = "") -> dict[str, Any]:
+    def update_trace(self, changes: Mapping[str, object], model: str = "") -> dict[str, Setting]:
         """Apply ``changes`` (a ``None`` value clears a model's override of that key)."""
         checked = {key: _trace_value(key, value) for key, value in changes.items()}
         target = self.model_trace.setdefault(model, {}) if model else self.trace
@@ -53,7 +57,7 @@ class Settings:
                 target[key] = TRACE_DEFAULTS[key]
         return self.trace_settings(model)
 
-    def update_log(self, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_log(self, changes: Mapping[str, object]) -> dict[str, Setting]:
         """Apply ``changes`` and set the server's log level to match."""
         for key, value in changes.items():
             self.log[key] = _log_value(key, value)
@@ -61,14 +65,15 @@ class Settings:
         return dict(self.log)
 
 
-def _trace_value(key: str, value: Any) -> Any:
+def _trace_value(key: str, value: object) -> Setting | None:
     if key not in TRACE_DEFAULTS:
         raise ProtocolError(f"unknown trace setting '{key}'; use {', '.join(TRACE_DEFAULTS)}")
     if value is None:
         return None
     if key == "trace_level":
-        levels = value if isinstance(value, list) else [value]
-        if not levels or not all(isinstance(v, str) and v in TRACE_LEVELS for v in levels):
+        given = value if isinstance(value, list) else [value]
+        levels = [v for v in given if isinstance(v, str) and v in TRACE_LEVELS]
+        if not levels or len(levels) != len(given):
             raise ProtocolError(f"trace_level must be a list of {sorted(TRACE_LEVELS)}")
         return levels
     if key == "trace_mode" and value not in ("triton", "opentelemetry"):
@@ -83,7 +88,7 @@ def _trace_value(key: str, value: Any) -> Any:
     return value
 
 
-def _log_value(key: str, value: Any) -> Any:
+def _log_value(key: str, value: object) -> Setting:
     if key not in LOG_DEFAULTS:
         raise ProtocolError(f"unknown log setting '{key}'; use {', '.join(LOG_DEFAULTS)}")
     if key == "log_file":
@@ -106,7 +111,7 @@ def _log_value(key: str, value: Any) -> Any:
     return value
 
 
-def _current_log_settings() -> dict[str, Any]:
+def _current_log_settings() -> dict[str, Setting]:
     """Triton's log settings as the server's logging stands now."""
     level = logging.getLogger("nbdeploy").getEffectiveLevel()
     return {
@@ -117,8 +122,8 @@ def _current_log_settings() -> dict[str, Any]:
     }
 
 
-def _level(log: dict[str, Any]) -> int:
-    if log["log_verbose_level"] > 0:
+def _level(log: Mapping[str, Setting]) -> int:
+    if log["log_verbose_level"] not in (0, False):
         return logging.DEBUG
     if log["log_info"]:
         return logging.INFO
