@@ -161,19 +161,44 @@ def _top_class(dep: Any, art: Artifact, example: dict[str, np.ndarray], output: 
 
 
 def _python_snippet(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
+    """A call that runs as pasted, in the same notebook too: names of its own (prefixed by
+    the model's, so the user's ``x`` is left alone), the example's first row as data, and
+    a comment saying what to put there instead."""
+    prefix = _identifier(dep.name)
     lines = ["import numpy as np", "import tritonclient.http as httpclient", "",
-             f'client = httpclient.InferenceServerClient("{dep.http_url.removeprefix("http://")}")',
-             "inputs = []"]  # fmt: skip
+             f'{prefix}_client = httpclient.InferenceServerClient('
+             f'"{dep.http_url.removeprefix("http://")}")',
+             f"{prefix}_inputs = []"]  # fmt: skip
     for spec in art.inputs:
-        shape = list(np.asarray(example[spec.name]).shape) if spec.name in example else [1]
+        data = _first_row(spec, example.get(spec.name))
+        variable = f"{prefix}_{_identifier(spec.name)}"
         lines += [
-            f'x = httpclient.InferInput("{spec.name}", {shape}, "{cfg.v2_datatype(spec.dtype)}")',
-            f"x.set_data_from_numpy(your_{_identifier(spec.name)})  # a {spec.dtype} array",
-            "inputs.append(x)",
+            f"# your data instead: a {spec.dtype} array of shape {spec.shape_text}",
+            f"{variable} = np.array({data.tolist()!r}, dtype={_dtype_text(spec.dtype)})",
+            f'{prefix}_item = httpclient.InferInput("{spec.name}", list({variable}.shape), '
+            f'"{cfg.v2_datatype(spec.dtype)}")',
+            f"{prefix}_item.set_data_from_numpy({variable})",
+            f"{prefix}_inputs.append({prefix}_item)",
         ]
-    lines.append(f'result = client.infer("{dep.name}", inputs)')
-    lines += [f'print(result.as_numpy("{spec.name}"))' for spec in art.outputs]
+    lines.append(f'{prefix}_result = {prefix}_client.infer("{dep.name}", {prefix}_inputs)')
+    lines += [f'print({prefix}_result.as_numpy("{spec.name}"))' for spec in art.outputs]
     return "\n".join(lines)
+
+
+def _first_row(spec: Any, value: Any) -> np.ndarray:
+    """The example's first row (small enough to paste), or zeros of the right shape."""
+    if value is not None:
+        row = np.asarray(value)[:1]
+        if row.size <= CURL_VALUES:
+            return row.astype(object) if row.dtype.kind in "USO" else row
+    shape = [1 if not isinstance(d, int) else d for d in spec.shape]
+    if spec.dtype == "object":
+        return np.full(shape, "", dtype=object)
+    return np.zeros(shape, dtype=spec.dtype)
+
+
+def _dtype_text(dtype: str) -> str:
+    return "object" if dtype == "object" else f'"{dtype}"'
 
 
 def _curl(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:

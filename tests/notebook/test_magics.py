@@ -196,6 +196,8 @@ def test_a_text_column_is_probed_as_bytes_and_a_failed_probe_never_raises(
     dep = ip.run_line_magic("deploy", "pipeline --example frame.head(8) --name cities")
     card = capsys.readouterr().out
     assert dep.version == 1 and "one request to v1" in card and "not measured" not in card
+    snippet = card.split("  python:\n", 1)[1].split("  curl:\n", 1)[0]
+    assert ip.run_cell(__import__("textwrap").dedent(snippet)).success  # strings as BYTES
 
     from nbdeploy.notebook import card as card_module
 
@@ -218,3 +220,23 @@ def test_lines_are_parsed_as_a_user_reads_them(ip: Any) -> None:
     ip.user_ns["wide"] = torch.randn(2, 4, 6)
     art = ip.run_line_magic("deploy", 'model --example wide[:, 0, :4] --name "sliced" --dry-run')
     assert isinstance(art, nbd.Artifact) and art.name == "sliced"
+
+
+def test_the_cards_python_snippet_runs_as_pasted_and_leaves_the_users_x_alone(
+    ip: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import textwrap
+
+    ip.run_line_magic("deploy", "model --example x --name pasted")
+    out = capsys.readouterr().out
+    snippet = textwrap.dedent(out.split("  python:\n", 1)[1].split("  curl:\n", 1)[0])
+    assert "your data instead" in snippet and "your_" not in snippet
+    x_before = ip.user_ns["x"].clone()
+    assert ip.run_cell(snippet).success  # pasted into the same notebook
+    printed = capsys.readouterr().out
+    assert torch.equal(ip.user_ns["x"], x_before)  # the user's x is untouched
+    want = ip.user_ns["model"](x_before[:1]).detach().numpy()
+    np.testing.assert_allclose(ip.user_ns["pasted_result"].as_numpy(
+        ip.user_ns["pasted_result"].get_response()["outputs"][0]["name"]), want, rtol=1e-4,
+        atol=1e-5)  # fmt: skip
+    assert "[[" in printed
