@@ -86,7 +86,8 @@ def test_a_comparison_of_typed_rows() -> None:
     assert cmp.to_dict()["rows"] == [r.to_dict() for r in cmp.rows]
     lines = str(cmp).splitlines()
     assert lines[0].split(" | ")[:4] == ["variant", "provider", "batch_size", "accuracy"]
-    assert lines[2].startswith("mlp [fp16] | cpu | 1 | 97.2 | 100 | 0 | 0.02 |")
-    assert lines[4] == "mlp | cuda | skipped: CUDAExecutionProvider is not in this build"
+    assert lines[2].startswith("mlp [fp16] | cpu | 1 | 97.2 | 100 | 0 | 0.02 ms |")
+    assert "4.1 kB" in lines[2] and "30,000/s" in lines[2]  # units, not raw numbers
+    assert lines[-1] == "skipped on cuda: CUDAExecutionProvider is not in this build"
     html = cmp._repr_html_()
-    assert '<td class="best">97.5</td>' in html and '<td class="best">0.01</td>' in html
+    assert '<td class="best">97.5</td>' in html and '<td class="best">0.01 ms</td>' in html

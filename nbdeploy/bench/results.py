@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import _html
@@ -115,32 +115,28 @@ class Comparison:
     def __str__(self) -> str:
         cols = self.columns()
         lines = [" | ".join(cols)]
-        for row in self.rows:
-            if row.skipped is not None:
-                lines.append(f"{row.variant} | {row.provider} | skipped: {row.skipped}")
-            else:
-                lines.append(" | ".join(_text(value) for value in row.cells()))
+        lines += [" | ".join(_text(v, c) for c, v in zip(cols, row.cells(), strict=True))
+                  for row in self.measured]  # fmt: skip
+        lines += [f"skipped on {provider}: {reason}" for provider, reason in self._skips()]
         return "\n".join(lines) + ("\n(partial: interrupted)" if self.partial else "")
+
+    def _skips(self) -> list[tuple[str, str]]:
+        """One line per provider that could not run (not one per variant): its reason."""
+        return list(dict.fromkeys((r.provider, r.skipped or "") for r in self.skipped))
 
     def _repr_html_(self) -> str:
         cols = self.columns()
         best = self._best_values()
         body = []
-        for row in self.rows:
-            if row.skipped is not None:
-                cells = [_html.cell(row.variant), _html.cell(row.provider)]
-                reason = _html.cell(row.skipped)
-                span = len(cols) - 2
-                body.append(
-                    f"<tr><td>{cells[0]}</td><td>{cells[1]}</td>"
-                    f"<td colspan='{span}'><i>skipped: {reason}</i></td></tr>"
-                )
-                continue
+        for row in self.measured:
             cells = []
             for col, value in zip(cols, row.cells(), strict=True):
                 mark = ' class="best"' if value is not None and best.get(col) == value else ""
-                cells.append(f"<td{mark}>{_html.cell(_text(value))}</td>")
+                cells.append(f"<td{mark}>{_html.cell(_text(value, col))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
+        for provider, reason in self._skips():
+            body.append(f"<tr><td colspan='{len(cols)}'><i>skipped on {_html.cell(provider)}: "
+                        f"{_html.cell(reason)}</i></td></tr>")  # fmt: skip
         head = "".join(f"<th>{_html.cell(c)}</th>" for c in cols)
         note = " (partial: interrupted)" if self.partial else ""
         table = f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -164,9 +160,24 @@ def _p50(row: ComparisonRow) -> float:
     return row.p50_ms if row.p50_ms is not None else float("inf")
 
 
-def _text(value: Cell) -> str:
+def _text(value: Cell, column: str = "") -> str:
+    """A cell with its unit: sizes in kB/MB, latencies in ms, throughput per second."""
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _UNITS.get(column, _plain_number)(float(value))
     return str(value)
+
+
+def _plain_number(value: float) -> str:
+    return f"{value:.4g}" if not value.is_integer() else f"{int(value):,}"
+
+
+_UNITS: dict[str, Callable[[float], str]] = {
+    "size_bytes": _html.human_bytes,
+    "memory_mb": lambda v: f"{v:.1f} MB",
+    "throughput": lambda v: f"{v:,.0f}/s",
+    "p50_ms": lambda v: f"{v:.3g} ms",
+    "p95_ms": lambda v: f"{v:.3g} ms",
+    "p99_ms": lambda v: f"{v:.3g} ms",
+}
