@@ -16,8 +16,12 @@ ACTIONS = ("promote", "rollback", "unload")
 
 
 def overview(repository: str | None = None) -> dict[str, Any]:
-    """The server and, per model, versions with traffic, readiness, counts, latency."""
+    """The server and, per model, versions with traffic, readiness, counts, latency: the
+    one serving ``repository`` if given, else the default repository's, else any other
+    server of this user (a tutorial's, started with its own repository)."""
     status = control.status(repository, models=False)  # no call: the overview is the call
+    if not status.running and repository is None:
+        status = next(iter(control.running()), status)
     if not status.running:
         return {"running": False, "repository": str(status.repository), "models": []}
     try:

@@ -28,7 +28,7 @@ from .security import check_token
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServerStatus", "default_repository", "start", "status", "stop"]
+__all__ = ["ServerStatus", "default_repository", "running", "start", "status", "stop"]
 
 PREFERRED_PORTS = (8000, 8001)  # Triton's, when free
 RECLAIM_SECONDS = 5.0  # how long a restart waits for its old ports before it moves
@@ -303,6 +303,29 @@ def status(
         True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
         rows, state.get("token"),
     )  # fmt: skip
+
+
+def registry() -> Path:
+    """Where every running server of this user leaves a note (its repository), so any
+    process — another kernel, the Jupyter server behind the sidebar — can find servers
+    started with any repository: ``$XDG_RUNTIME_DIR/nbdeploy-servers`` (or under
+    ``~/.local/share/nbdeploy`` where there is no runtime dir)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime else Path("~/.local/share/nbdeploy").expanduser()
+    return base / "nbdeploy-servers"
+
+
+def running() -> list[ServerStatus]:
+    """Every live server of this user, whatever its repository (default one first)."""
+    roots: list[Path] = []
+    with contextlib.suppress(OSError):
+        for note in sorted(registry().glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                roots.append(Path(json.loads(note.read_text())["repository"]))
+    default = resolve()
+    ordered = [default, *sorted({r for r in roots if r != default})]
+    found = [status(root, models=False) for root in ordered]
+    return [s for s in found if s.running]
 
 
 def resolve(repository: str | os.PathLike[str] | None = None) -> Path:

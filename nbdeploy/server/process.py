@@ -128,6 +128,7 @@ async def _serve(options: ServerOptions) -> None:
     state = _state(options, http_socket.getsockname()[1], grpc_port)
     if http.started:
         _write_state(repository, state)
+        note = _register(repository)
         log.warning(
             "serving %s on %s and %s", repository.root, state["http_url"], state["grpc_url"]
         )
@@ -135,6 +136,8 @@ async def _serve(options: ServerOptions) -> None:
         await task
     finally:
         repository.state_file.unlink(missing_ok=True)
+        if http.started:
+            note.unlink(missing_ok=True)
         await grpc_server.stop(grace=2)
         await dataplane.close()
 
@@ -168,6 +171,18 @@ def _state(options: ServerOptions, http_port: int, grpc_port: int) -> dict[str, 
         "max_request_bytes": options.max_request_bytes,
         "max_json_bytes": options.max_json_bytes,
     }
+
+
+def _register(repository: Repository) -> Path:
+    """A note in the user's registry of running servers (``control.running``); a server
+    killed without cleanup leaves a stale note, which readers skip (its pid is dead)."""
+    from .control import registry
+
+    folder = registry()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    note = folder / f"{os.getpid()}.json"
+    note.write_text(json.dumps({"repository": str(repository.root), "pid": os.getpid()}))
+    return note
 
 
 def _write_state(repository: Repository, state: dict[str, Any]) -> None:

@@ -341,3 +341,21 @@ def test_a_restart_takes_back_its_ports_or_says_loudly_where_it_went(
         squatter.close()
     assert moved.http_url != before.http_url
     assert dep.http_url == moved.http_url and dep.traffic == {1: 100.0}  # it followed
+
+
+def test_servers_are_found_from_any_process_whatever_their_repository(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tutorial points NBDEPLOY_REPOSITORY at a folder of its own in the kernel; the
+    Jupyter server behind the sidebar does not see that variable, yet finds the server."""
+    from nbdeploy.lab import deployments as sidebar
+    from nbdeploy.server import control
+
+    nbd.serve(affine(0), name="tutorial", repository=repo)
+    monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path / "the-default-one"))
+    assert repo.resolve() in [s.repository for s in control.running()]
+    seen = sidebar.overview()
+    assert seen["running"] and seen["repository"] == str(repo.resolve())
+    assert [m["name"] for m in seen["models"]] == ["tutorial"]
+    nbd.server.stop(repo)
+    assert repo.resolve() not in [s.repository for s in control.running()]
