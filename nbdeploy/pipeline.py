@@ -9,8 +9,9 @@ slow step runs. ``%deploy``, the studio and ``nbdeploy demo`` all build one and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .artifact import Artifact
@@ -101,6 +102,7 @@ class PipelineResult:
 
     made: dict[str, Artifact]
     deployed: Deployed | None
+    seconds: dict[str, float] = field(default_factory=dict)  # how long each step took
 
     @property
     def artifact(self) -> Artifact:
@@ -120,16 +122,21 @@ class Pipeline:
 
     def run(self, on_step: Callable[[str], None] = lambda label: None) -> PipelineResult:
         """Run every step in order; ``on_step(label)`` is called before each."""
-        report = on_step
         made: dict[str, Artifact] = {}
+        seconds: dict[str, float] = {}
         art: Artifact | None = None
         for step in self.steps:
-            report(step.label)
+            on_step(step.label)
+            started = time.perf_counter()
             art = made[step.label] = step.run(art)
+            seconds[step.label] = time.perf_counter() - started
         if self.deploy is None:
-            return PipelineResult(made, None)
-        report(self.deploy.label)
-        return PipelineResult(made, self.deploy.run(_given(art, self.deploy.label)))
+            return PipelineResult(made, None, seconds)
+        on_step(self.deploy.label)
+        started = time.perf_counter()
+        deployed = self.deploy.run(_given(art, self.deploy.label))
+        seconds[self.deploy.label] = time.perf_counter() - started
+        return PipelineResult(made, deployed, seconds)
 
 
 def build_pipeline(

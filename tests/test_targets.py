@@ -73,6 +73,7 @@ def test_a_pipeline_runs_its_typed_steps(tmp_path: Path) -> None:
     assert seen == plan.labels()
     assert list(result.made) == ["export", "optimize", "quantize"]
     assert result.artifact is result.made["quantize"]
+    assert list(result.seconds) == plan.labels() and all(t >= 0 for t in result.seconds.values())
     assert isinstance(result.deployed, nbd.PushResult) and result.deployed.version == 1
     dry = build_pipeline(affine().onnx, None, name="affine", optimize=False, dry_run=True)
     assert dry.labels() == ["export"] and dry.run().deployed is None

@@ -42,7 +42,9 @@ class DeployCard:
         """The card for a finished pipeline: every step's parity, then where the last
         artifact runs (served, pushed, or nowhere for a dry run)."""
         art = result.artifact
-        facts: list[tuple[str, Any]] = [("model", art.name), ("steps", " → ".join(plan.labels()))]
+        steps = " → ".join(f"{label} {result.seconds[label]:.1f} s" if label in result.seconds
+                           else label for label in plan.labels())  # fmt: skip
+        facts: list[tuple[str, Any]] = [("model", art.name), ("steps", steps)]
         facts += _parity_facts(result.made)
         deployed = result.deployed
         if isinstance(deployed, Deployment):

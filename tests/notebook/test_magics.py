@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +58,7 @@ def test_deploy_gives_a_live_endpoint_that_answers_like_the_model(
     card = capsys.readouterr().out
     assert "tiny v1 is live" in card and "one request" in card and "curl -s -X POST" in card
     assert "export parity: ok vs torch" in card and "optimize parity: ok" in card
+    assert re.search(r"steps: export \d+\.\d s → optimize \d+\.\d s → serve \d+\.\d s", card)
 
 
 def test_canary_list_promote_rollback(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
