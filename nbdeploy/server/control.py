@@ -316,15 +316,21 @@ def registry() -> Path:
 
 
 def running() -> list[ServerStatus]:
-    """Every live server of this user, whatever its repository (default one first)."""
-    roots: list[Path] = []
+    """Every live server of this user, whatever its repository: the default repository's
+    first, then the most recently started. Notes of dead servers are removed."""
+    roots: list[tuple[float, Path]] = []
     with contextlib.suppress(OSError):
-        for note in sorted(registry().glob("*.json")):
+        for note in registry().glob("*.json"):
             with contextlib.suppress(OSError, ValueError, KeyError):
-                roots.append(Path(json.loads(note.read_text())["repository"]))
+                if not _alive(int(note.stem)):
+                    note.unlink()
+                    continue
+                roots.append(
+                    (note.stat().st_mtime, Path(json.loads(note.read_text())["repository"]))
+                )
     default = resolve()
-    ordered = [default, *sorted({r for r in roots if r != default})]
-    found = [status(root, models=False) for root in ordered]
+    newest = [root for _, root in sorted(roots, reverse=True) if root != default]
+    found = [status(root, models=False) for root in dict.fromkeys([default, *newest])]
     return [s for s in found if s.running]
 
 
