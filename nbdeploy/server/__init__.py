@@ -7,12 +7,17 @@ From a notebook::
     >>> nbd.server.status()     # doctest: +SKIP   pid, URLs, models
     >>> nbd.server.stop()       # doctest: +SKIP
 
-Layers, bottom up, one file each: ``codecs`` (pure V2 JSON/binary tensors),
-``config`` (Triton model configs), ``repository`` (the on-disk state), ``runtime``
-(onnxruntime), ``batcher`` (dynamic batching), ``loading`` (versions loaded as one
-transaction), ``dataplane`` (no HTTP in sight),
-``http_api`` (Starlette) and ``grpc_api`` (grpc.aio), ``security``, ``process`` (the
-server process) and ``control`` (start/status/stop from a notebook).
+Layers, bottom up, one file each: ``layout`` (file names, no dependencies),
+``codecs`` (pure V2 JSON/binary tensors) and ``parameters`` (repository-load parameters),
+``config`` (Triton model configs), ``faults`` (crash points for the kill -9 tests),
+``repository`` (the on-disk state, written in a crash-safe order), ``runtime``
+(onnxruntime, Triton's reshape), ``classification``, ``shared_memory`` (system shared
+memory regions), ``batcher`` (dynamic batching and Triton's queue policy), ``loading``
+(versions loaded as one transaction, restored one by one), ``settings`` (trace and log
+settings), ``dataplane`` (no HTTP in sight), ``http_api`` (Starlette) and ``grpc_api``
+(grpc.aio), ``security``, ``process`` (the server process); on the notebook side,
+``client`` (the typed client of the server's own API) and ``control`` (start, status,
+stop, the registry of running servers).
 """
 
 from __future__ import annotations

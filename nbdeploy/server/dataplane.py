@@ -28,11 +28,10 @@ from .codecs import (
     InferRequest,
     decode_raw,
     decode_raw_binary,
-    decode_shares,
     encode_raw,
-    version_number,
 )
 from .loading import Change, Loader, Served, Version, retire
+from .parameters import decode_shares, version_number
 from .repository import Repository, check_model_name
 from .runtime import check_feed
 from .settings import Setting, Settings

@@ -21,13 +21,13 @@ from .codecs import (
     InferRequest,
     ShmInput,
     class_count,
-    decode_load,
     decode_raw,
     encode_raw,
     shm_ref,
     timeout_us,
 )
 from .dataplane import DataPlane
+from .parameters import decode_load
 from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
 

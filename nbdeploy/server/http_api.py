@@ -18,8 +18,9 @@ from starlette.routing import Route
 
 from ..errors import ProtocolError
 from . import config as cfg
-from .codecs import decode_load, decode_request, encode_response, loads
+from .codecs import decode_request, encode_response, loads
 from .dataplane import DataPlane
+from .parameters import decode_load
 from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
 from .tfserving import decode_predict, encode_predict

@@ -33,7 +33,6 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import ConfigError, DamagedFileError, ProtocolError
 from . import config as cfg
-from .codecs import decode_shares, version_number
 from .faults import crash_point
 from .layout import (
     CONFIG_FILE,
@@ -44,6 +43,7 @@ from .layout import (
     TRAFFIC_FILE,
     check_model_name,
 )
+from .parameters import decode_shares, version_number
 
 log = logging.getLogger(__name__)
 
