@@ -173,8 +173,9 @@ def _check_through_the_wire(
 
     from .triton.client import wire_parity
 
+    client = dep.client()
     try:
-        parity = wire_parity(dep.client(), art, dep.name, dep.version, "the local server")
+        parity = wire_parity(client, art, dep.name, dep.version, "the local server")
     except InferenceServerException as err:
         _restore(server, dep.name, before)
         raise ServerError(
@@ -182,6 +183,8 @@ def _check_through_the_wire(
             f"example through the server ({err.message()}); it no longer takes traffic",
             status=int(code) if (code := str(err.status() or "")).isdigit() else None,
         ) from err
+    finally:  # here, in this thread: tritonclient's pool cannot be closed from another
+        client.close()
     if parity is None or parity.ok:
         return parity
     _restore(server, dep.name, before)

@@ -137,12 +137,15 @@ def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> floa
     from ..triton.client import inputs
 
     client = dep.client()
-    items = inputs(client, art.inputs, example)
-    times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        client.infer(dep.name, items, model_version=str(dep.version))
-        times.append(time.perf_counter() - start)
+    try:
+        items = inputs(client, art.inputs, example)
+        times = []
+        for _ in range(10):
+            start = time.perf_counter()
+            client.infer(dep.name, items, model_version=str(dep.version))
+            times.append(time.perf_counter() - start)
+    finally:
+        client.close()
     return float(np.median(times) * 1e3)
 
 
@@ -155,8 +158,11 @@ def _top_class(dep: Any, art: Artifact, example: dict[str, np.ndarray], output: 
 
     client = dep.client()
     wanted = [httpclient.InferRequestedOutput(output, class_count=1)]
-    answer = client.infer(dep.name, inputs(client, art.inputs, example), outputs=wanted,
-                          model_version=str(dep.version))  # fmt: skip
+    try:
+        answer = client.infer(dep.name, inputs(client, art.inputs, example), outputs=wanted,
+                              model_version=str(dep.version))  # fmt: skip
+    finally:
+        client.close()
     top = np.asarray(answer.as_numpy(output)).reshape(-1)[0]
     score, _, label = (top.decode() if isinstance(top, bytes) else str(top)).partition(":")
     return f"{label.partition(':')[2] or label} (score {float(score):.3g})"

@@ -368,6 +368,8 @@ def test_a_full_queue_is_refused_with_tritons_status(server: Endpoint) -> None:
             client.infer("slow", [_http_input(x, True)])
         except InferenceServerException as err:
             return f"{err.status()} {err.message()}"
+        finally:  # in this thread: gevent's pool cannot be closed from another one
+            client.close()
         return "ok"
 
     with ThreadPoolExecutor(8) as pool:
