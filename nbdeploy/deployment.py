@@ -308,8 +308,9 @@ class Deployment:
         """A ready tritonclient client for this server (the token, if any, attached)."""
         from .triton.client import connect
 
-        address = self.grpc_url if protocol == "grpc" else self.http_url.removeprefix("http://")
-        return connect(address, protocol, token=self.live.token)
+        live = self.live  # one look at where the server listens now
+        address = live.grpc_url if protocol == "grpc" else live.http_url.removeprefix("http://")
+        return connect(address, protocol, token=live.token)
 
     def __str__(self) -> str:
         return (

@@ -182,7 +182,11 @@ class ProtocolError(ServerError):
 
 class DamagedFileError(ProtocolError):
     """Raised inside the server: a file of its repository cannot be read as what it
-    should be (a truncated ``traffic.json``, a config that does not parse)."""
+    should be (a truncated ``traffic.json``, a config that does not parse); 503, as the
+    model is unavailable until the file is mended — never a 500."""
+
+    def __init__(self, message: str, *, status: int = 503, **context: Any) -> None:
+        super().__init__(message, status=status, **context)
 
 
 class PushError(NbDeployError):

@@ -4,8 +4,10 @@ fixtures live in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,3 +85,14 @@ class InProcess(httpx.BaseTransport):
 
     def close(self) -> None:
         self._portal_context.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def serving_affine(repo: Path) -> Iterator[Path]:
+    """Our server on ``repo`` (free ports) with ``affine`` v1 served; stopped after."""
+    nbd.server.start(repo, http_port=0, grpc_port=0)
+    try:
+        nbd.serve(affine(0), name="affine", repository=repo)
+        yield repo
+    finally:
+        nbd.server.stop(repo)

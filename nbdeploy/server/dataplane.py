@@ -246,16 +246,17 @@ class DataPlane:
         for name in self.repository.names():
             served = self._models.get(name)
             try:
-                on_disk = self.repository.versions(name)
+                on_disk, refusal = self.repository.versions(name), ""
             except ProtocolError as err:  # a linked model folder
-                on_disk, self._failures[name] = [], str(err)
+                on_disk, refusal = [], str(err)
             for number in on_disk or [0]:
                 ready = served is not None and number in served.versions
                 if ready_only and not ready:
                     continue
+                reason = "" if ready else refusal or self._reason(name, number)
                 rows.append({"name": name, "version": str(number) if number else "",
                              "state": "READY" if ready else "UNAVAILABLE",
-                             "reason": "" if ready else self._reason(name, number)})  # fmt: skip
+                             "reason": reason})  # fmt: skip
         return rows
 
     def overview(self) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ class Repository:
         try:
             config = cfg.from_text(path.read_text())
         except (ConfigError, UnicodeDecodeError) as err:
-            raise DamagedFileError(f"model '{name}': {err}", status=500) from err
+            raise DamagedFileError(f"model '{name}': {err}") from err
         config.name = config.name or name
         return config
 
@@ -115,7 +115,7 @@ class Repository:
         try:
             return decode_shares(json.loads(path.read_bytes()), str(path))
         except (ValueError, ProtocolError) as err:
-            raise DamagedFileError(f"{path} is damaged: {err}", status=500) from err
+            raise DamagedFileError(f"{path} is damaged: {err}") from err
 
     @property
     def state_file(self) -> Path:

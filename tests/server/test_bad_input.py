@@ -17,7 +17,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
 import nbdeploy as nbd
-from tests.servers import Endpoint, affine, expected
+from tests.servers import Endpoint, affine, expected, serving_affine
 
 pytestmark = pytest.mark.slow
 
@@ -214,10 +214,8 @@ def test_grpc(local: Endpoint, unchanged: None, case: str) -> None:
 @pytest.fixture
 def own(tmp_path: Path) -> Iterator[Path]:
     """A server of this test's own, for cases that change the repository."""
-    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-    nbd.serve(affine(0), name="affine", repository=tmp_path)
-    yield tmp_path
-    nbd.server.stop(tmp_path)
+    with serving_affine(tmp_path) as repo:
+        yield repo
 
 
 def test_a_canary_with_another_signature_is_refused_and_the_stable_one_serves(own: Path) -> None:

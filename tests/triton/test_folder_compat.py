@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 import nbdeploy as nbd
 from nbdeploy.server import config as cfg
-from tests.servers import affine
+from tests.servers import affine, serving_affine
 
 pytestmark = pytest.mark.slow
 MISSING_BACKEND = "unable to find backend library for backend 'onnxruntime'"
@@ -48,10 +48,8 @@ LOADS: dict[str, Callable[[Path], object]] = {
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Path]:
-    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-    nbd.serve(affine(0), name="affine", repository=tmp_path)
-    yield tmp_path
-    nbd.server.stop(tmp_path)
+    with serving_affine(tmp_path) as repo:
+        yield repo
 
 
 @pytest.mark.parametrize("load", LOADS)
