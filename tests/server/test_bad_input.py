@@ -122,6 +122,9 @@ HTTP_CASES: dict[str, tuple[str, str, str | bytes, dict[str, str], int, str]] = 
     "CUDA shared memory": ("POST", "/v2/cudasharedmemory/region/r/register",
                            json.dumps({"raw_handle": {"b64": "AA=="}, "byte_size": 4}), {}, 400,
                            "CUDA shared memory is not supported on this server"),
+    "data nested 150 deep": ("POST", INFER, '{"inputs": [{"name": "x", "datatype": "FP32", '
+                             '"shape": [1, 3], "data": ' + "[" * 150 + "1" + "]" * 150 + "}]}",
+                             {}, 400, "data is not a regular array"),
     "a text/plain POST": ("POST", LOAD, _load(), {"Content-Type": "text/plain"}, 415,
                           "application/json"),
     "a form POST": ("POST", TRAFFIC, "action=promote",

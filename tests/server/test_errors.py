@@ -204,3 +204,12 @@ def test_duplicate_outputs_and_methods_a_route_does_not_take(local: Endpoint) ->
     with pytest.raises(grpc.RpcError) as info:
         stub.ModelInfer(request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_server_metadata_lists_exactly_the_extensions_implemented(local: Endpoint) -> None:
+    status, doc = local.request("GET", "/v2")
+    assert status == 200 and doc["name"] == "nbdeploy"  # not Triton, and says so
+    assert set(doc["extensions"]) == {
+        "classification", "model_repository", "schedule_policy", "model_configuration",
+        "binary_tensor_data", "statistics", "trace", "logging", "system_shared_memory",
+        "nbdeploy_traffic", "nbdeploy_overview"}  # fmt: skip
