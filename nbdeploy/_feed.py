@@ -123,3 +123,33 @@ def random_feed(
         else:
             feed[spec.name] = np.full(shape, "a", dtype=object)
     return feed
+
+
+def v2_json_request(
+    example: Mapping[str, Any], specs: Sequence[TensorSpec], max_values: int = 64
+) -> dict[str, Any]:
+    """A KServe V2 JSON inference request for the example's first rows: as many rows as
+    fit in ``max_values`` values per input (at least one), strings as BYTES, and zeros
+    of the right shape for an input the example lacks. What a curl line or a "Try it"
+    button sends."""
+    from .types import BY_NUMPY
+
+    first = {s.name: np.asarray(example[s.name]) for s in specs if s.name in example}
+    batched = [a for a in first.values() if a.ndim]
+    per_row = max((a[:1].size for a in batched), default=1) or 1
+    rows = max(1, min(min((len(a) for a in batched), default=1), max_values // per_row))
+    tensors = []
+    for spec in specs:
+        array = first.get(spec.name)
+        if array is None:
+            shape = [1 if not isinstance(d, int) else d for d in spec.shape]
+            array = np.zeros(shape, dtype=object if spec.dtype == "object" else spec.dtype)
+        array = array[:rows] if array.ndim else array
+        datatype = BY_NUMPY[spec.dtype].v2 if spec.dtype in BY_NUMPY else "BYTES"
+        tensors.append({"name": spec.name, "shape": list(array.shape), "datatype": datatype,
+                        "data": [_json_value(v) for v in array.reshape(-1).tolist()]})  # fmt: skip
+    return {"inputs": tensors}
+
+
+def _json_value(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

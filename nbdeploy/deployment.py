@@ -5,6 +5,7 @@ roll back.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -16,14 +17,17 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ._deps import require
+from ._feed import v2_json_request
 from .artifact import Artifact, require_onnx
 from .errors import ConfigError, ProtocolError, ServerError
 from .provenance import Parity
 from .server import control
 from .server.client import LocalServer, VersionOverview
-from .server.layout import STAGING
+from .server.layout import EXTRAS, STAGING
 
 __all__ = ["Deployment", "deployments", "serve"]
+
+EXAMPLE_VALUES = 4096  # the example rows kept for "Try it" hold at most this many values
 
 
 def serve(
@@ -205,13 +209,16 @@ def _restore(server: LocalServer, name: str, before: dict[int, float]) -> None:
 
 
 def _stage(art: Artifact, repository: Path) -> str:
-    """Save the artifact into a fresh folder of the repository's staging area; its name."""
+    """Save the artifact into a fresh folder of the repository's staging area, with its
+    extras: a request to try it with (the example's first rows). Returns the folder's
+    name."""
     area = repository / STAGING
     folder: Path | None = None
     try:
         area.mkdir(exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="serve-", dir=area))
         art.save(folder / "model.onnx")
+        _write_extras(folder, art)
     except OSError as err:
         if folder is not None:  # ours alone: nothing names it yet
             shutil.rmtree(folder, ignore_errors=True)
@@ -221,6 +228,12 @@ def _stage(art: Artifact, repository: Path) -> str:
             status=503,
         ) from err
     return folder.name
+
+
+def _write_extras(folder: Path, art: Artifact) -> None:
+    if art.example:
+        request = v2_json_request(art.example, art.inputs, max_values=EXAMPLE_VALUES)
+        (folder / EXTRAS["example"]).write_text(json.dumps(request))
 
 
 def deployments(repository: str | os.PathLike[str] | None = None) -> list[Deployment]:

@@ -22,6 +22,7 @@ import onnx
 
 from . import _onnxio, _torchscript
 from .errors import ArtifactError
+from .server.layout import META_PREFIX
 from .types import Output
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ __all__ = ["Format", "OnnxPayload", "Payload", "TorchScriptPayload", "session_op
 Format: TypeAlias = Literal["onnx", "torchscript"]
 Feed: TypeAlias = Mapping[str, np.ndarray]
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
-META_PREFIX = "nbdeploy."  # prefix of the metadata keys nbdeploy owns in an ONNX file
 TORCHSCRIPT_META = "nbdeploy.json"  # the extra file holding them in a TorchScript archive
 R = TypeVar("R")
 

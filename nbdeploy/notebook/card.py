@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _html
+from .._feed import v2_json_request
 from ..artifact import Artifact
 from ..deployment import Deployment
 from ..pipeline import Pipeline, PipelineResult
@@ -210,13 +211,9 @@ def _dtype_text(dtype: str) -> str:
 
 
 def _curl(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
-    tensors = []
-    for spec in art.inputs:
-        array = np.asarray(example.get(spec.name, np.zeros(1)))[:1]
-        data = array.reshape(-1).tolist() if array.size <= CURL_VALUES else [0] * array.size
-        tensors.append({"name": spec.name, "shape": list(array.shape),
-                        "datatype": cfg.v2_datatype(spec.dtype), "data": data})  # fmt: skip
-    body = json.dumps({"inputs": tensors})
+    """The example's first row (zeros of its shape when it is larger) as curl sends it."""
+    small = {k: v for k, v in example.items() if np.asarray(v)[:1].size <= CURL_VALUES}
+    body = json.dumps(v2_json_request(small, art.inputs, max_values=CURL_VALUES))
     header = "-H 'Content-Type: application/json'"
     return f"curl -s -X POST {dep.infer_url} \\\n  {header} \\\n  -d '{body}'"
 

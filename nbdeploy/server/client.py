@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -38,6 +38,15 @@ class VersionOverview:
         p50_ms: Median latency over recent requests (``None`` before the first).
         p95_ms: 95th percentile latency.
         reason: Why it is not ready (a damaged file, ...), else ``""``.
+        requests_per_s: Requests per second over the last minute.
+        loaded_at: When it was loaded (epoch seconds).
+        history: The last minutes, one ``{"t", "requests", "failures", "p50_ms",
+            "p95_ms"}`` per 10-second window that saw requests (oldest first).
+        source: The model it was exported from, e.g. ``"torch.nn.Sequential (torch 2.13)"``.
+        steps: What made it, e.g. ``("export (dynamo)", "quantize int8-dynamic")``.
+        parity: Its last parity verdict, e.g. ``"ok vs torch: max abs 2e-07"``.
+        extras: What its folder keeps beside the model: ``"example"`` (a request to try
+            it with), ``"report.html"``/``"report.csv"`` (the comparison that chose it).
     """
 
     version: int
@@ -48,9 +57,24 @@ class VersionOverview:
     p50_ms: float | None
     p95_ms: float | None
     reason: str = ""
+    requests_per_s: float = 0.0
+    loaded_at: float = 0.0
+    history: tuple[dict[str, Any], ...] = ()
+    source: str = ""
+    steps: tuple[str, ...] = ()
+    parity: str = ""
+    extras: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> VersionOverview:
+        """From the overview's JSON row (fields this client does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in row.items() if k in known}  # fmt: skip
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
 
 @dataclass(frozen=True)
@@ -130,7 +154,7 @@ class LocalServer:
         doc = self._call("GET", "/v2/nbdeploy/overview")
         return [
             ModelOverview(m["name"], m["ready"],
-                          tuple(VersionOverview(**v) for v in m["versions"]), m["reason"])
+                          tuple(map(VersionOverview.from_dict, m["versions"])), m["reason"])
             for m in doc["models"]
         ]  # fmt: skip
 
@@ -183,6 +207,24 @@ class LocalServer:
         ]
         return rows
 
+    def extra(self, name: str, version: int, key: str) -> bytes:
+        """One of a version's extras (``"example"``, ``"report.html"``, ``"report.csv"``)."""
+        path = f"/v2/nbdeploy/models/{quote(name, safe='')}/versions/{version}/{quote(key)}"
+        return self._request("GET", path).content
+
+    def infer_json(
+        self, name: str, body: Mapping[str, Any], version: int | None = None
+    ) -> tuple[dict[str, Any], float]:
+        """One V2 JSON inference request as a browser would send it: the response
+        document and the round trip in milliseconds (a "Try it" button's call)."""
+        import time
+
+        path = f"/v2/models/{quote(name, safe='')}"
+        path += f"/versions/{version}/infer" if version is not None else "/infer"
+        started = time.perf_counter()
+        response = self._request("POST", path, body)
+        return response.json(), (time.perf_counter() - started) * 1000
+
     def close(self) -> None:
         self._http.close()
 
@@ -196,6 +238,10 @@ class LocalServer:
         return f"LocalServer({self.url!r})"
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._request(method, path, body)
+        return response.json() if response.content else None
+
+    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         import httpx
 
         try:
@@ -204,7 +250,7 @@ class LocalServer:
             raise ServerError(f"cannot reach the server at {self.url}: {err}") from err
         if response.is_error:
             raise ServerError(_message(response), status=response.status_code)
-        return response.json() if response.content else None
+        return response
 
 
 def _model(name: str) -> str:

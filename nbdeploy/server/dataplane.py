@@ -22,6 +22,7 @@ from .._version import __version__
 from ..errors import ProtocolError
 from ..types import TensorSpec
 from . import config as cfg
+from . import lineage
 from . import traffic as tr
 from .classification import classify
 from .codecs import (
@@ -30,6 +31,7 @@ from .codecs import (
     decode_raw_binary,
     encode_raw,
 )
+from .layout import EXTRAS
 from .loading import Change, Loader, Served, Version, retire
 from .parameters import decode_shares, version_number
 from .repository import Repository, check_model_name
@@ -269,12 +271,25 @@ class DataPlane:
                 reason = self._failures.get(name, "unloaded")
                 models.append({"name": name, "ready": False, "reason": reason, "versions": []})
                 continue
-            versions = [_version_row(n, served.traffic.get(n, 0.0), v.stats)
+            folder = self.repository.folder(name)
+            versions = [_version_row(n, served.traffic.get(n, 0.0), v, folder / str(n))
                         for n, v in sorted(served.versions.items())]  # fmt: skip
-            versions += [{**_version_row(n, 0.0, VersionStats()), "ready": False, "reason": why}
+            versions += [{**_version_row(n, 0.0, None, None), "ready": False, "reason": why}
                          for n, why in sorted(served.damaged.items())]  # fmt: skip
             models.append({"name": name, "ready": True, "reason": "", "versions": versions})
         return models
+
+    def extra(self, name: str, version: str, key: str) -> Path:
+        """The file of one of a loaded version's extras (``layout.EXTRAS``): its example
+        request or the comparison report that chose it; 404 naming what exists if absent."""
+        number = self._version(name, version).number
+        folder = self.repository.folder(name) / str(number)
+        present = lineage.extras(folder)
+        if key not in present:
+            have = ", ".join(present) or "none"
+            raise ProtocolError(f"model '{name}' version {number} has no {key} "
+                                f"(its extras: {have})", status=404)  # fmt: skip
+        return folder / EXTRAS[key]
 
     def _reason(self, name: str, number: int) -> str:
         served = self._models.get(name)
@@ -380,8 +395,19 @@ class DataPlane:
         return served.versions[number]
 
 
-def _version_row(number: int, share: float, stats: VersionStats) -> dict[str, Any]:
+def _version_row(
+    number: int, share: float, version: Version | None, folder: Path | None
+) -> dict[str, Any]:
+    """One version in the overview: counts and latency since loading, the last minutes
+    window by window, and where it came from."""
+    stats = version.stats if version is not None else VersionStats()
     p50, p95 = (None if us is None else round(us / 1000, 3) for us in stats.latency_us((0.5, 0.95)))
+    origin = lineage.describe(version.model.metadata) if version is not None else {}
+    extras = lineage.extras(folder) if folder is not None else []
     return {"version": number, "ready": True, "reason": "", "traffic": share,
             "requests": stats.success.count, "failures": stats.fail.count,
-            "p50_ms": p50, "p95_ms": p95}  # fmt: skip
+            "p50_ms": p50, "p95_ms": p95, "requests_per_s": stats.rate(),
+            "loaded_at": round(stats.loaded_at, 3), "history": stats.history(),
+            "source": origin.get("source", ""), "steps": origin.get("steps", []),
+            "parity": origin.get("parity", ""),
+            "extras": extras}  # fmt: skip

@@ -50,6 +50,7 @@ def build_app(dataplane: DataPlane, guard: Guard) -> Any:
         Route("/v2/repository/models/{name}/traffic", h.set_traffic, methods=["POST"]),
         Route(MODEL + "/traffic", h.traffic),
         Route("/v2/nbdeploy/overview", h.overview),
+        Route("/v2/nbdeploy/models/{name}/versions/{version}/{key}", h.extra),
         Route("/v2/trace/setting", h.trace, methods=["GET", "POST"]),
         Route(MODEL + "/trace/setting", h.trace, methods=["GET", "POST"]),
         Route("/v2/logging", h.logging, methods=["GET", "POST"]),
@@ -171,6 +172,14 @@ class _Handlers:
 
     async def overview(self, request: Request) -> Response:
         return JSONResponse({"models": self.dp.overview()})
+
+    async def extra(self, request: Request) -> Response:
+        name, version = _names(request)
+        key = request.path_params["key"]
+        path = self.dp.extra(name, version, key)
+        kind = {"example": "application/json", "report.html": "text/html; charset=utf-8",
+                "report.csv": "text/csv; charset=utf-8"}[key]  # fmt: skip
+        return Response(await asyncio.to_thread(path.read_bytes), media_type=kind)
 
     async def trace(self, request: Request) -> Response:
         name, _ = _names(request)

@@ -9,8 +9,10 @@ from ..errors import ProtocolError
 
 __all__ = [
     "CONFIG_FILE",
+    "EXTRAS",
     "LOCK_FILE",
     "LOG_FILE",
+    "META_PREFIX",
     "MODEL_NAME",
     "RESERVED_NAMES",
     "STAGING",
@@ -28,6 +30,14 @@ STAGING = ".staging"  # files on their way in (cleared at start)
 LOCK_FILE = ".server.lock"  # held by the serving process
 START_LOCK_FILE = ".start.lock"  # held by a notebook while it starts one
 RESERVED_NAMES = frozenset({STATE_FILE, LOG_FILE})  # files of the repository itself
+# What nbdeploy keeps beside a version's model file (Triton ignores other files there):
+# a request to try it with, and the comparison that chose it. Key -> file name.
+EXTRAS = {
+    "example": "nbdeploy-example.json",  # a V2 JSON inference request body
+    "report.html": "nbdeploy-report.html",
+    "report.csv": "nbdeploy-report.csv",
+}
+META_PREFIX = "nbdeploy."  # the metadata keys nbdeploy owns in a model file (lineage, parity)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 

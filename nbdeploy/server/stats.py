@@ -12,12 +12,37 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Duration", "VersionStats", "exposition"]
+__all__ = ["Duration", "VersionStats", "Window", "exposition"]
 
 
 RECENT = 4096  # request durations kept for the latency summary's quantiles
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SUMMARY = "nv_inference_request_summary_us"
+WINDOW_S = 10  # the live view's resolution: one point per this many seconds
+HISTORY_S = 300  # and how far back it reaches
+_WINDOW_SAMPLES = 512  # durations kept per window for its quantiles
+
+
+@dataclass
+class Window:
+    """Requests answered in one ``WINDOW_S``-second window: counts and latency samples."""
+
+    start: int  # epoch seconds, a multiple of WINDOW_S
+    requests: int = 0
+    failures: int = 0
+    durations_us: list[float] = field(default_factory=list)
+
+    def add(self, ok: bool, us: float) -> None:
+        self.requests += 1
+        self.failures += not ok
+        if len(self.durations_us) < _WINDOW_SAMPLES:
+            self.durations_us.append(us)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"t", "requests", "failures", "p50_ms", "p95_ms"}`` (``t``: epoch seconds)."""
+        p50, p95 = _quantiles_ms(self.durations_us, (0.5, 0.95))
+        return {"t": self.start, "requests": self.requests, "failures": self.failures,
+                "p50_ms": p50, "p95_ms": p95}  # fmt: skip
 
 
 @dataclass
@@ -48,6 +73,8 @@ class VersionStats:
     last_inference_ms: int = 0
     batches: dict[int, Duration] = field(default_factory=dict)
     recent_us: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    windows: deque[Window] = field(default_factory=lambda: deque(maxlen=HISTORY_S // WINDOW_S))
+    loaded_at: float = field(default_factory=time.time)
 
     def record_execution(self, batch: int, ns: int) -> None:
         """One model run over ``batch`` items."""
@@ -60,16 +87,32 @@ class VersionStats:
         self.recent_us.append(ns / 1000)
         if ok:
             self.inference_count += items
-        self.last_inference_ms = int(time.time() * 1000)
+        now = time.time()
+        self.last_inference_ms = int(now * 1000)
+        self._window(now).add(ok, ns / 1000)
+
+    def _window(self, now: float) -> Window:
+        start = int(now) // WINDOW_S * WINDOW_S
+        if not self.windows or self.windows[-1].start != start:
+            self.windows.append(Window(start))
+        return self.windows[-1]
+
+    def history(self, now: float | None = None) -> list[dict[str, Any]]:
+        """The last ``HISTORY_S`` seconds, one entry per ``WINDOW_S``-second window that
+        saw requests (oldest first)."""
+        since = (now if now is not None else time.time()) - HISTORY_S
+        return [w.to_dict() for w in self.windows if w.start + WINDOW_S > since]
+
+    def rate(self, seconds: int = 60, now: float | None = None) -> float:
+        """Requests per second over the last ``seconds`` (or since loading, if sooner)."""
+        now = now if now is not None else time.time()
+        span = max(1.0, min(float(seconds), now - self.loaded_at))
+        count = sum(w.requests for w in self.windows if w.start + WINDOW_S > now - span)
+        return round(count / span, 3)
 
     def latency_us(self, quantiles: Sequence[float]) -> list[float | None]:
         """Request latency quantiles (µs) over the recent requests; ``None`` before any."""
-        import numpy as np
-
-        recent = np.fromiter(self.recent_us, float)
-        if not recent.size:
-            return [None] * len(quantiles)
-        return [float(v) for v in np.quantile(recent, quantiles)]
+        return _quantiles(self.recent_us, quantiles)
 
     def to_dict(self, name: str, version: str) -> dict[str, Any]:
         """Triton's ``model_stats`` entry."""
@@ -92,6 +135,19 @@ class VersionStats:
             },
             "batch_stats": [_batch(size, d) for size, d in sorted(self.batches.items())],
         }
+
+
+def _quantiles(values: Iterable[float], quantiles: Sequence[float]) -> list[float | None]:
+    import numpy as np
+
+    array = np.fromiter(values, float)
+    if not array.size:
+        return [None] * len(quantiles)
+    return [float(v) for v in np.quantile(array, quantiles)]
+
+
+def _quantiles_ms(values_us: Iterable[float], quantiles: Sequence[float]) -> list[float | None]:
+    return [None if us is None else round(us / 1000, 3) for us in _quantiles(values_us, quantiles)]
 
 
 def _batch(size: int, compute: Duration) -> dict[str, Any]:

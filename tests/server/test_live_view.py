@@ -1,0 +1,108 @@
+"""What the live view of a deployment reads from the server: per version, the last
+minutes window by window, requests per second, where the version came from, and the
+extras kept beside it (a request to try it with)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import nbdeploy as nbd
+from nbdeploy.server.client import LocalServer
+from nbdeploy.server.dataplane import DataPlane
+from nbdeploy.server.http_api import build_app
+from nbdeploy.server.layout import STAGING
+from nbdeploy.server.repository import Repository
+from nbdeploy.server.security import Guard
+from nbdeploy.server.stats import HISTORY_S, WINDOW_S, VersionStats
+from tests.servers import InProcess, affine, expected
+
+X = np.ones((2, 3), np.float32)
+REQUEST = {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1.0] * 6}]}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalServer]:
+    app = build_app(DataPlane(Repository(tmp_path)), Guard())
+    with LocalServer("http://127.0.0.1", transport=InProcess(app)) as client:
+        yield client
+
+
+def _load(server: LocalServer, repository: Path) -> None:
+    (repository / STAGING).mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=repository / STAGING))
+    affine().save(folder / "model.onnx")
+    server.load("affine", staged=folder.name)
+
+
+def test_each_version_reports_its_last_minutes_and_its_origin(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    _load(server, tmp_path)
+    for _ in range(5):
+        answer, ms = server.infer_json("affine", REQUEST, version=1)
+        assert ms > 0
+    np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 2)), expected(X))
+    (version,) = server.overview()[0].versions
+    (window,) = version.history
+    assert (window["requests"], window["failures"]) == (5, 0)
+    assert window["t"] % WINDOW_S == 0 and window["p50_ms"] is not None
+    assert window["p95_ms"] >= window["p50_ms"]
+    assert version.requests_per_s > 0 and version.loaded_at > 0
+    assert version.source.endswith(f"(onnx {onnx.__version__})")
+    assert version.steps == ("export (passthrough)",)
+    assert version.extras == ()
+
+
+def test_a_missing_extra_is_a_404_that_lists_what_exists(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    _load(server, tmp_path)
+    with pytest.raises(nbd.ServerError, match=r"has no example \(its extras: none\)") as info:
+        server.extra("affine", 1, "example")
+    assert info.value.status == 404
+    with pytest.raises(nbd.ServerError) as info:
+        server.extra("affine", 1, "../config.pbtxt")
+    assert info.value.status == 404
+
+
+def test_failures_count_in_their_window(server: LocalServer, tmp_path: Path) -> None:
+    _load(server, tmp_path)
+    wrong = {"inputs": [{**REQUEST["inputs"][0], "datatype": "INT32"}]}
+    with pytest.raises(nbd.ServerError):
+        server.infer_json("affine", wrong)
+    server.infer_json("affine", REQUEST)
+    (version,) = server.overview()[0].versions
+    assert [(w["requests"], w["failures"]) for w in version.history] in ([(1, 0)], [(2, 1)])
+
+
+def test_history_keeps_only_the_last_minutes() -> None:
+    stats = VersionStats()
+    stats.record_request(True, 2_000_000)
+    (window,) = stats.history()
+    assert window["p50_ms"] == 2.0
+    assert stats.history(now=window["t"] + HISTORY_S + WINDOW_S) == []
+    assert stats.rate(now=window["t"] + HISTORY_S + WINDOW_S) == 0.0
+
+
+@pytest.mark.slow
+def test_serve_keeps_the_example_as_a_request_to_try(tmp_path: Path) -> None:
+    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+    try:
+        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
+        dep = nbd.serve(art, repository=tmp_path)
+        (version,) = dep.versions()
+        assert version.extras == ("example",)
+        with dep.live.connect() as server:
+            request = json.loads(server.extra("affine", dep.version, "example"))
+            answer, _ = server.infer_json("affine", request, version=dep.version)
+        assert request["inputs"][0]["shape"] == [2, 3]
+        np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 2)), expected(X))
+    finally:
+        nbd.server.stop(tmp_path)
