@@ -17,16 +17,22 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from ._deps import require
-from ._feed import v2_json_request
+from ._feed import as_feed, v2_json_request
 from .artifact import Artifact, require_onnx
 from .errors import ConfigError, ProtocolError, ServerError
+from .live import MIME_TYPE, TryResult, versions_html, versions_text
 from .provenance import Parity
 from .server import control
 from .server.client import LocalServer, VersionOverview
 from .server.layout import EXTRAS, STAGING
+from .types import BY_V2, TensorSpec
 
 __all__ = ["Deployment", "deployments", "serve"]
 
+HINT = (
+    "<p><code>.try_it()</code> sends it its example; <code>.promote()</code> and "
+    "<code>.rollback()</code> move its traffic</p>"
+)
 EXAMPLE_VALUES = 4096  # the example rows kept for "Try it" hold at most this many values
 
 
@@ -317,6 +323,38 @@ class Deployment:
             found = [m for m in server.overview() if m.name == self.name]
         return list(found[0].versions) if found else []
 
+    def try_it(self, inputs: Any = None, *, version: int | None = None) -> TryResult:
+        """Send one request to this version (or ``version``) as any client would, and
+        show the answer and its round trip.
+
+        Args:
+            inputs: What to send: an array, or a dict by input name; default, the
+                example this version was served with (its first rows).
+            version: The version to ask (default: the one this deployment made).
+
+        Raises:
+            ConfigError: No ``inputs`` and the version was served without an example.
+            ServerError: The server refused the request (its message says why).
+        """
+        number = version or self.version
+        with self.live.connect() as server:
+            if inputs is None:
+                body = json.loads(self._stored_example(server, number))
+            else:
+                specs = _specs(server.metadata(self.name, number)["inputs"])
+                body = v2_json_request(as_feed(inputs, specs), specs, max_values=2**62)
+            response, ms = server.infer_json(self.name, body, version=number)
+        return TryResult.from_response(self.name, response, ms)
+
+    def _stored_example(self, server: LocalServer, number: int) -> bytes:
+        try:
+            return server.extra(self.name, number, "example")
+        except ServerError as err:
+            if err.status != 404:
+                raise
+            raise ConfigError(f"{self.name} v{number} was served without an example; pass "
+                              "the inputs: dep.try_it(x)") from err  # fmt: skip
+
     def client(self, protocol: Literal["http", "grpc"] = "http") -> Any:
         """A ready tritonclient client for this server (the token, if any, attached)."""
         from .triton.client import connect
@@ -326,10 +364,16 @@ class Deployment:
         return connect(address, protocol, token=live.token)
 
     def __str__(self) -> str:
-        return (
-            f"{self.name} v{self.version}: {self.infer_url}\n"
-            f"  gRPC {self.grpc_url} · metrics {self.metrics_url}"
-        )
+        lines = [f"{self.name} v{self.version}: {self.infer_url}",
+                 f"  gRPC {self.grpc_url} · metrics {self.metrics_url}"]  # fmt: skip
+        return "\n".join(lines + ["  " + line for line in versions_text(self._versions_now())])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """Text, a static HTML snapshot (what GitHub and a saved notebook show), and the
+        deployment's coordinates for JupyterLab's extension, which renders it live."""
+        live = {"name": self.name, "version": self.version,
+                "repository": str(self.server.repository), "http_url": self.http_url}  # fmt: skip
+        return {"text/plain": str(self), "text/html": self._repr_html_(), MIME_TYPE: live}
 
     def _repr_html_(self) -> str:
         from . import _html
@@ -342,4 +386,22 @@ class Deployment:
         facts += [
             (f"classes of {output}", ", ".join(names)) for output, names in self.labels.items()
         ]
-        return _html.card(f"{self.name} · version {self.version}", _html.fields(facts))
+        versions = self._versions_now()
+        table = versions_html(versions) if versions else "<p>not serving now</p>"
+        body = _html.fields(facts) + table + HINT
+        return _html.card(f"{self.name} · version {self.version}", body)
+
+    def _versions_now(self) -> list[VersionOverview]:
+        """The versions as the server sees them now, or none if it does not answer (a
+        repr must not raise)."""
+        try:
+            return self.versions()
+        except ServerError:
+            return []
+
+
+def _specs(metadata_inputs: Sequence[Mapping[str, Any]]) -> list[TensorSpec]:
+    """Input specs from V2 model metadata (``-1`` dims are free)."""
+    return [TensorSpec(t["name"], BY_V2[t["datatype"]].numpy,
+                       tuple(None if d < 0 else int(d) for d in t["shape"]))
+            for t in metadata_inputs]  # fmt: skip

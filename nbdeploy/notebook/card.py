@@ -19,6 +19,7 @@ from .. import _html
 from .._feed import v2_json_request
 from ..artifact import Artifact
 from ..deployment import Deployment
+from ..live import first_values
 from ..pipeline import Pipeline, PipelineResult
 from ..server import config as cfg
 from ..triton.push import PushResult
@@ -27,6 +28,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DeployCard"]
 
+# Copies the snippet below it and says so. An inline handler runs in trusted outputs
+# (a cell just run); a saved notebook opened untrusted drops it and shows the text.
+COPY_BUTTON = (
+    "<button class='nbd-copy' title='copy to the clipboard' onclick=\"event.preventDefault();"
+    "const b=this,t=b.closest('details').querySelector('code').innerText;"
+    "navigator.clipboard.writeText(t).then(()=>{b.textContent='Copied ✓';"
+    "setTimeout(()=>{b.textContent='Copy'},1500)},"
+    "()=>{b.textContent='Copy failed: select the text'})\">Copy</button>"
+)
 CURL_VALUES = 64  # beyond this many input values the curl example sends zeros
 
 
@@ -74,6 +84,7 @@ class DeployCard:
             facts.append((f"one request to v{dep.version}",
                            _probe(lambda: f"{_latency_ms(dep, art, example):.2f} ms "
                                           "(median of 10, the version named)")))  # fmt: skip
+            facts.append(("its answer to the example", _probe(partial(_answer, dep))))
         for output, names in dep.labels.items():
             shown = ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
             facts.append((f"classes of {output}", shown))
@@ -94,8 +105,8 @@ class DeployCard:
 
     def _repr_html_(self) -> str:
         blocks = "".join(
-            f"<details{' open' if kind == 'python' else ''}><summary>{escape(kind)}</summary>"
-            f"<pre><code>{escape(text)}</code></pre></details>"
+            f"<details{' open' if kind == 'python' else ''}><summary>{escape(kind)} "
+            f"{COPY_BUTTON}</summary><pre><code>{escape(text)}</code></pre></details>"
             for kind, text in self.snippets.items()
         )
         return _html.card(self.title, _html.fields(self.facts) + blocks)
@@ -148,6 +159,13 @@ def _latency_ms(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> floa
     finally:
         client.close()
     return float(np.median(times) * 1e3)
+
+
+def _answer(dep: Deployment) -> str:
+    """What the version answered to the example's first rows (``dep.try_it()``)."""
+    tried = dep.try_it()
+    return "; ".join(f"{name} {list(value.shape)}: {first_values(value, 4)}"
+                     for name, value in tried.outputs.items())  # fmt: skip
 
 
 def _top_class(dep: Any, art: Artifact, example: dict[str, np.ndarray], output: str) -> str:

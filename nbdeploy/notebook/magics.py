@@ -136,12 +136,28 @@ class NbDeployMagics(Magics):
                 labels=labels,
                 dry_run=args.dry_run,
             )  # fmt: skip
-            return run_pipeline(plan)
+            deployed = run_pipeline(plan)
+            # The card is shown: a bare `%deploy ...` line would show the result again.
+            return None if self._is_bare_statement() else deployed
         except KeyboardInterrupt:
             print("%deploy cancelled; nothing was changed on the server")
             return None
         except NbDeployError as err:
             raise UsageError(f"%deploy: {err}") from None
+
+    def _is_bare_statement(self) -> bool:
+        """Whether the running cell ends with this magic as an expression (IPython would
+        display what it returns) rather than assigning it (``dep = %deploy ...``). Read
+        from the cell's history entry, as IPython's own ``;`` check does."""
+        history = getattr(self.shell, "history_manager", None)
+        try:
+            tree = ast.parse(history.input_hist_parsed[-1] if history is not None else "")
+        except (SyntaxError, IndexError):
+            return False
+        last = tree.body[-1] if tree.body else None
+        return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                and "run_line_magic" in ast.unparse(last.value.func)
+                and ast.unparse(last.value.args[0]) == "'deploy'")  # fmt: skip
 
     def _subcommand(self, words: list[str]) -> Any:
         from . import manage

@@ -207,6 +207,12 @@ class LocalServer:
         ]
         return rows
 
+    def metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """KServe V2 model metadata: inputs and outputs with datatype and shape."""
+        path = f"/v2/models/{quote(name, safe='')}"
+        doc: dict[str, Any] = self._call("GET", path + (f"/versions/{version}" if version else ""))
+        return doc
+
     def extra(self, name: str, version: int, key: str) -> bytes:
         """One of a version's extras (``"example"``, ``"report.html"``, ``"report.csv"``)."""
         path = f"/v2/nbdeploy/models/{quote(name, safe='')}/versions/{version}/{quote(key)}"

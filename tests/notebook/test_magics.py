@@ -57,6 +57,7 @@ def test_deploy_gives_a_live_endpoint_that_answers_like_the_model(
     np.testing.assert_allclose(_answer(dep, x), want, rtol=1e-4, atol=1e-5)
     card = capsys.readouterr().out
     assert "tiny v1 is live" in card and "one request" in card and "curl -s -X POST" in card
+    assert re.search(r"its answer to the example: \S+ \[2, 3\]: -?\d", card)
     assert "export parity: ok vs torch" in card and "optimize parity: ok" in card
     assert re.search(r"steps: export \d+\.\d s → optimize \d+\.\d s → serve \d+\.\d s", card)
 
@@ -172,10 +173,11 @@ def test_a_canarys_card_measures_the_canary(ip: Any, capsys: pytest.CaptureFixtu
     second = ip.run_line_magic("deploy", "model --example x --name measured --canary 10")
     card = capsys.readouterr().out
     assert second.version == 2 and "one request to v2" in card and "not measured" not in card
-    # v1 reloaded with the new config (its counters start again): the card's ten requests
-    # and the wire check all named v2, none was drawn by the 90/10 split
+    # v1 reloaded with the new config (its counters start again): the card's ten requests,
+    # its answer to the example and the wire check all named v2, none was drawn by the
+    # 90/10 split
     counts = {s["version"]: s["inference_stats"]["success"]["count"] for s in second.stats()}
-    assert counts == {"1": 0, "2": 11}
+    assert counts == {"1": 0, "2": 12}
 
 
 def test_a_text_column_is_probed_as_bytes_and_a_failed_probe_never_raises(
@@ -242,3 +244,13 @@ def test_the_cards_python_snippet_runs_as_pasted_and_leaves_the_users_x_alone(
         ip.user_ns["pasted_result"].get_response()["outputs"][0]["name"]), want, rtol=1e-4,
         atol=1e-5)  # fmt: skip
     assert "[[" in printed
+
+
+def test_a_bare_deploy_line_shows_the_card_once(ip: Any) -> None:
+    """The card is displayed by %deploy; a bare line must not echo the deployment after
+    it, and an assignment keeps the deployment."""
+    bare = ip.run_cell("%deploy model --example x --name once", store_history=True)
+    assert bare.success and bare.result is None
+    kept = ip.run_cell("kept = %deploy model --example x --name once", store_history=True)
+    assert kept.success and kept.result is None
+    assert isinstance(ip.user_ns["kept"], nbd.Deployment) and ip.user_ns["kept"].version == 2

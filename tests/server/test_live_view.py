@@ -14,6 +14,7 @@ import onnx
 import pytest
 
 import nbdeploy as nbd
+from nbdeploy.live import MIME_TYPE
 from nbdeploy.server.client import LocalServer
 from nbdeploy.server.dataplane import DataPlane
 from nbdeploy.server.http_api import build_app
@@ -104,5 +105,29 @@ def test_serve_keeps_the_example_as_a_request_to_try(tmp_path: Path) -> None:
             answer, _ = server.infer_json("affine", request, version=dep.version)
         assert request["inputs"][0]["shape"] == [2, 3]
         np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 2)), expected(X))
+    finally:
+        nbd.server.stop(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_deployment_answers_try_it_and_shows_its_versions_live(tmp_path: Path) -> None:
+    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+    try:
+        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
+        dep = nbd.serve(art, repository=tmp_path)
+        tried = dep.try_it()
+        assert (tried.name, tried.version) == ("affine", "1") and tried.ms > 0
+        np.testing.assert_allclose(tried.outputs["y"], expected(X))
+        three = np.full((3, 3), 2, np.float32)
+        np.testing.assert_allclose(dep.try_it(three).outputs["y"], expected(three))
+        assert "answered in" in tried._repr_html_() and "[2, 2] float" in str(tried)
+        bundle = dep._repr_mimebundle_()
+        where = {"repository": str(tmp_path), "http_url": dep.http_url}
+        assert bundle[MIME_TYPE] == {"name": "affine", "version": 1, **where}
+        assert "<svg" in bundle["text/html"] and "export (passthrough)" in bundle["text/html"]
+        assert "v1: 100% ·" in bundle["text/plain"]
+        plain = nbd.serve(affine(), name="plain", repository=tmp_path)  # no example
+        with pytest.raises(nbd.ConfigError, match=r"served without an example; pass the inputs"):
+            plain.try_it()
     finally:
         nbd.server.stop(tmp_path)
