@@ -56,7 +56,7 @@ class Optimize:
     def run(self, art: Artifact | None) -> Artifact:
         from .graph.optimize import optimize
 
-        return optimize(_given(art, self.label), progress=False)
+        return optimize(_given(art, self.label))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from .._progress import steps
 from ..artifact import Artifact
 from ..errors import ConfigError, UnsupportedModelError
 from ._options import ExportOptions
@@ -50,6 +51,7 @@ def export(
     rtol: float = 1e-3,
     script: bool = False,
     exporter_optimize: bool = True,
+    progress: bool | None = None,
 ) -> Artifact:
     """Export a model from memory into an :class:`~nbdeploy.Artifact`, checking parity.
 
@@ -73,6 +75,8 @@ def export(
         exporter_optimize: Let torch's ONNX exporter run its own optimizer (constant
             folding, Conv+BatchNorm fusion). ``False`` keeps the graph as traced, so
             :func:`nbdeploy.optimize` can show each pass at work.
+        progress: ``False`` for silence; otherwise a line naming the step (export, parity
+            check) appears once the export has run a second.
 
     Returns:
         The new artifact; ``artifact.parity`` holds the errors measured.
@@ -106,7 +110,10 @@ def export(
     options = ExportOptions(
         name, format, opset, dynamic_batch, atol, rtol, script, exporter_optimize
     )
-    result: Artifact = exporter.export(model, example, options)
+    with steps(f"export {name}", [f"{framework} export", "check parity"],
+               enabled=progress) as job:  # fmt: skip
+        job.step(f"{framework} export")
+        result: Artifact = exporter.export(model, example, options)
     return result
 
 

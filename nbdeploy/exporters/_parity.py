@@ -9,6 +9,7 @@ from math import inf
 import numpy as np
 
 from .._feed import batch_size
+from .._progress import note
 from ..artifact import Artifact
 from ..errors import ArtifactError, ExampleError, ParityError
 from ..provenance import OutputParity, Parity, compare_outputs
@@ -42,6 +43,7 @@ def verify(
         ParityError: Some output is beyond tolerance; the error carries the artifact as
             ``.artifact`` so nothing is lost.
     """
+    note("check parity")
     feeds = [feed, grow_batch(feed)] if dynamic_batch else [feed]
     checks = []
     for one in feeds:

@@ -22,6 +22,8 @@ import onnx_ir as ir
 from onnx_ir.passes.common import ShapeInferencePass
 
 from .._feed import batch_size, random_feed
+from .._progress import note as note_step
+from .._progress import steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError, NbDeployError, OptimizationError
 from ..payloads import OnnxPayload
@@ -56,7 +58,6 @@ PASSES: dict[str, Callable[[], CountingPass]] = {
 DEFAULT_PASSES = tuple(PASSES)
 ORT_LEVELS = {"ort-basic": "ORT_ENABLE_BASIC", "ort-extended": "ORT_ENABLE_EXTENDED"}
 LEVELS = ("default", "none", *ORT_LEVELS)
-_PROGRESS_NODES = 2000  # show a progress bar by default from this many nodes
 _ROUNDS = 3  # at most this many passes over the pipeline
 
 
@@ -82,7 +83,8 @@ def optimize(
         check: Compare the result with the input and raise on a mismatch.
         atol: Absolute tolerance of that comparison.
         rtol: Relative tolerance of that comparison.
-        progress: Show a progress bar; by default for graphs of 2,000+ nodes.
+        progress: ``False`` for silence; otherwise a line naming the pass running
+            appears once the optimization has run a second.
 
     Raises:
         OptimizationError: A pass crashed or changed the answers (names the pass).
@@ -91,10 +93,12 @@ def optimize(
     pipeline = _pipeline(passes, level)
     model = _load_ir(art)
     before = count_nodes(model.graph)
-    show = progress if progress is not None else before >= _PROGRESS_NODES
-    records = _run_to_fixed_point(model, pipeline, show, undo=art.onnx_path is None)
-    optimized = _derive(art, model, [r.name for r in records])
-    parity = _check(art, optimized, pipeline, atol, rtol) if check else None
+    names = [p if isinstance(p, str) else p.name for p in pipeline]
+    with steps(f"optimize {art.name}", [*names, "check parity"], enabled=progress):
+        records = _run_to_fixed_point(model, pipeline, undo=art.onnx_path is None)
+        optimized = _derive(art, model, [r.name for r in records])
+        note_step("check parity")
+        parity = _check(art, optimized, pipeline, atol, rtol) if check else None
     report = OptimizationReport(tuple(records), parity, before, count_nodes(model.graph))
     return dataclasses.replace(optimized, parity=parity, report=report)
 
@@ -130,29 +134,28 @@ def _load_ir(art: Artifact) -> ir.Model:
 
 
 def _run_to_fixed_point(
-    model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool, *, undo: bool
+    model: ir.Model, pipeline: Sequence[str | CountingPass], *, undo: bool
 ) -> list[PassRecord]:
     """Run the pipeline again while it still changes something (a fold can enable a
     fusion and vice versa), at most ``_ROUNDS`` times; one record per pass."""
-    merged = last = _run(model, pipeline, show, undo=undo)
+    merged = last = _run(model, pipeline, undo=undo)
     for _ in range(_ROUNDS - 1):
         if not any(r.fired for r in last):
             break
-        last = _run(model, pipeline, show, undo=undo)
+        last = _run(model, pipeline, undo=undo)
         merged = [first.merge(later) for first, later in zip(merged, last, strict=True)]
     return merged
 
 
 def _run(
-    model: ir.Model, pipeline: Sequence[str | CountingPass], show: bool, *, undo: bool
+    model: ir.Model, pipeline: Sequence[str | CountingPass], *, undo: bool
 ) -> list[PassRecord]:
     """Run the passes in order. With ``undo``, a pass that raises is rolled back and
     reported as skipped (a library's bug must not cost the user the other passes)."""
-    from tqdm.auto import tqdm
-
     records = []
-    for item in tqdm(pipeline, desc="optimize", disable=not show, leave=False):
+    for item in pipeline:
         name = item if isinstance(item, str) else item.name
+        note_step(name)
         nodes = count_nodes(model.graph)
         started = time.perf_counter()
         snapshot = ir.to_proto(model) if undo else None
@@ -274,7 +277,7 @@ def _bisect(
     """The first pass after which the answers differ (pipelines are short: linear scan)."""
     for stop in range(1, len(pipeline) + 1):
         model = _load_ir(art)
-        records = _run(model, pipeline[:stop], show=False, undo=True)
+        records = _run(model, pipeline[:stop], undo=True)
         candidate = art.derive(ir.to_proto(model), step="optimize")
         try:
             ok = _parity(candidate, feed, reference, atol, rtol).ok

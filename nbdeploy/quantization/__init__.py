@@ -12,6 +12,7 @@ from typing import Any
 import onnx
 
 from .. import _onnxio
+from .._progress import steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from . import ort_adapter
@@ -48,6 +49,7 @@ def quantize(
     per_channel: bool = True,
     exclude: Iterable[str] | None = None,
     method: str | CalibrationMethod | None = None,
+    progress: bool | None = None,
 ) -> Artifact:
     """Quantize an ONNX artifact; the result's ``.report`` says where the error went.
 
@@ -61,6 +63,8 @@ def quantize(
         per_channel: One scale per output channel (default) or per tensor.
         exclude: Node names (and, for weight-only schemes, weight names) to leave alone.
         method: For ``int8-static``: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+        progress: ``False`` for silence; otherwise a line naming the step (quantize,
+            measure) appears once quantization has run a second.
 
     Raises:
         ConfigError: Unknown scheme or method, or a model these schemes cannot take.
@@ -73,17 +77,23 @@ def quantize(
         config = Int8Static(_method(method))
     payload = require_onnx(art, "quantize", in_memory=True)
     skip = list(exclude or ())
-    source = onnx.ModelProto()
-    source.CopyFrom(payload.model)
-    model, tensors = _apply(source, config, art, calibration, per_channel, skip)
-    quantized = art.derive(
-        _sorted(model),
-        step="quantize",
-        detail={"scheme": config.name, "per_channel": per_channel, "exclude": skip},
-        session_config={**art.session_config, **_SESSION_CONFIG.get(type(config), {})},
-    )
-    # Quantization changes answers by design: the parity is measured, never enforced.
-    parity = quantized.parity_against(art, reference="the unquantized input", atol=0.05, rtol=0.05)
+    with steps(f"quantize {art.name}", [config.name, "measure the change"],
+               enabled=progress) as job:  # fmt: skip
+        job.step(config.name)
+        source = onnx.ModelProto()
+        source.CopyFrom(payload.model)
+        model, tensors = _apply(source, config, art, calibration, per_channel, skip)
+        quantized = art.derive(
+            _sorted(model),
+            step="quantize",
+            detail={"scheme": config.name, "per_channel": per_channel, "exclude": skip},
+            session_config={**art.session_config, **_SESSION_CONFIG.get(type(config), {})},
+        )
+        job.step("measure the change")
+        # Quantization changes answers by design: the parity is measured, never enforced.
+        parity = quantized.parity_against(
+            art, reference="the unquantized input", atol=0.05, rtol=0.05
+        )
     settings: dict[str, Any] = {"per_channel": per_channel}
     if isinstance(config, Int8Static):
         settings["method"] = config.method.value
