@@ -18,6 +18,8 @@ from typing import Any
 
 import nbformat
 
+import nbdeploy
+
 
 @dataclass(frozen=True)
 class Lab:
@@ -57,6 +59,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _this_build(root: Path) -> dict[str, str]:
+    """JupyterLab serving this tree's extension build (``nbdeploy/labextension``), not
+    the copy ``pip install`` left in the environment, which a TypeScript change since
+    does not update (and a git worktree must test its own)."""
+    build = Path(nbdeploy.__file__).parent / "labextension"
+    if not (build / "package.json").is_file():
+        return {}
+    data = root / ".jupyter-data"
+    (data / "labextensions").mkdir(parents=True, exist_ok=True)
+    link = data / "labextensions" / "nbdeploy"
+    if not link.exists():
+        link.symlink_to(build, target_is_directory=True)
+    return {
+        "JUPYTER_PATH": os.pathsep.join(filter(None, [str(data), os.environ.get("JUPYTER_PATH")]))
+    }
+
+
 @contextlib.contextmanager
 def running_lab(
     root: Path, *, base_url: str = "/", env: dict[str, str] | None = None
@@ -72,7 +91,7 @@ def running_lab(
     ]  # fmt: skip
     log = (root / "jupyterlab.log").open("wb")
     lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, **(env or {})})  # fmt: skip
+                           env={**os.environ, **_this_build(root), **(env or {})})  # fmt: skip
     url = f"http://127.0.0.1:{port}{base_url}"
     try:
         deadline = time.monotonic() + 90

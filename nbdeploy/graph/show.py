@@ -48,11 +48,13 @@ class NetronView:
         }  # fmt: skip
 
     def _repr_html_(self) -> str:
+        """The static drawing first (what a saved notebook shows on GitHub or nbviewer),
+        netron's interactive view below it while the kernel that showed it runs."""
         return (
-            f'<iframe src="{escape(self.url)}" width="100%" height="{self.height}" '
+            f"{self.svg}<details><summary>interactive (netron, while this kernel runs)"
+            f'</summary><iframe src="{escape(self.url)}" width="100%" height="{self.height}" '
             f'style="border:1px solid var(--jp-border-color2,#ddd)" '
-            f'title="netron: {escape(self.name)}"></iframe>'
-            f"<details><summary>static graph</summary>{self.svg}</details>"
+            f'title="netron: {escape(self.name)}"></iframe></details>'
         )
 
     def __repr__(self) -> str:

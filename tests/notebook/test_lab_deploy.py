@@ -36,7 +36,17 @@ def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
             page.wait_for_selector("text=web v1 is live", timeout=180_000)
             card = page.inner_text(".jp-OutputArea-output:has-text('web v1 is live')")
             page.screenshot(path=str(tmp_path / "deploy-card.png"), full_page=True)
+            origin = lab.url.split("/", 3)[:3]
+            page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                           origin="/".join(origin))  # fmt: skip
+            copy = page.locator("button.nbd-copy").first
+            copy.click()
+            page.wait_for_selector("button.nbd-copy:has-text('Copied ✓')", timeout=10_000)
+            copied = page.evaluate("() => navigator.clipboard.readText()")
+            page.wait_for_selector("button.nbd-copy:has-text('Copy')", timeout=10_000)
         assert "one request" in card and "/v2/models/web/infer" in card
+        assert "its answer to the example" in card
+        assert copied.startswith("import numpy as np") and "web_client.infer(" in copied
         assert nbd.deployments(repo)[0].name == "web"
     finally:
         nbd.server.stop(repo)
