@@ -156,6 +156,16 @@ class Artifact:
         return self.payload.path if isinstance(self.payload, OnnxPayload) else None
 
     @property
+    def variant(self) -> str:
+        """A short label of what this artifact is: its name and the last step after the
+        export, e.g. ``"digits"``, ``"digits [optimize]"``, ``"digits [int8-dynamic]"``."""
+        steps = [s for s in self.lineage.steps if s.kind != "export"]
+        if not steps:
+            return self.name
+        last = steps[-1]
+        return f"{self.name} [{last.detail.get('scheme', last.kind)}]"
+
+    @property
     def size_bytes(self) -> int:
         """Size of the model as saved (graph and weights)."""
         return self.payload.size_bytes

@@ -21,8 +21,8 @@ class GraphDiff:
     """Differences between artifact ``a`` (before) and ``b`` (after).
 
     Attributes:
-        a: Name of the first artifact.
-        b: Name of the second.
+        a: The first artifact's variant label (``Artifact.variant``: name and last step).
+        b: The second's.
         nodes_before: Node count of ``a``.
         nodes_after: Node count of ``b``.
         op_deltas: Per operator, count in ``b`` minus count in ``a`` (changed ones only).
@@ -117,7 +117,7 @@ def diff(a: Artifact, b: Artifact, inputs: Any = None) -> GraphDiff:
     passes = b.report.passes if isinstance(b.report, OptimizationReport) else ()
     fused = {f"{p.name}: {rule}": n for p in passes for rule, n in p.fired.items()}
     return GraphDiff(
-        a=a.name, b=b.name, nodes_before=sa.nodes, nodes_after=sb.nodes,
+        a=a.variant, b=b.variant, nodes_before=sa.nodes, nodes_after=sb.nodes,
         op_deltas={op: n for op, n in sorted(deltas.items()) if n},
         removed=tuple(sorted(names_a - names_b)), added=tuple(sorted(names_b - names_a)),
         fused=fused,

@@ -129,3 +129,6 @@ def test_diff_shows_what_optimize_changed(unfused: nbd.Artifact) -> None:
     assert change.weight_bytes[1] < change.weight_bytes[0]
     assert change.max_abs < 1e-4
     assert "BatchNormalization -2" in str(change) and "Diff" in change._repr_html_()
+    # the variants by what they are, not the one name they share
+    assert (change.a, change.b) == (unfused.name, f"{unfused.name} [optimize]")
+    assert f"Diff {unfused.name} → {unfused.name} [optimize]" in change._repr_html_()
