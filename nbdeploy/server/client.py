@@ -144,6 +144,16 @@ class LocalServer:
             return False
         return True
 
+    def ready(self) -> bool:
+        """Whether every model the server was restoring is loaded (Triton's readiness)."""
+        try:
+            self._call("GET", "/v2/health/ready")
+        except ServerError as err:
+            if err.status is None:
+                raise
+            return False
+        return True
+
     def index(self) -> list[dict[str, str]]:
         """Triton's repository index: every version on disk, its state and reason."""
         rows: list[dict[str, str]] = self._call("POST", "/v2/repository/index", {})

@@ -75,13 +75,37 @@ class ServerStatus:
             f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC), "
             f"metrics {self.metrics_url}\n  repository {self.repository}\n"
             f"  models ready: {', '.join(ready) or 'none'}"
+            + (f"\n  loading after a restart: {', '.join(self.loading)}" if self.loading else "")
             + "".join(f"\n  not served: {line}" for line in damaged)
         )
 
     @property
+    def loading(self) -> list[str]:
+        """Models a restart is still bringing back (each ready as it loads)."""
+        return sorted({m["name"] for m in self.models if m.get("state") == "LOADING"})
+
+    def wait_ready(self, timeout: float = 300.0) -> ServerStatus:
+        """Wait until every model of the last run is loaded again (the server answers
+        meanwhile; this is for scripts that need them all); the status then.
+
+        Raises:
+            ServerError: Not ready within ``timeout`` seconds (the message names the
+                models still loading).
+        """
+        deadline = time.monotonic() + timeout
+        with self.connect() as server:
+            while not server.ready():
+                if time.monotonic() > deadline:
+                    left = ", ".join(status(self.repository).loading) or "models"
+                    raise ServerError(f"the server at {self.http_url} is still loading "
+                                      f"{left} after {timeout:g} s")  # fmt: skip
+                time.sleep(0.1)
+        return status(self.repository)
+
+    @property
     def damaged(self) -> list[dict[str, str]]:
         """Index rows of versions that could not be loaded, with the reason."""
-        benign = ("", "unloaded", "not loaded (no traffic)")
+        benign = ("", "unloaded", "not loaded (no traffic)", "loading after a restart")
         return [
             m for m in self.models if m.get("state") != "READY" and m.get("reason") not in benign
         ]
@@ -140,7 +164,9 @@ def start(
         max_request_bytes: Largest request body accepted (default 64 MiB).
         allowed_origins: Web origins (``https://dash.example``) whose pages may call the
             server; pages of other sites are refused (loopback pages are always allowed).
-        timeout: Seconds to wait for the server to answer.
+        timeout: Seconds to wait for the server to answer. It answers at once: the
+            models of its last run come back in the background, each ready as it loads
+            (``status().models`` or ``/v2/models/<name>/ready`` tell which).
 
     Returns:
         The running server's :class:`ServerStatus`.

@@ -31,6 +31,7 @@ from .codecs import (
     decode_raw_binary,
     encode_raw,
 )
+from .faults import slow_restore
 from .layout import EXTRAS
 from .loading import Change, Loader, Served, Version, retire
 from .parameters import decode_shares, version_number
@@ -75,6 +76,7 @@ class DataPlane:
         self._models: dict[str, Served] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[str, str] = {}  # models on disk that are not served, and why
+        self._restoring: list[str] = []  # models a restart has yet to bring back, in order
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
         self._loader = Loader(repository, self._executor)
         self.settings = Settings()  # trace and log settings, as Triton answers them
@@ -82,19 +84,34 @@ class DataPlane:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def restore(self) -> None:
-        """Load every model of the repository as it was last served, version by version:
-        what is damaged is skipped and reported (log, index, status); the rest serve."""
+    def begin_restore(self) -> list[str]:
+        """Note every model of the repository as loading (before the server listens, so
+        no request finds one missing); :meth:`restore` then brings them back."""
         self.repository.clear_staging()
-        for name in self.repository.names():
-            try:
-                served = await self._loader.restore(name)
-            except ProtocolError as err:
-                self._failures[name] = str(err)
-                log.error("could not restore model %s: %s", name, err)
-                continue
-            if served is not None:
-                self._models[name] = served
+        self._restoring = list(self.repository.names())
+        return list(self._restoring)
+
+    async def restore(self) -> None:
+        """Load every model of the repository as it was last served, version by version,
+        one model at a time, each ready as soon as it is loaded (the server is live and
+        answers meanwhile: Triton's way): what is damaged is skipped and reported (log,
+        index, status); the rest serve."""
+        if not self._restoring:
+            self.begin_restore()
+        while self._restoring:
+            name = self._restoring[0]
+            async with self._locks[name]:  # a load or unload meanwhile waits for it
+                try:
+                    await slow_restore()
+                    served = await self._loader.restore(name)
+                except ProtocolError as err:
+                    self._failures[name] = str(err)
+                    log.error("could not restore model %s: %s", name, err)
+                else:
+                    if served is not None and name not in self._models:
+                        self._models[name] = served
+                finally:
+                    self._restoring.remove(name)
 
     async def close(self) -> None:
         self.shm.close()
@@ -108,7 +125,9 @@ class DataPlane:
         return {"name": "nbdeploy", "version": __version__, "extensions": EXTENSIONS}
 
     def ready(self) -> bool:
-        return True
+        """Ready once every model a restart brings back is loaded (Triton's strict
+        readiness); live from the start."""
+        return not self._restoring
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -256,9 +275,11 @@ class DataPlane:
                 if ready_only and not ready:
                     continue
                 reason = "" if ready else refusal or self._reason(name, number)
+                state = (
+                    "READY" if ready else "LOADING" if name in self._restoring else "UNAVAILABLE"
+                )
                 rows.append({"name": name, "version": str(number) if number else "",
-                             "state": "READY" if ready else "UNAVAILABLE",
-                             "reason": reason})  # fmt: skip
+                             "state": state, "reason": reason})  # fmt: skip
         return rows
 
     def overview(self) -> list[dict[str, Any]]:
@@ -268,7 +289,7 @@ class DataPlane:
         for name in self.repository.names():
             served = self._models.get(name)
             if served is None:
-                reason = self._failures.get(name, "unloaded")
+                reason = self._reason(name, 0)
                 models.append({"name": name, "ready": False, "reason": reason, "versions": []})
                 continue
             folder = self.repository.folder(name)
@@ -291,8 +312,16 @@ class DataPlane:
                                 f"(its extras: {have})", status=404)  # fmt: skip
         return folder / EXTRAS[key]
 
+    def _loading_message(self, name: str) -> str:
+        ahead = self._restoring.index(name)
+        where = "loading now" if ahead == 0 else f"{ahead} model(s) load before it"
+        return (f"model '{name}' is still loading after the server restarted ({where}); "
+                f"retry in a moment, or poll /v2/models/{name}/ready")  # fmt: skip
+
     def _reason(self, name: str, number: int) -> str:
         served = self._models.get(name)
+        if served is None and name in self._restoring:
+            return "loading after a restart"
         if served is None:
             return self._failures.get(name, "unloaded")
         return served.damaged.get(number, "not loaded (no traffic)")
@@ -377,6 +406,8 @@ class DataPlane:
 
     def _served(self, name: str) -> Served:
         served = self._models.get(name)
+        if served is None and name in self._restoring:
+            raise ProtocolError(self._loading_message(name), status=503)
         if served is None or not served.versions:
             raise ProtocolError(f"Request for unknown model: '{name}' is not found", status=404)
         return served

@@ -15,14 +15,18 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NbDeployError, ServerError
 from .layout import LOCK_FILE
 from .repository import Repository
 from .security import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_REQUEST_BYTES, Guard
+
+if TYPE_CHECKING:
+    from .dataplane import DataPlane
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +115,7 @@ async def _serve(options: ServerOptions) -> None:
     http_socket = _bind(options.host, options.http_port)
     address = f"{_url_host(options.host)}:{options.grpc_port}"
     grpc_server, grpc_port = build_server(dataplane, options.guard, address)
-    await dataplane.restore()
+    restoring = dataplane.begin_restore()
     app = build_app(dataplane, options.guard)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, http="httptools", loop="none"
@@ -132,14 +136,25 @@ async def _serve(options: ServerOptions) -> None:
         log.warning(
             "serving %s on %s and %s", repository.root, state["http_url"], state["grpc_url"]
         )
+    # Live at once; the models of the last run come back one by one, each ready as it
+    # loads (requests for one still loading get a 503 that says so).
+    restore = asyncio.create_task(_restore(dataplane, len(restoring)))
     try:
         await task
     finally:
+        restore.cancel()
         repository.state_file.unlink(missing_ok=True)
         if http.started:
             note.unlink(missing_ok=True)
         await grpc_server.stop(grace=2)
         await dataplane.close()
+
+
+async def _restore(dataplane: DataPlane, count: int) -> None:
+    started = time.perf_counter()
+    await dataplane.restore()
+    if count:
+        log.warning("restored %d model(s) in %.1f s", count, time.perf_counter() - started)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -95,7 +95,7 @@ def _committed(operation: str, point: str) -> bool:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("template")
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     try:
         nbd.serve(affine(0), name="affine", repository=repo)
         nbd.serve(affine(1), name="affine", canary=25, repository=repo)
@@ -137,12 +137,12 @@ def test_a_kill_at_any_write_point_loses_nothing_committed(
 ) -> None:
     run, committed, _ = OPERATIONS[operation]
     monkeypatch.setenv("NBDEPLOY_CRASH_AT", point)
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     monkeypatch.delenv("NBDEPLOY_CRASH_AT")
     with pytest.raises((nbd.ServerError, httpx.HTTPError), match=r"cannot reach|disconnected"):
         run(repo)
     assert not nbd.server.status(repo).running  # it really died
-    nbd.server.start(repo)  # as a user would: same ports, no options
+    nbd.server.start(repo).wait_ready()  # as a user would: same ports, no options
     after = {**BEFORE, **committed} if _committed(operation, point) else BEFORE
     want = {name: traffic for name, traffic in after.items() if traffic}
     assert _served(repo) == want
@@ -155,7 +155,7 @@ def test_a_kill_at_any_write_point_loses_nothing_committed(
 def test_two_kernels_serving_one_model_at_once_get_two_loaded_versions(repo: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     with ThreadPoolExecutor(2) as pool:
         deployments = list(pool.map(lambda o: nbd.serve(affine(o), name="affine",
                                                         repository=repo), [2, 2]))  # fmt: skip
@@ -173,7 +173,7 @@ def _reasons(repo: Path) -> dict[tuple[str, str], str]:
 def test_a_damaged_version_is_skipped_and_reported_the_rest_serve(repo: Path) -> None:
     model = repo / "affine" / "2" / "model.onnx"
     model.write_bytes(model.read_bytes()[:40])  # truncated
-    status = nbd.server.start(repo, http_port=0, grpc_port=0)
+    status = nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     assert _served(repo) == {"affine": {1: 100.0}, "other": {1: 100.0}}
     _check_answers(repo, _served(repo))
     assert _reasons(repo)[("affine", "2")].startswith("failed to load 'affine' version 2")
@@ -201,7 +201,7 @@ def test_damaged_traffic_falls_back_and_never_stops_the_start(
         path.unlink()
     else:
         path.write_bytes(traffic)
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     assert _served(repo) == {"affine": served, "other": {1: 100.0}}
     _check_answers(repo, _served(repo))
     assert path.read_bytes() == traffic if traffic else not path.exists()  # nothing rewritten
@@ -209,7 +209,7 @@ def test_damaged_traffic_falls_back_and_never_stops_the_start(
 
 def test_a_damaged_config_stops_only_its_model(repo: Path) -> None:
     (repo / "affine" / "config.pbtxt").write_text("input { name: ")
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     assert _served(repo) == {"other": {1: 100.0}}
     assert "config.pbtxt is not a valid model config" in _reasons(repo)[("affine", "1")]
 
@@ -218,7 +218,7 @@ def test_files_left_on_their_way_in_are_cleared_at_start(repo: Path) -> None:
     (repo / ".staging" / "serve-abc").mkdir(parents=True)
     (repo / ".staging" / "serve-abc" / "model.onnx").write_bytes(b"half a model")
     (repo / "affine" / ".incoming-xyz").mkdir()
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     assert (
         not any((repo / ".staging").glob("*")) and not (repo / "affine" / ".incoming-xyz").exists()
     )

@@ -100,7 +100,7 @@ def test_every_model_comes_back_after_kill_9_mid_traffic(repo: Path) -> None:
         os.kill(before.pid or 0, signal.SIGKILL)
         while "down" not in answers:
             time.sleep(0.01)
-        after = nbd.server.start(repo)  # no ports given: the ones it had
+        after = nbd.server.start(repo).wait_ready()  # no ports given: the ones it had
         served_before = len(answers)
         while len(answers) < served_before + 50:
             time.sleep(0.01)
@@ -121,7 +121,7 @@ def test_stop_and_start_keep_models_and_unload_is_remembered(repo: Path) -> None
     dep.client().unload_model("gone")
     assert nbd.server.stop(repo)
     assert not nbd.server.status(repo).running and not nbd.server.stop(repo)
-    nbd.server.start(repo, http_port=0, grpc_port=0)
+    nbd.server.start(repo, http_port=0, grpc_port=0).wait_ready()
     assert [d.name for d in nbd.deployments(repo)] == ["affine"]
 
 
@@ -338,7 +338,7 @@ def test_a_restart_takes_back_its_ports_or_says_loudly_where_it_went(
         with pytest.warns(
             UserWarning, match=r"moved from .* \(another process holds its old port\)"
         ):
-            moved = nbd.server.start(repo)
+            moved = nbd.server.start(repo).wait_ready()
     finally:
         squatter.close()
     assert moved.http_url != before.http_url
@@ -361,3 +361,29 @@ def test_servers_are_found_from_any_process_whatever_their_repository(
     assert [m["name"] for m in seen["models"]] == ["tutorial"]
     nbd.server.stop(repo)
     assert repo.resolve() not in [s.repository for s in control.running()]
+
+
+def test_a_restart_answers_at_once_and_each_model_is_ready_as_it_loads(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Triton: live at once, models restored in the background one by one; a request
+    for one still loading is a 503 that says so, not a hang or a 404."""
+    nbd.serve(affine(0), name="first", repository=repo)
+    nbd.serve(affine(1), name="second", repository=repo)
+    nbd.server.stop(repo)
+    monkeypatch.setenv("NBDEPLOY_SLOW_RESTORE_S", "2")  # each model takes 2 s more to load
+    status = nbd.server.start(repo, timeout=5)
+    assert status.loading == ["first", "second"]
+    with status.connect() as server:
+        assert server.live() and not server.ready()
+        loading = r"'second' is still loading after the server restarted \(1 model\(s\) load"
+        with pytest.raises(ServerError, match=loading) as info:
+            server.infer_json(
+                "second",
+                {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1.0] * 6}]},
+            )
+        assert info.value.status == 503
+    status = status.wait_ready(timeout=60)
+    assert status.loading == [] and [m["state"] for m in status.models] == ["READY", "READY"]
+    answer = nbd.deployments(repo)[1].try_it(X)
+    np.testing.assert_allclose(answer.outputs["y"], expected(X, 1))
