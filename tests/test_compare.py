@@ -41,6 +41,8 @@ def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Pa
     assert int8["accuracy"] > 90 and int8["size_bytes"] < fp32["size_bytes"]
     for row in cmp.measured:
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput"] > 0
+        assert row.p50_low_ms <= row.p50_ms <= row.p50_high_ms and isinstance(row.stable, bool)
+        assert row.stable or "not stable" in row.note  # an unsettled timing says so
     assert cmp.best(metric_drop=100)["provider"] == "cpu"
     assert cmp.artifact(cmp.measured[2]) is q and cmp.artifact(fp32) is classifier
     with pytest.raises(nbd.ConfigError, match="no artifact for variant 'nope'"):
@@ -100,6 +102,17 @@ def test_rows_arrive_live_and_ctrl_c_keeps_what_was_measured(classifier) -> None
     assert cmp.partial and len(cmp.rows) == 2 and seen == [r["variant"] for r in cmp.rows]
     assert "partial: interrupted" in str(cmp) and "partial" in repr(cmp)
     assert cmp.artifact(cmp.rows[1]) is variants[1]  # what was measured can still be served
+
+
+def test_a_cancel_event_stops_before_the_next_measurement(classifier: nbd.Artifact) -> None:
+    import threading
+
+    stop = threading.Event()
+    variants = [classifier, nbd.quantize(classifier, "fp16")]
+    cmp = nbd.compare(variants, progress=False, repeat=2, cancel=stop,
+                      on_row=lambda row: stop.set())  # fmt: skip
+    assert cmp.partial and len(cmp.rows) == 1 and cmp.rows[0].variant == classifier.name
+    assert cmp.best() is cmp.rows[0]  # what was measured can still be chosen
 
 
 def test_compare_builds_typed_rows_and_passes_them_live(classifier: nbd.Artifact) -> None:

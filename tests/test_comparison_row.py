@@ -48,8 +48,9 @@ def test_to_dict_is_the_old_dict_and_round_trips() -> None:
     row = measured(top1_agreement=None, metric=None)
     # No top1_agreement where it was not computed; the metric is there, None without labels.
     assert list(row.to_dict()) == [
-        "variant", "provider", "batch_size", "accuracy", "max_abs_diff", "p50_ms", "p95_ms",
-        "p99_ms", "throughput", "size_bytes", "memory_mb", "note",
+        "variant", "provider", "batch_size", "accuracy", "max_abs_diff", "p50_ms", "p50_low_ms",
+        "p50_high_ms", "stable", "p95_ms", "p99_ms", "throughput", "size_bytes", "memory_mb",
+        "note",
     ]  # fmt: skip
     assert row.to_dict()["accuracy"] is None
     assert SKIPPED.to_dict() == {
