@@ -6,12 +6,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import _html
+from .choice import Choice, choose
 from .rows import COLUMNS, Cell, ComparisonRow
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
 
-__all__ = ["Comparison", "ComparisonRow"]
+__all__ = ["Choice", "Comparison", "ComparisonRow"]
 
 _LOWER_IS_BETTER = {"max_abs_diff", "p50_ms", "p95_ms", "p99_ms", "size_bytes", "memory_mb"}
 
@@ -24,6 +25,8 @@ class Comparison:
             ``skipped``.
         metric: The metric's column name.
         partial: True when the run was interrupted.
+        metric_drop: The accuracy drop the table's choice allows (points for percentages);
+            :meth:`choice` and :meth:`best` take their own.
     """
 
     def __init__(
@@ -34,12 +37,14 @@ class Comparison:
         *,
         partial: bool = False,
         variants: Mapping[str, Artifact] | None = None,
+        metric_drop: float = 0.5,
     ) -> None:
         self.rows = rows
         self._variants = dict(variants or {})
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.partial = partial
+        self.metric_drop = metric_drop
 
     @property
     def measured(self) -> list[ComparisonRow]:
@@ -50,6 +55,11 @@ class Comparison:
     def skipped(self) -> list[ComparisonRow]:
         """Rows that could not run, with the reason in ``skipped``."""
         return [r for r in self.rows if r.skipped is not None]
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes measured, in the order of the rows."""
+        return list(dict.fromkeys(r.batch_size for r in self.rows))
 
     def columns(self) -> list[str]:
         """Column order of the table."""
@@ -82,24 +92,44 @@ class Comparison:
             f"no artifact for variant {label!r}; this comparison measured {sorted(self._variants)}"
         )
 
-    def best(self, metric_drop: float = 0.5, *, provider: str = "cpu") -> ComparisonRow | None:
-        """The fastest row (p50) whose metric is within ``metric_drop`` of the first
-        variant's on the same provider and batch size (points for accuracy)."""
-        rows = [r for r in self.measured if r.provider == provider]
-        if not rows:
-            return None
-        reference = rows[0].metric
-        if reference is None:
-            return min(rows, key=_p50)
+    def choice(
+        self,
+        metric_drop: float | None = None,
+        *,
+        provider: str | None = None,
+        batch_size: int | None = None,
+    ) -> Choice | None:
+        """The recommended row and why: the fastest beyond the timing noise among rows whose
+        metric is within ``metric_drop`` of the first variant's; a tie on latency goes to
+        the more accurate, then the smaller (:mod:`nbdeploy.bench.choice`).
 
-        def allowed(row: ComparisonRow) -> bool:
-            if row.metric is None:
-                return False
-            drop = reference - row.metric if self.higher_is_better else row.metric - reference
-            return bool(drop <= metric_drop)  # a metric function may return numpy floats
+        Args:
+            metric_drop: Accuracy drop allowed (points for percentages); default
+                :attr:`metric_drop`. Without labels, top-1 agreement stands in.
+            provider: Default ``"cpu"`` where measured, else the first measured provider.
+            batch_size: Default the first batch size.
 
-        candidates = [r for r in rows if allowed(r) and r.batch_size == rows[0].batch_size]
-        return min(candidates, key=_p50) if candidates else None
+        Returns:
+            A :class:`~nbdeploy.bench.choice.Choice` (``.row``, ``.reason``), or ``None``
+            when no row qualifies.
+        """
+        drop = self.metric_drop if metric_drop is None else metric_drop
+        return choose(self.rows, higher_is_better=self.higher_is_better, metric_drop=drop,
+                      provider=provider, batch_size=batch_size)  # fmt: skip
+
+    def best(
+        self,
+        metric_drop: float = 0.5,
+        *,
+        provider: str | None = None,
+        batch_size: int | None = None,
+    ) -> ComparisonRow | None:
+        """The row :meth:`choice` recommends (ties within the timing noise go to the more
+        accurate, then the smaller), or ``None``: the fastest beyond the noise among rows
+        whose metric is within ``metric_drop`` of the first variant's on the same provider
+        (default ``"cpu"`` where measured) and batch size (default the first)."""
+        chosen = self.choice(metric_drop, provider=provider, batch_size=batch_size)
+        return chosen.row if chosen else None
 
     def plot(self, *, batch_size: int | None = None) -> Any:
         """A matplotlib Figure: metric (or agreement) against p50 latency, marker area by
@@ -153,11 +183,6 @@ class Comparison:
             lower = col in _LOWER_IS_BETTER or (col == self.metric and not self.higher_is_better)
             best[col] = min(values) if lower else max(values)
         return best
-
-
-def _p50(row: ComparisonRow) -> float:
-    """A row's median latency; measured rows always have one."""
-    return row.p50_ms if row.p50_ms is not None else float("inf")
 
 
 def _text(value: Cell, column: str = "") -> str:
