@@ -49,6 +49,12 @@ def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Pa
         cmp.artifact({"variant": "nope"})
     html = cmp._repr_html_()
     assert 'class="best"' in html and html.count("skipped on cuda: CUDAExecutionProvider") == 1
+    # The sweep (1, 8): a table and a choice per batch size, in every form of the report.
+    assert cmp.batch_sizes == [1, 8] and html.count('<table class="nbd-sort">') == 2
+    assert "batch size 8" in str(cmp) and str(cmp).count("\nchosen: ") == 2
+    at_8 = cmp.choice(batch_size=8)
+    assert at_8 is not None and at_8.row.batch_size == 8 and at_8.reason in cmp.to_html()
+    assert cmp.to_csv().count("\n") == 1 + 12 and "p50_low_ms,p50_high_ms" in cmp.to_csv()
     figure = cmp.plot()
     figure.savefig(tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000

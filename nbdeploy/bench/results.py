@@ -1,20 +1,21 @@
-"""The :class:`Comparison` that ``nbd.compare`` returns: a table, a plot, a choice."""
+"""The :class:`Comparison` that ``nbd.compare`` returns: a table, a plot, a choice, a
+report to keep."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _html
+from . import report
 from .choice import Choice, choose
-from .rows import COLUMNS, Cell, ComparisonRow
+from .rows import COLUMNS, ComparisonRow
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
 
 __all__ = ["Choice", "Comparison", "ComparisonRow"]
-
-_LOWER_IS_BETTER = {"max_abs_diff", "p50_ms", "p95_ms", "p99_ms", "size_bytes", "memory_mb"}
 
 
 class Comparison:
@@ -24,6 +25,7 @@ class Comparison:
         rows: One :class:`ComparisonRow` per measurement; skipped ones carry the reason in
             ``skipped``.
         metric: The metric's column name.
+        higher_is_better: The metric's direction.
         partial: True when the run was interrupted.
         metric_drop: The accuracy drop the table's choice allows (points for percentages);
             :meth:`choice` and :meth:`best` take their own.
@@ -62,13 +64,19 @@ class Comparison:
         return list(dict.fromkeys(r.batch_size for r in self.rows))
 
     def columns(self) -> list[str]:
-        """Column order of the table."""
+        """Column order of the data (:meth:`to_csv` adds ``skipped``, ``chosen``, ``reason``)."""
         return [*COLUMNS[:3], self.metric, *COLUMNS[3:]]
 
+    def skips(self) -> list[tuple[str, str]]:
+        """``(provider, reason)`` once per provider that could not run (not per variant)."""
+        return list(dict.fromkeys((r.provider, r.skipped or "") for r in self.skipped))
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: the metric, whether partial, and each row's ``to_dict()``."""
+        """A JSON-ready dict: the metric, whether partial, each row's ``to_dict()``, and the
+        choice at each batch size."""
         rows = [r.to_dict() for r in self.rows]
-        return {"metric": self.metric, "partial": self.partial, "rows": rows}
+        chosen = [c.to_dict() for b in self.batch_sizes if (c := self.choice(batch_size=b))]
+        return {"metric": self.metric, "partial": self.partial, "rows": rows, "chosen": chosen}
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (needs pandas)."""
@@ -76,6 +84,36 @@ class Comparison:
 
         pandas = require("pandas", extra="lab", feature="Comparison.to_pandas")
         return pandas.DataFrame([r.to_dict() for r in self.rows])
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """A self-contained HTML report to keep: sortable tables (one per batch size) with
+        latency intervals, the chosen row marked with its reason, skipped providers once.
+
+        Args:
+            path: Also write the report to this file (UTF-8).
+
+        Returns:
+            The HTML document.
+        """
+        page = report.document(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Every row and column as CSV: interval bounds (``p50_low_ms``, ``p50_high_ms``) in
+        their own columns, skipped rows with ``skipped``, and ``chosen``/``reason``.
+
+        Args:
+            path: Also write the CSV to this file (UTF-8).
+
+        Returns:
+            The CSV text.
+        """
+        text = report.csv_text(self)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8", newline="")
+        return text
 
     def artifact(self, row: ComparisonRow | Mapping[str, object]) -> Artifact:
         """The artifact a row measured (to serve or push the one you chose).
@@ -132,8 +170,8 @@ class Comparison:
         return chosen.row if chosen else None
 
     def plot(self, *, batch_size: int | None = None) -> Any:
-        """A matplotlib Figure: metric (or agreement) against p50 latency, marker area by
-        model size, the Pareto front drawn."""
+        """A matplotlib Figure: metric (or agreement) against p50 latency with its interval,
+        marker area by model size (with a legend), the Pareto front drawn."""
         from .plot import pareto_figure
 
         return pareto_figure(self, batch_size=batch_size)
@@ -143,66 +181,7 @@ class Comparison:
         return f"<Comparison of {len(self.rows)} rows by {self.metric}{partial}>"
 
     def __str__(self) -> str:
-        cols = self.columns()
-        lines = [" | ".join(cols)]
-        lines += [" | ".join(_text(v, c) for c, v in zip(cols, row.cells(), strict=True))
-                  for row in self.measured]  # fmt: skip
-        lines += [f"skipped on {provider}: {reason}" for provider, reason in self._skips()]
-        return "\n".join(lines) + ("\n(partial: interrupted)" if self.partial else "")
-
-    def _skips(self) -> list[tuple[str, str]]:
-        """One line per provider that could not run (not one per variant): its reason."""
-        return list(dict.fromkeys((r.provider, r.skipped or "") for r in self.skipped))
+        return report.text(self)
 
     def _repr_html_(self) -> str:
-        cols = self.columns()
-        best = self._best_values()
-        body = []
-        for row in self.measured:
-            cells = []
-            for col, value in zip(cols, row.cells(), strict=True):
-                mark = ' class="best"' if value is not None and best.get(col) == value else ""
-                cells.append(f"<td{mark}>{_html.cell(_text(value, col))}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        for provider, reason in self._skips():
-            body.append(f"<tr><td colspan='{len(cols)}'><i>skipped on {_html.cell(provider)}: "
-                        f"{_html.cell(reason)}</i></td></tr>")  # fmt: skip
-        head = "".join(f"<th>{_html.cell(c)}</th>" for c in cols)
-        note = " (partial: interrupted)" if self.partial else ""
-        table = f"<table><tr>{head}</tr>{''.join(body)}</table>"
-        return _html.card(f"Comparison by {self.metric}{note}", table)
-
-    def _best_values(self) -> dict[str, float]:
-        """The best value of each numeric column among measured rows (to highlight)."""
-        best: dict[str, float] = {}
-        table = [r.cells() for r in self.measured]
-        for i, col in enumerate(self.columns()):
-            values = [v for cells in table if isinstance(v := cells[i], int | float)]
-            if not values or col == "batch_size":
-                continue
-            lower = col in _LOWER_IS_BETTER or (col == self.metric and not self.higher_is_better)
-            best[col] = min(values) if lower else max(values)
-        return best
-
-
-def _text(value: Cell, column: str = "") -> str:
-    """A cell with its unit: sizes in kB/MB, latencies in ms, throughput per second."""
-    if value is None:
-        return "–"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _UNITS.get(column, _plain_number)(float(value))
-    return str(value)
-
-
-def _plain_number(value: float) -> str:
-    return f"{value:.4g}" if not value.is_integer() else f"{int(value):,}"
-
-
-_UNITS: dict[str, Callable[[float], str]] = {
-    "size_bytes": _html.human_bytes,
-    "memory_mb": lambda v: f"{v:.1f} MB",
-    "throughput": lambda v: f"{v:,.0f}/s",
-    "p50_ms": lambda v: f"{v:.3g} ms",
-    "p95_ms": lambda v: f"{v:.3g} ms",
-    "p99_ms": lambda v: f"{v:.3g} ms",
-}
+        return report.html(self)
