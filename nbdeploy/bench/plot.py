@@ -89,8 +89,9 @@ def pareto_figure(comparison: Comparison, *, batch_size: int | None = None) -> A
     batch = f", batch {plotted[0].row.batch_size}" if plotted else ""
     axes.set_title(f"{y_key} vs latency{batch}")
     axes.grid(alpha=0.3)
-    figure.legend(loc="outside right upper", fontsize=8, title="provider")
-    _size_legend(figure, axes, [p.size_bytes for p in plotted])
+    if plotted:  # a legend of nothing would only warn
+        figure.legend(loc="outside right upper", fontsize=8, title="provider")
+        _size_legend(figure, axes, [p.size_bytes for p in plotted])
     figure.draw_without_rendering()  # lay out first: labels are placed on screen
     renderer: Callable[[], Any] = canvas.get_renderer  # untyped in matplotlib's stubs
     radii = [math.sqrt(marker_area(p.size_bytes, largest)) / 2 for p in plotted]
@@ -119,8 +120,6 @@ def _fit_axes(axes: Any, plotted: list[_Point], percent: bool) -> None:
 
 def _size_legend(figure: Any, axes: Any, sizes: list[int]) -> None:
     """Marker sizes for the smallest, middle and largest model, outside the axes."""
-    if not sizes:
-        return
     largest = max(sizes)
     shown = sorted({min(sizes), sorted(sizes)[len(sizes) // 2], largest})
     handles = [axes.scatter([], [], s=marker_area(s, largest), color="0.6", alpha=0.6)

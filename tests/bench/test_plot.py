@@ -77,3 +77,9 @@ def test_marker_sizes_have_a_legend_in_file_sizes() -> None:
     assert figure.axes[0].get_xscale() == "linear"
     wide = comparison(timed("fp32", 3.0), timed("int8", 0.3)).plot()
     assert wide.axes[0].get_xscale() == "log"  # latencies spanning more than 5×
+
+
+def test_nothing_to_plot_is_an_empty_figure_without_warnings() -> None:
+    figure = comparison(timed("fp32", 1.0, accuracy=None, top1_agreement=None)).plot()
+    axes, _ = drawn(figure)
+    assert not axes.texts and not figure.legends
