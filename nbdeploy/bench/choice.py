@@ -77,8 +77,8 @@ def choose(
     """
     timed = [r for r in rows if r.skipped is None and r.p50_ms is not None]
     if provider is None:
-        provider = "cpu" if any(r.provider == "cpu" for r in timed) else None
-        provider = provider or (timed[0].provider if timed else "cpu")
+        measured = [r.provider for r in timed]
+        provider = "cpu" if "cpu" in measured or not measured else measured[0]
     mine = [r for r in timed if r.provider == provider]
     batch = batch_size if batch_size is not None else (mine[0].batch_size if mine else None)
     mine = [r for r in mine if r.batch_size == batch]
@@ -91,7 +91,7 @@ def choose(
     fastest = min(allowed, key=_p50)
     tied = [r for r in allowed if not _clearly_faster(fastest, r)]
     chosen = min(tied, key=quality.preference)
-    excluded = [r for r in mine if r not in allowed]
+    excluded = [r for r in mine if not quality.within(r, reference, metric_drop)]
     reason = _reason(chosen, tied, allowed, excluded, quality, metric_drop)
     if excluded:
         reason += f"; {_excluded(excluded, reference, quality, metric_drop)}"
