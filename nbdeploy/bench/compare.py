@@ -99,7 +99,7 @@ def compare(
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True
-    by_label = {_label(v): v for v in variants}
+    by_label = {v.variant: v for v in variants}
     return Comparison(rows, chosen.name, chosen.higher_is_better, partial=stopped,
                       variants=by_label)  # fmt: skip
 
@@ -169,7 +169,7 @@ def _row(
     timer: Callable[[Callable[[], object]], Timing],
 ) -> ComparisonRow:
     """One table row: skipped with the reason, or measured."""
-    row = ComparisonRow(variant=_label(art), provider=provider, batch_size=batch,
+    row = ComparisonRow(variant=art.variant, provider=provider, batch_size=batch,
                         metric_name=metric.name)  # fmt: skip
     reason = unavailable_reason(provider)
     if reason is not None:
@@ -218,14 +218,6 @@ def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) ->
     if on_cpu:
         return f"{on_cpu} of {total} nodes fell back to the CPU (a slowdown source). "
     return ""
-
-
-def _label(art: Artifact) -> str:
-    steps = [s for s in art.lineage.steps if s.kind != "export"]
-    if not steps:
-        return art.name
-    last = steps[-1]
-    return f"{art.name} [{last.detail.get('scheme', last.kind)}]"
 
 
 def _rss() -> int:

@@ -166,7 +166,7 @@ class Studio:
                 return self._finish(Comparison([], live.name, live.higher_is_better, partial=True))
             self.progress.value += 1
             self._say(f"quantizing: {scheme}")
-            made.append(quantize(made[1], scheme, calibration=self.calibration))
+            made.append(quantize(made[1], scheme, calibration=self.calibration, progress=False))
         rows: list[ComparisonRow] = []
 
         def arrived(row: ComparisonRow) -> None:
