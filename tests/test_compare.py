@@ -41,12 +41,20 @@ def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Pa
     assert int8["accuracy"] > 90 and int8["size_bytes"] < fp32["size_bytes"]
     for row in cmp.measured:
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput"] > 0
+        assert row.p50_low_ms <= row.p50_ms <= row.p50_high_ms and isinstance(row.stable, bool)
+        assert row.stable or "not stable" in row.note  # an unsettled timing says so
     assert cmp.best(metric_drop=100)["provider"] == "cpu"
     assert cmp.artifact(cmp.measured[2]) is q and cmp.artifact(fp32) is classifier
     with pytest.raises(nbd.ConfigError, match="no artifact for variant 'nope'"):
         cmp.artifact({"variant": "nope"})
     html = cmp._repr_html_()
     assert 'class="best"' in html and html.count("skipped on cuda: CUDAExecutionProvider") == 1
+    # The sweep (1, 8): a table and a choice per batch size, in every form of the report.
+    assert cmp.batch_sizes == [1, 8] and html.count('<table class="nbd-sort">') == 2
+    assert "batch size 8" in str(cmp) and str(cmp).count("\nchosen: ") == 2
+    at_8 = cmp.choice(batch_size=8)
+    assert at_8 is not None and at_8.row.batch_size == 8 and at_8.reason in cmp.to_html()
+    assert cmp.to_csv().count("\n") == 1 + 12 and "p50_low_ms,p50_high_ms" in cmp.to_csv()
     figure = cmp.plot()
     figure.savefig(tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
@@ -100,6 +108,17 @@ def test_rows_arrive_live_and_ctrl_c_keeps_what_was_measured(classifier) -> None
     assert cmp.partial and len(cmp.rows) == 2 and seen == [r["variant"] for r in cmp.rows]
     assert "partial: interrupted" in str(cmp) and "partial" in repr(cmp)
     assert cmp.artifact(cmp.rows[1]) is variants[1]  # what was measured can still be served
+
+
+def test_a_cancel_event_stops_before_the_next_measurement(classifier: nbd.Artifact) -> None:
+    import threading
+
+    stop = threading.Event()
+    variants = [classifier, nbd.quantize(classifier, "fp16")]
+    cmp = nbd.compare(variants, progress=False, repeat=2, cancel=stop,
+                      on_row=lambda row: stop.set())  # fmt: skip
+    assert cmp.partial and len(cmp.rows) == 1 and cmp.rows[0].variant == classifier.name
+    assert cmp.best() is cmp.rows[0]  # what was measured can still be chosen
 
 
 def test_compare_builds_typed_rows_and_passes_them_live(classifier: nbd.Artifact) -> None:

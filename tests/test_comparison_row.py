@@ -48,8 +48,9 @@ def test_to_dict_is_the_old_dict_and_round_trips() -> None:
     row = measured(top1_agreement=None, metric=None)
     # No top1_agreement where it was not computed; the metric is there, None without labels.
     assert list(row.to_dict()) == [
-        "variant", "provider", "batch_size", "accuracy", "max_abs_diff", "p50_ms", "p95_ms",
-        "p99_ms", "throughput", "size_bytes", "memory_mb", "note",
+        "variant", "provider", "batch_size", "accuracy", "max_abs_diff", "p50_ms", "p50_low_ms",
+        "p50_high_ms", "stable", "p95_ms", "p99_ms", "throughput", "size_bytes", "memory_mb",
+        "note",
     ]  # fmt: skip
     assert row.to_dict()["accuracy"] is None
     assert SKIPPED.to_dict() == {
@@ -85,9 +86,12 @@ def test_a_comparison_of_typed_rows() -> None:
         cmp.artifact(worse)
     assert cmp.to_dict()["rows"] == [r.to_dict() for r in cmp.rows]
     lines = str(cmp).splitlines()
-    assert lines[0].split(" | ")[:4] == ["variant", "provider", "batch_size", "accuracy"]
-    assert lines[2].startswith("mlp [fp16] | cpu | 1 | 97.2 | 100 | 0 | 0.02 ms |")
-    assert "4.1 kB" in lines[2] and "30,000/s" in lines[2]  # units, not raw numbers
+    assert lines[0] == "batch size 1"
+    assert lines[1].split(" | ")[:4] == ["variant", "provider", "accuracy", "top-1 agreement"]
+    assert lines[3].startswith("★ mlp [fp16] | cpu | 97.2% | 100% | 0 | 0.02 ms |")
+    assert "4.1 kB" in lines[3] and "30,000/s" in lines[3]  # units, not raw numbers
+    assert lines[5].startswith("chosen: mlp [fp16]: fastest beyond the noise (0.02 ms vs mlp")
     assert lines[-1] == "skipped on cuda: CUDAExecutionProvider is not in this build"
     html = cmp._repr_html_()
-    assert '<td class="best">97.5</td>' in html and '<td class="best">0.01 ms</td>' in html
+    assert '<td data-v="97.5" class="best">97.5%</td>' in html
+    assert '<td data-v="0.01" class="best">0.01 ms</td>' in html

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from . import metrics as metrics_mod
 from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
 from .results import Comparison
 from .rows import ComparisonRow
-from .timing import time_call
+from .timing import Timing, time_call
 
 __all__ = ["compare"]
 log = logging.getLogger(__name__)
@@ -33,8 +35,11 @@ def compare(
     batch_sizes: Sequence[int] = (1,),
     warmup: int = 3,
     repeat: int = 5,
+    stable_within: float = 0.05,
+    max_runs: int = 10,
     progress: bool = True,
     on_row: Callable[[ComparisonRow], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Comparison:
     """Measure every variant on every provider: metric, agreement, latency, size, memory.
 
@@ -48,14 +53,19 @@ def compare(
             that is not available is reported as skipped, with the reason.
         batch_sizes: Batch sizes to time.
         warmup: Calls before timing.
-        repeat: Timed runs (each auto-ranged, as ``%timeit``).
+        repeat: Timed runs at least (each auto-ranged, as ``%timeit``).
+        stable_within: Time each row until the medians of its last three runs agree
+            within this fraction (perf_analyzer's stability rule), up to ``max_runs`` runs.
+        max_runs: Most runs per row; a row that never settled says so in its note.
         progress: Show a progress bar.
         on_row: Called with each :class:`~nbdeploy.bench.rows.ComparisonRow` as soon as
             it is measured (live tables).
+        cancel: When this event is set, stop before the next measurement.
 
     Returns:
-        A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``best``). Ctrl-C
-        stops early and returns the rows measured so far, marked partial.
+        A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``choice``, reports).
+        Ctrl-C or ``cancel`` stops early and returns the rows measured so far, marked
+        partial.
     """
     if not variants:
         raise ConfigError("compare needs at least one variant.")
@@ -74,19 +84,23 @@ def compare(
     reference = load(variants[0], "cpu").predicted
     grid = [(v, p, b) for v in variants for p in providers for b in batch_sizes]
     rows: list[ComparisonRow] = []
+    timer = partial(time_call, warmup=warmup, repeat=repeat, stable_within=stable_within,
+                    max_runs=max_runs)  # fmt: skip
     from tqdm.auto import tqdm
 
-    partial = False
+    stopped = False
     try:
         for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
-            rows.append(_row(art, provider, batch, load, x, y, reference, chosen, warmup, repeat))
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
+            rows.append(_row(art, provider, batch, load, x, y, reference, chosen, timer))
             if on_row is not None:
                 on_row(rows[-1])
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
-        partial = True
-    by_label = {_label(v): v for v in variants}
-    return Comparison(rows, chosen.name, chosen.higher_is_better, partial=partial,
+        stopped = True
+    by_label = {v.variant: v for v in variants}
+    return Comparison(rows, chosen.name, chosen.higher_is_better, partial=stopped,
                       variants=by_label)  # fmt: skip
 
 
@@ -152,11 +166,10 @@ def _row(
     y: np.ndarray | None,
     reference: np.ndarray,
     metric: metrics_mod.Metric,
-    warmup: int,
-    repeat: int,
+    timer: Callable[[Callable[[], object]], Timing],
 ) -> ComparisonRow:
     """One table row: skipped with the reason, or measured."""
-    row = ComparisonRow(variant=_label(art), provider=provider, batch_size=batch,
+    row = ComparisonRow(variant=art.variant, provider=provider, batch_size=batch,
                         metric_name=metric.name)  # fmt: skip
     reason = unavailable_reason(provider)
     if reason is not None:
@@ -165,7 +178,7 @@ def _row(
     max_abs_diff, top1_agreement = _agreement(loaded.predicted, reference)
     row = replace(row, metric=metric.fn(y, loaded.predicted) if y is not None else None,
                   max_abs_diff=max_abs_diff, top1_agreement=top1_agreement)  # fmt: skip
-    return _measure(row, art, loaded, x, warmup, repeat)
+    return _measure(row, art, loaded, x, timer)
 
 
 def _measure(
@@ -173,17 +186,18 @@ def _measure(
     art: Artifact,
     loaded: _Loaded,
     x: dict[str, np.ndarray],
-    warmup: int,
-    repeat: int,
+    timer: Callable[[Callable[[], object]], Timing],
 ) -> ComparisonRow:
-    """``row`` with the latency, throughput, size and memory of its variant on its
-    provider at its batch size."""
+    """``row`` with the latency (median with its interval), throughput, size and memory
+    of its variant on its provider at its batch size."""
     feed = as_feed(_batch_feed(x, row.batch_size), art.inputs)
     session = loaded.session
-    timing = time_call(lambda: session.run(None, feed), warmup=warmup, repeat=repeat)
+    timing = timer(lambda: session.run(None, feed))
     fallback = _fallback_note(art, row.provider, feed) if row.provider != "cpu" else ""
+    low, high = timing.p50_interval
     return replace(
-        row, p50_ms=timing.p50 * 1e3, p95_ms=timing.p95 * 1e3, p99_ms=timing.p99 * 1e3,
+        row, p50_ms=timing.p50 * 1e3, p50_low_ms=low * 1e3, p50_high_ms=high * 1e3,
+        stable=timing.stable, p95_ms=timing.p95 * 1e3, p99_ms=timing.p99 * 1e3,
         throughput=row.batch_size / timing.mean, size_bytes=art.size_bytes,
         memory_mb=loaded.memory_mb, note=fallback + (timing.warning or ""),
     )  # fmt: skip
@@ -204,14 +218,6 @@ def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) ->
     if on_cpu:
         return f"{on_cpu} of {total} nodes fell back to the CPU (a slowdown source). "
     return ""
-
-
-def _label(art: Artifact) -> str:
-    steps = [s for s in art.lineage.steps if s.kind != "export"]
-    if not steps:
-        return art.name
-    last = steps[-1]
-    return f"{art.name} [{last.detail.get('scheme', last.kind)}]"
 
 
 def _rss() -> int:

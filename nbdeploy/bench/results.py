@@ -1,19 +1,21 @@
-"""The :class:`Comparison` that ``nbd.compare`` returns: a table, a plot, a choice."""
+"""The :class:`Comparison` that ``nbd.compare`` returns: a table, a plot, a choice, a
+report to keep."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _html
-from .rows import COLUMNS, Cell, ComparisonRow
+from . import report
+from .choice import Choice, choose
+from .rows import COLUMNS, ComparisonRow
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
 
-__all__ = ["Comparison", "ComparisonRow"]
-
-_LOWER_IS_BETTER = {"max_abs_diff", "p50_ms", "p95_ms", "p99_ms", "size_bytes", "memory_mb"}
+__all__ = ["Choice", "Comparison", "ComparisonRow"]
 
 
 class Comparison:
@@ -23,7 +25,10 @@ class Comparison:
         rows: One :class:`ComparisonRow` per measurement; skipped ones carry the reason in
             ``skipped``.
         metric: The metric's column name.
+        higher_is_better: The metric's direction.
         partial: True when the run was interrupted.
+        metric_drop: The accuracy drop the table's choice allows (points for percentages);
+            :meth:`choice` and :meth:`best` take their own.
     """
 
     def __init__(
@@ -34,12 +39,14 @@ class Comparison:
         *,
         partial: bool = False,
         variants: Mapping[str, Artifact] | None = None,
+        metric_drop: float = 0.5,
     ) -> None:
         self.rows = rows
         self._variants = dict(variants or {})
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.partial = partial
+        self.metric_drop = metric_drop
 
     @property
     def measured(self) -> list[ComparisonRow]:
@@ -51,14 +58,25 @@ class Comparison:
         """Rows that could not run, with the reason in ``skipped``."""
         return [r for r in self.rows if r.skipped is not None]
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes measured, in the order of the rows."""
+        return list(dict.fromkeys(r.batch_size for r in self.rows))
+
     def columns(self) -> list[str]:
-        """Column order of the table."""
+        """Column order of the data (:meth:`to_csv` adds ``skipped``, ``chosen``, ``reason``)."""
         return [*COLUMNS[:3], self.metric, *COLUMNS[3:]]
 
+    def skips(self) -> list[tuple[str, str]]:
+        """``(provider, reason)`` once per provider that could not run (not per variant)."""
+        return list(dict.fromkeys((r.provider, r.skipped or "") for r in self.skipped))
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: the metric, whether partial, and each row's ``to_dict()``."""
+        """A JSON-ready dict: the metric, whether partial, each row's ``to_dict()``, and the
+        choice at each batch size."""
         rows = [r.to_dict() for r in self.rows]
-        return {"metric": self.metric, "partial": self.partial, "rows": rows}
+        chosen = [c.to_dict() for b in self.batch_sizes if (c := self.choice(batch_size=b))]
+        return {"metric": self.metric, "partial": self.partial, "rows": rows, "chosen": chosen}
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (needs pandas)."""
@@ -66,6 +84,36 @@ class Comparison:
 
         pandas = require("pandas", extra="lab", feature="Comparison.to_pandas")
         return pandas.DataFrame([r.to_dict() for r in self.rows])
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """A self-contained HTML report to keep: sortable tables (one per batch size) with
+        latency intervals, the chosen row marked with its reason, skipped providers once.
+
+        Args:
+            path: Also write the report to this file (UTF-8).
+
+        Returns:
+            The HTML document.
+        """
+        page = report.document(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Every row and column as CSV: interval bounds (``p50_low_ms``, ``p50_high_ms``) in
+        their own columns, skipped rows with ``skipped``, and ``chosen``/``reason``.
+
+        Args:
+            path: Also write the CSV to this file (UTF-8).
+
+        Returns:
+            The CSV text.
+        """
+        text = report.csv_text(self)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8", newline="")
+        return text
 
     def artifact(self, row: ComparisonRow | Mapping[str, object]) -> Artifact:
         """The artifact a row measured (to serve or push the one you chose).
@@ -82,28 +130,48 @@ class Comparison:
             f"no artifact for variant {label!r}; this comparison measured {sorted(self._variants)}"
         )
 
-    def best(self, metric_drop: float = 0.5, *, provider: str = "cpu") -> ComparisonRow | None:
-        """The fastest row (p50) whose metric is within ``metric_drop`` of the first
-        variant's on the same provider and batch size (points for accuracy)."""
-        rows = [r for r in self.measured if r.provider == provider]
-        if not rows:
-            return None
-        reference = rows[0].metric
-        if reference is None:
-            return min(rows, key=_p50)
+    def choice(
+        self,
+        metric_drop: float | None = None,
+        *,
+        provider: str | None = None,
+        batch_size: int | None = None,
+    ) -> Choice | None:
+        """The recommended row and why: the fastest beyond the timing noise among rows whose
+        metric is within ``metric_drop`` of the first variant's; a tie on latency goes to
+        the more accurate, then the smaller (:mod:`nbdeploy.bench.choice`).
 
-        def allowed(row: ComparisonRow) -> bool:
-            if row.metric is None:
-                return False
-            drop = reference - row.metric if self.higher_is_better else row.metric - reference
-            return bool(drop <= metric_drop)  # a metric function may return numpy floats
+        Args:
+            metric_drop: Accuracy drop allowed (points for percentages); default
+                :attr:`metric_drop`. Without labels, top-1 agreement stands in.
+            provider: Default ``"cpu"`` where measured, else the first measured provider.
+            batch_size: Default the first batch size.
 
-        candidates = [r for r in rows if allowed(r) and r.batch_size == rows[0].batch_size]
-        return min(candidates, key=_p50) if candidates else None
+        Returns:
+            A :class:`~nbdeploy.bench.choice.Choice` (``.row``, ``.reason``), or ``None``
+            when no row qualifies.
+        """
+        drop = self.metric_drop if metric_drop is None else metric_drop
+        return choose(self.rows, higher_is_better=self.higher_is_better, metric_drop=drop,
+                      provider=provider, batch_size=batch_size)  # fmt: skip
+
+    def best(
+        self,
+        metric_drop: float = 0.5,
+        *,
+        provider: str | None = None,
+        batch_size: int | None = None,
+    ) -> ComparisonRow | None:
+        """The row :meth:`choice` recommends (ties within the timing noise go to the more
+        accurate, then the smaller), or ``None``: the fastest beyond the noise among rows
+        whose metric is within ``metric_drop`` of the first variant's on the same provider
+        (default ``"cpu"`` where measured) and batch size (default the first)."""
+        chosen = self.choice(metric_drop, provider=provider, batch_size=batch_size)
+        return chosen.row if chosen else None
 
     def plot(self, *, batch_size: int | None = None) -> Any:
-        """A matplotlib Figure: metric (or agreement) against p50 latency, marker area by
-        model size, the Pareto front drawn."""
+        """A matplotlib Figure: metric (or agreement) against p50 latency with its interval,
+        marker area by model size (with a legend), the Pareto front drawn."""
         from .plot import pareto_figure
 
         return pareto_figure(self, batch_size=batch_size)
@@ -113,71 +181,7 @@ class Comparison:
         return f"<Comparison of {len(self.rows)} rows by {self.metric}{partial}>"
 
     def __str__(self) -> str:
-        cols = self.columns()
-        lines = [" | ".join(cols)]
-        lines += [" | ".join(_text(v, c) for c, v in zip(cols, row.cells(), strict=True))
-                  for row in self.measured]  # fmt: skip
-        lines += [f"skipped on {provider}: {reason}" for provider, reason in self._skips()]
-        return "\n".join(lines) + ("\n(partial: interrupted)" if self.partial else "")
-
-    def _skips(self) -> list[tuple[str, str]]:
-        """One line per provider that could not run (not one per variant): its reason."""
-        return list(dict.fromkeys((r.provider, r.skipped or "") for r in self.skipped))
+        return report.text(self)
 
     def _repr_html_(self) -> str:
-        cols = self.columns()
-        best = self._best_values()
-        body = []
-        for row in self.measured:
-            cells = []
-            for col, value in zip(cols, row.cells(), strict=True):
-                mark = ' class="best"' if value is not None and best.get(col) == value else ""
-                cells.append(f"<td{mark}>{_html.cell(_text(value, col))}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        for provider, reason in self._skips():
-            body.append(f"<tr><td colspan='{len(cols)}'><i>skipped on {_html.cell(provider)}: "
-                        f"{_html.cell(reason)}</i></td></tr>")  # fmt: skip
-        head = "".join(f"<th>{_html.cell(c)}</th>" for c in cols)
-        note = " (partial: interrupted)" if self.partial else ""
-        table = f"<table><tr>{head}</tr>{''.join(body)}</table>"
-        return _html.card(f"Comparison by {self.metric}{note}", table)
-
-    def _best_values(self) -> dict[str, float]:
-        """The best value of each numeric column among measured rows (to highlight)."""
-        best: dict[str, float] = {}
-        table = [r.cells() for r in self.measured]
-        for i, col in enumerate(self.columns()):
-            values = [v for cells in table if isinstance(v := cells[i], int | float)]
-            if not values or col == "batch_size":
-                continue
-            lower = col in _LOWER_IS_BETTER or (col == self.metric and not self.higher_is_better)
-            best[col] = min(values) if lower else max(values)
-        return best
-
-
-def _p50(row: ComparisonRow) -> float:
-    """A row's median latency; measured rows always have one."""
-    return row.p50_ms if row.p50_ms is not None else float("inf")
-
-
-def _text(value: Cell, column: str = "") -> str:
-    """A cell with its unit: sizes in kB/MB, latencies in ms, throughput per second."""
-    if value is None:
-        return "–"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _UNITS.get(column, _plain_number)(float(value))
-    return str(value)
-
-
-def _plain_number(value: float) -> str:
-    return f"{value:.4g}" if not value.is_integer() else f"{int(value):,}"
-
-
-_UNITS: dict[str, Callable[[float], str]] = {
-    "size_bytes": _html.human_bytes,
-    "memory_mb": lambda v: f"{v:.1f} MB",
-    "throughput": lambda v: f"{v:,.0f}/s",
-    "p50_ms": lambda v: f"{v:.3g} ms",
-    "p95_ms": lambda v: f"{v:.3g} ms",
-    "p99_ms": lambda v: f"{v:.3g} ms",
-}
+        return report.html(self)

@@ -11,9 +11,11 @@ __all__ = ["COLUMNS", "Cell", "ComparisonRow"]
 Cell: TypeAlias = str | int | float | None
 """What a table cell holds."""
 
-# Table order; the metric's own column goes after ``batch_size`` under the metric's name.
+# Data order (CSV, to_dict); the metric's own column goes after ``batch_size`` under the
+# metric's name. Tables show fewer columns, with units (see report.py).
 COLUMNS = ("variant", "provider", "batch_size", "top1_agreement", "max_abs_diff", "p50_ms",
-           "p95_ms", "p99_ms", "throughput", "size_bytes", "memory_mb", "note")  # fmt: skip
+           "p50_low_ms", "p50_high_ms", "stable", "p95_ms", "p99_ms", "throughput",
+           "size_bytes", "memory_mb", "note")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +36,9 @@ class ComparisonRow:
             class scores only.
         max_abs_diff: Largest absolute difference from the first variant's outputs.
         p50_ms: Median latency in milliseconds; ``p95_ms`` and ``p99_ms`` likewise.
+        p50_low_ms: Lower bound of the median's 95 % confidence interval (ms);
+            ``p50_high_ms`` the upper one. ``None`` where unknown: the median alone counts.
+        stable: Whether the timing runs agreed (see :mod:`nbdeploy.bench.timing`).
         throughput: Samples per second at this batch size.
         size_bytes: The artifact's size.
         memory_mb: Memory that loading and scoring the variant took.
@@ -49,6 +54,9 @@ class ComparisonRow:
     top1_agreement: float | None = None
     max_abs_diff: float | None = None
     p50_ms: float | None = None
+    p50_low_ms: float | None = None
+    p50_high_ms: float | None = None
+    stable: bool | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
     throughput: float | None = None
@@ -57,11 +65,22 @@ class ComparisonRow:
     note: str = ""
     skipped: str | None = None
 
+    @property
+    def p50_interval_ms(self) -> tuple[float, float] | None:
+        """``(low, high)`` of the median latency in ms (the median itself at both ends where
+        no interval was measured); ``None`` for a row that was not timed."""
+        if self.p50_ms is None:
+            return None
+        low = self.p50_low_ms if self.p50_low_ms is not None else self.p50_ms
+        high = self.p50_high_ms if self.p50_high_ms is not None else self.p50_ms
+        return min(low, self.p50_ms), max(high, self.p50_ms)
+
     def cells(self) -> tuple[Cell, ...]:
         """The values in table order: :data:`COLUMNS` with the metric after ``batch_size``."""
         return (self.variant, self.provider, self.batch_size, self.metric,
-                self.top1_agreement, self.max_abs_diff, self.p50_ms, self.p95_ms, self.p99_ms,
-                self.throughput, self.size_bytes, self.memory_mb, self.note)  # fmt: skip
+                self.top1_agreement, self.max_abs_diff, self.p50_ms, self.p50_low_ms,
+                self.p50_high_ms, self.stable, self.p95_ms, self.p99_ms, self.throughput,
+                self.size_bytes, self.memory_mb, self.note)  # fmt: skip
 
     def to_dict(self) -> dict[str, Cell]:
         """The row as the plain dict rows used to be: a skipped row has only variant,
@@ -77,7 +96,9 @@ class ComparisonRow:
         if self.top1_agreement is not None:
             row["top1_agreement"] = self.top1_agreement
         return row | {
-            "p50_ms": self.p50_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+            "p50_ms": self.p50_ms, "p50_low_ms": self.p50_low_ms,
+            "p50_high_ms": self.p50_high_ms, "stable": self.stable,
+            "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
             "throughput": self.throughput, "size_bytes": self.size_bytes,
             "memory_mb": self.memory_mb, "note": self.note,
         }  # fmt: skip

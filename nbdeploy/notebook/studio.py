@@ -2,20 +2,26 @@
 writing a loop — pick passes, schemes and providers, Run (a live table, then the Pareto
 plot), look at any variant's graph and diff, Deploy the one you choose.
 
-Everything a button does is a method too (``.run()``, ``.deploy()``), so scripts and
-tests drive the same code headless.
+Run works in a background thread so the notebook stays responsive: the Run button is
+disabled meanwhile and Cancel stops the run before its next step or measurement, keeping
+the rows measured so far (marked partial). Everything a button does is a method too
+(``.run()``, ``.start()``, ``.cancel()``, ``.deploy()``), so scripts and tests drive the
+same code headless.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from .. import _html
 from ..artifact import Artifact
+from ..bench import report
+from ..bench.metrics import resolve
 from ..bench.results import Comparison
-from ..bench.rows import Cell, ComparisonRow
+from ..bench.rows import ComparisonRow
 from ..errors import ConfigError, NbDeployError
 from ..quantization.schemes import CHOICES
 
@@ -25,7 +31,6 @@ __all__ = ["Studio", "studio"]
 
 SCHEMES = list(CHOICES)
 PROVIDERS = ["cpu", "cuda", "tensorrt"]
-TABLE_COLUMNS = ["variant", "provider", "p50_ms", "size_bytes"]
 
 
 def studio(
@@ -88,6 +93,9 @@ class Studio:
         self.providers = w.SelectMultiple(options=PROVIDERS, value=available,
                                           description="providers", rows=len(PROVIDERS))  # fmt: skip
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
         self.progress = w.IntProgress(min=0, max=1, description="", bar_style="info")
         self.table = w.HTML()
         self.plot = w.Output()
@@ -97,12 +105,13 @@ class Studio:
                              description="deploy to")  # fmt: skip
         self.deploy_button = w.Button(description="Deploy", icon="rocket", disabled=True)
         self.status = w.HTML()
-        self.run_button.on_click(lambda _: self._guarded(self.run))
+        self.run_button.on_click(lambda _: self.start())
+        self.cancel_button.on_click(lambda _: self.cancel())
         self.deploy_button.on_click(lambda _: self._guarded(self.deploy))
         self.chosen.observe(lambda change: self._show_variant(change["new"]), names="value")
         self.widget = w.VBox([
             w.HBox([self.passes, self.schemes, self.providers]),
-            w.HBox([self.run_button, self.progress]), self.table, self.plot,
+            w.HBox([self.run_button, self.cancel_button, self.progress]), self.table, self.plot,
             w.HBox([self.chosen]), self.graph,
             w.HBox([self.target, self.deploy_button]), self.status,
         ])  # fmt: skip
@@ -111,42 +120,87 @@ class Studio:
 
     def run(self) -> Comparison:
         """Optimize with the chosen passes, quantize with each chosen scheme, compare on
-        each chosen provider; the table fills as rows arrive."""
+        each chosen provider; the table fills as rows arrive. :meth:`cancel` stops before
+        the next step or measurement; what was measured stays, marked partial."""
+        self._cancel.clear()
+        self._busy(True)
+        try:
+            return self._run()
+        finally:
+            self._busy(False)
+
+    def start(self) -> threading.Thread:
+        """:meth:`run` in a background thread (the Run button); errors show in the panel.
+        While a run is going, returns that run's thread instead of starting another."""
+        if self._thread is None or not self._thread.is_alive():
+            self._busy(True)  # now, not when the thread gets going: no double start
+            self._thread = threading.Thread(target=self._guarded, args=(self.run,), daemon=True)
+            self._thread.start()
+        return self._thread
+
+    def cancel(self) -> None:
+        """Stop the current run before its next step or measurement (the Cancel button)."""
+        self._cancel.set()
+        self.cancel_button.disabled = True
+        self._say("cancelling after the current measurement…")
+
+    def wait(self, timeout: float | None = None) -> Comparison | None:
+        """Wait for a run that :meth:`start` began; returns :attr:`comparison`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.comparison
+
+    def _run(self) -> Comparison:
         from ..bench.compare import compare
         from ..graph.optimize import optimize
         from ..quantization import quantize
 
-        steps = 1 + len(self.schemes.value) + 1
-        self.progress.max, self.progress.value = steps, 0
-        optimized = optimize(self.original, list(self.passes.value), progress=False)
-        self.progress.value += 1
-        made = [self.original, optimized]
-        for scheme in self.schemes.value:
-            self._say(f"quantizing: {scheme}")
-            made.append(quantize(optimized, scheme, calibration=self.calibration))
+        providers, schemes = list(self.providers.value), self.schemes.value
+        live = resolve(self.metric)
+        due = (2 + len(schemes)) * len(providers)
+        self.progress.max, self.progress.value = 1 + len(schemes) + due, 0
+        self._say("optimizing")
+        made = [self.original, optimize(self.original, list(self.passes.value), progress=False)]
+        for scheme in schemes:
+            if self._cancel.is_set():
+                return self._finish(Comparison([], live.name, live.higher_is_better, partial=True))
             self.progress.value += 1
+            self._say(f"quantizing: {scheme}")
+            made.append(quantize(made[1], scheme, calibration=self.calibration, progress=False))
         rows: list[ComparisonRow] = []
 
         def arrived(row: ComparisonRow) -> None:
             rows.append(row)
-            self.table.value = _table(rows, self.metric)
+            self.progress.value += 1
+            title = f"comparing… {len(rows)} of {due} rows"
+            table = Comparison(rows, live.name, live.higher_is_better)
+            self.table.value = report.html(table, title=title, choose=False)
 
         self._say("comparing")
-        self.comparison = compare(made, data=self.data, metric=self.metric,
-                                  providers=list(self.providers.value), progress=False,
-                                  on_row=arrived)  # fmt: skip
-        self.progress.value = steps
-        self.table.value = self.comparison._repr_html_()
-        self.variants = {row.variant: self.comparison.artifact(row)
-                         for row in self.comparison.measured}  # fmt: skip
-        self._draw_plot()
-        best = self.comparison.best()
+        return self._finish(compare(made, data=self.data, metric=self.metric,
+                                    providers=providers, progress=False, on_row=arrived,
+                                    cancel=self._cancel))  # fmt: skip
+
+    def _finish(self, comparison: Comparison) -> Comparison:
+        """Show a finished (or cancelled) comparison: table, plot, the chosen variant."""
+        self.comparison, self.progress.value = comparison, self.progress.max
+        self.table.value = comparison._repr_html_()
+        self.variants = {row.variant: comparison.artifact(row) for row in comparison.measured}
+        choice = comparison.choice()
         self.chosen.options = list(self.variants)
-        self.chosen.value = best.variant if best else next(iter(self.variants))
-        self.deploy_button.disabled = False
-        self._say(f"done: {len(self.comparison.measured)} rows; best within 0.5 points: "
-                  f"{best.variant if best else 'none'}")  # fmt: skip
-        return self.comparison
+        self.chosen.value = choice.variant if choice else next(iter(self.variants), None)
+        if self.variants:
+            self._draw_plot()
+        why = f"chosen: {choice.reason}" if choice else "no variant qualifies"
+        count = len(comparison.measured)
+        done = f"{count} row{'' if count == 1 else 's'} measured; {why}"
+        self._say(f"cancelled, partial: {done}" if comparison.partial else f"done: {done}")
+        return comparison
+
+    def _busy(self, running: bool) -> None:
+        self.run_button.disabled = running
+        self.cancel_button.disabled = not running
+        self.deploy_button.disabled = running or not self.variants
 
     def deploy(self, variant: str | None = None) -> Any:
         """Serve the chosen variant locally, or push it to the target in the text box."""
@@ -163,10 +217,13 @@ class Studio:
     # -- display -----------------------------------------------------------------------------
 
     def _guarded(self, action: Callable[[], object]) -> None:
-        """Buttons report errors in the panel instead of losing them in a log."""
+        """Buttons (and the run's thread, which has no caller to raise to) report errors in
+        the panel instead of losing them in a log."""
         try:
             action()
-        except NbDeployError as err:
+        except Exception as err:
+            if not isinstance(err, NbDeployError):
+                log.exception("studio: %s failed", getattr(action, "__name__", action))
             self._say(f"error: {err}", ok=False)
 
     def _say(self, text: str, ok: bool = True) -> None:
@@ -174,13 +231,9 @@ class Studio:
 
     def _draw_plot(self) -> None:
         import base64
-        import io
 
         assert self.comparison is not None
-        figure = self.comparison.plot()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        png = base64.b64encode(buffer.getvalue()).decode()
+        png = base64.b64encode(self.comparison.plot()._repr_png_()).decode()
         self.plot.outputs = ()
         _append(self.plot, {"image/png": png, "text/plain": "accuracy vs latency (Pareto)"})
 
@@ -217,16 +270,3 @@ def _append(output: Any, bundle: dict[str, Any]) -> None:
 def _calibration(data: Any) -> Any:
     x = data[0] if isinstance(data, tuple) and len(data) == 2 else data
     return None if x is None else x[:128]
-
-
-def _table(rows: list[ComparisonRow], metric: str) -> str:
-    columns = [*TABLE_COLUMNS[:2], metric, *TABLE_COLUMNS[2:]]
-    body = [_cells(row) for row in rows]
-    return _html.card(f"comparing… {len(rows)} rows", _html.table(columns, body))
-
-
-def _cells(row: ComparisonRow) -> list[Cell]:
-    """A row of the live table; a skipped row shows its reason in each measured column."""
-    if row.skipped is not None:
-        return [row.variant, row.provider, *[row.skipped] * 3]
-    return [row.variant, row.provider, row.metric, row.p50_ms, row.size_bytes]

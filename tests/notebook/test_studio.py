@@ -1,8 +1,9 @@
-"""The studio widget, driven headless through its state and .click(): a real comparison,
-a real graph view, a real deploy on the local server."""
+"""The studio widget, driven headless through its state and .click(): a real comparison
+(in the run's thread, cancellable), a real graph view, a real deploy on the local server."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,11 +46,15 @@ def test_run_fills_the_table_plots_and_deploys_the_chosen_row(
     panel.schemes.value = ["int8-dynamic", "fp16"]
     panel.providers.value = ["cpu", "cuda"]
     assert panel.deploy_button.disabled  # nothing to deploy before a run
-    panel.run_button.click()
-    cmp = panel.comparison
+    panel.run_button.click()  # runs in a thread
+    cmp = panel.wait()
     assert cmp is not None and len(cmp.measured) == 4 and len(cmp.skipped) == 4
-    assert all(r["accuracy"] > 90 for r in cmp.measured)
-    assert "mlp [fp16]" in panel.table.value and "skipped" in panel.table.value
+    assert all(r["accuracy"] > 90 for r in cmp.measured) and not cmp.partial
+    assert "mlp [fp16]" in panel.table.value and panel.table.value.count("skipped on cuda") == 1
+    choice = cmp.choice()
+    assert choice is not None and panel.chosen.value == choice.variant
+    assert f"chosen: {choice.reason}" in panel.status.value.replace("&#x27;", "'")
+    assert not panel.run_button.disabled and panel.cancel_button.disabled
     assert panel.plot.outputs and panel.graph.outputs  # Pareto plot, graph + diff
     assert panel.chosen.value in panel.variants and not panel.deploy_button.disabled
     panel.chosen.value = "mlp [fp16]"
@@ -67,6 +72,38 @@ def test_run_fills_the_table_plots_and_deploys_the_chosen_row(
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(answer, want, atol=2e-2)  # fp16 variant
     assert "deployed mlp [fp16]" in panel.status.value
+
+
+def test_run_is_disabled_while_running_and_cancel_keeps_the_rows_measured(
+    digits_mlp: tuple[torch.nn.Module, examples.Digits],
+) -> None:
+    model, data = digits_mlp
+    panel = nbd.studio(model, example=data.x_val[:4], data=(data.x_val, data.y_val), name="mlp")
+    panel.schemes.value, panel.providers.value = ["fp16"], ["cpu", "cuda"]
+    seen: list[tuple[bool, bool, bool, str]] = []
+
+    def first_row_arrived(change: dict[str, object]) -> None:
+        # In the run's thread, between two measurements: what a user sees, then Cancel.
+        if not seen and "comparing…" in str(change["new"]):
+            again = panel.start() is threading.current_thread()  # a second Run starts nothing
+            seen.append((panel.run_button.disabled, panel.cancel_button.disabled, again,
+                         str(change["new"])))  # fmt: skip
+            panel.cancel_button.click()
+
+    panel.table.observe(first_row_arrived, names="value")
+    panel.run_button.click()
+    cmp = panel.wait()
+    assert seen and seen[0][:3] == (True, False, True)  # Run disabled, Cancel enabled
+    assert "comparing… 1 of 6 rows" in seen[0][3]
+    assert cmp is not None and cmp.partial and [r.variant for r in cmp.rows] == ["mlp"]
+    assert (
+        "partial" in panel.table.value
+        and "cancelled, partial: 1 row measured" in panel.status.value
+    )
+    assert not panel.run_button.disabled and panel.cancel_button.disabled
+    assert panel.chosen.value == "mlp" and not panel.deploy_button.disabled  # still deployable
+    assert panel.run() is panel.comparison and not panel.comparison.partial  # runs again
+    assert len(panel.comparison.rows) == 6
 
 
 def test_errors_show_in_the_panel(digits_mlp: tuple[torch.nn.Module, examples.Digits]) -> None:
