@@ -101,9 +101,9 @@ def _optimize_and_quantize(cnn: Any, data: Digits) -> Artifact:
     table = nbd.compare(variants, data=(images(data.x_val), data.y_val), progress=False)
     lines = [_compared(r) for r in table.measured]
     _say("compared on this CPU (batch 1)", "\n    ".join(lines))
-    best = table.best(metric_drop=0.5)
-    _say("fastest within 0.5 points of fp32", best.variant if best else "none")
-    chosen: Artifact = table.artifact(best) if best else optimized
+    choice = table.choice(metric_drop=0.5)
+    _say("chosen", choice.reason if choice else "none measured")
+    chosen: Artifact = table.artifact(choice.row) if choice else optimized
     return chosen
 
 

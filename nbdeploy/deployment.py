@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from ._deps import require
@@ -26,6 +26,9 @@ from .server import control
 from .server.client import LocalServer, VersionOverview
 from .server.layout import EXTRAS, STAGING
 from .types import BY_V2, TensorSpec
+
+if TYPE_CHECKING:
+    from .bench.results import Comparison
 
 __all__ = ["Deployment", "deployments", "serve"]
 
@@ -47,6 +50,7 @@ def serve(
     instances: int = 1,
     dynamic_batching: bool = True,
     labels: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    report: Comparison | None = None,
     repository: str | os.PathLike[str] | None = None,
 ) -> Deployment:
     """Serve an artifact on the local server (started if none runs) as a new version.
@@ -74,6 +78,8 @@ def serve(
             output, or a dict by output name. Clients that ask for the top classes (Triton's
             classification, ``InferRequestedOutput(name, class_count=3)``) get
             ``"score:index:label"`` strings, and the card shows the names.
+        report: The :func:`nbd.compare` result that chose this version: kept beside it
+            (sortable HTML and CSV), linked from the sidebar's version history.
         repository: The server's model repository (default: ``nbd.server.default_repository()``).
 
     Returns:
@@ -118,7 +124,7 @@ def serve(
         # model's folder, so a kill of either process at any instant leaves a state the
         # server serves.
         loaded = server.load(name, config=cfg.to_json(config, defaults=False), version=version,
-                             canary=canary, staged=_stage(art, status.repository),
+                             canary=canary, staged=_stage(art, status.repository, report),
                              files=label_files)  # fmt: skip
         if loaded is None:
             raise ServerError("the server loaded the model but did not say as which version")
@@ -214,17 +220,17 @@ def _restore(server: LocalServer, name: str, before: dict[int, float]) -> None:
         server.unload(name)
 
 
-def _stage(art: Artifact, repository: Path) -> str:
+def _stage(art: Artifact, repository: Path, report: Comparison | None = None) -> str:
     """Save the artifact into a fresh folder of the repository's staging area, with its
-    extras: a request to try it with (the example's first rows). Returns the folder's
-    name."""
+    extras: a request to try it with (the example's first rows) and the comparison that
+    chose it. Returns the folder's name."""
     area = repository / STAGING
     folder: Path | None = None
     try:
         area.mkdir(exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="serve-", dir=area))
         art.save(folder / "model.onnx")
-        _write_extras(folder, art)
+        _write_extras(folder, art, report)
     except OSError as err:
         if folder is not None:  # ours alone: nothing names it yet
             shutil.rmtree(folder, ignore_errors=True)
@@ -236,10 +242,13 @@ def _stage(art: Artifact, repository: Path) -> str:
     return folder.name
 
 
-def _write_extras(folder: Path, art: Artifact) -> None:
+def _write_extras(folder: Path, art: Artifact, report: Comparison | None) -> None:
     if art.example:
         request = v2_json_request(art.example, art.inputs, max_values=EXAMPLE_VALUES)
         (folder / EXTRAS["example"]).write_text(json.dumps(request))
+    if report is not None:
+        report.to_html(folder / EXTRAS["report.html"])
+        report.to_csv(folder / EXTRAS["report.csv"])
 
 
 def deployments(repository: str | os.PathLike[str] | None = None) -> list[Deployment]:

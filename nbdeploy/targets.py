@@ -21,6 +21,7 @@ from .errors import ConfigError, PushError
 
 if TYPE_CHECKING:
     from .artifact import Artifact
+    from .bench.results import Comparison
 
 __all__ = [
     "Deployed",
@@ -171,6 +172,7 @@ def deploy(
     version: int | None = None,
     canary: float | None = None,
     labels: Sequence[str] | None = None,
+    report: Comparison | None = None,
 ) -> Deployed:
     """Put ``art`` where ``target`` says: serve it on the local server (the default), push
     it to a Triton server, or write it into a repository folder.
@@ -182,6 +184,8 @@ def deploy(
         version: Version number (default: the next one).
         canary: Percent of traffic for the new version (local server only).
         labels: Class names of the first output (local server only; see ``nbd.serve``).
+        report: The comparison that chose ``art``, kept beside the version (local server
+            only; see ``nbd.serve``).
 
     Raises:
         ConfigError: ``canary`` or ``labels`` for a target that does not take them.
@@ -191,7 +195,7 @@ def deploy(
         from .deployment import serve
 
         return serve(art, name=name, version=version, canary=canary, labels=labels,
-                     repository=where.repository)  # fmt: skip
+                     report=report, repository=where.repository)  # fmt: skip
     if canary is not None:
         raise ConfigError(
             f"canary works on the local server; {where} replaces versions instead (Triton's "

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._feed import as_feed, batch_size, random_feed
+from .._progress import steps
 from ..artifact import Artifact
 from ..errors import ConfigError
 from . import metrics as metrics_mod
@@ -57,7 +58,8 @@ def compare(
         stable_within: Time each row until the medians of its last three runs agree
             within this fraction (perf_analyzer's stability rule), up to ``max_runs`` runs.
         max_runs: Most runs per row; a row that never settled says so in its note.
-        progress: Show a progress bar.
+        progress: ``False`` for silence; otherwise a line naming the variant being
+            measured appears once the comparison has run a second.
         on_row: Called with each :class:`~nbdeploy.bench.rows.ComparisonRow` as soon as
             it is measured (live tables).
         cancel: When this event is set, stop before the next measurement.
@@ -86,16 +88,17 @@ def compare(
     rows: list[ComparisonRow] = []
     timer = partial(time_call, warmup=warmup, repeat=repeat, stable_within=stable_within,
                     max_runs=max_runs)  # fmt: skip
-    from tqdm.auto import tqdm
-
     stopped = False
+    names = [f"{a.variant} on {p} at batch {b}" for a, p, b in grid]
     try:
-        for art, provider, batch in tqdm(grid, desc="compare", disable=not progress, leave=False):
-            if cancel is not None and cancel.is_set():
-                raise KeyboardInterrupt
-            rows.append(_row(art, provider, batch, load, x, y, reference, chosen, timer))
-            if on_row is not None:
-                on_row(rows[-1])
+        with steps("compare", names, enabled=progress) as job:
+            for (art, provider, batch), name in zip(grid, names, strict=True):
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
+                job.step(name)
+                rows.append(_row(art, provider, batch, load, x, y, reference, chosen, timer))
+                if on_row is not None:
+                    on_row(rows[-1])
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True

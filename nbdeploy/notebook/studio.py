@@ -209,8 +209,10 @@ class Studio:
             raise ConfigError(f"run first, then choose a variant; known: {sorted(self.variants)}")
         from ..targets import deploy
 
+        local = not self.target.value.strip()
         self.deployed = deploy(self.variants[label], self.target.value.strip() or None,
-                               name=self.original.name)  # fmt: skip
+                               name=self.original.name,
+                               report=self.comparison if local else None)  # fmt: skip
         self._say(f"deployed {label}: {self.deployed}")
         return self.deployed
 

@@ -131,3 +131,20 @@ def test_a_deployment_answers_try_it_and_shows_its_versions_live(tmp_path: Path)
             plain.try_it()
     finally:
         nbd.server.stop(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_comparison_that_chose_a_version_is_kept_beside_it(tmp_path: Path) -> None:
+    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+    try:
+        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
+        table = nbd.compare([art, nbd.optimize(art)], progress=False, repeat=2)
+        dep = nbd.serve(table.artifact(table.best()), report=table, repository=tmp_path)
+        (version,) = dep.versions()
+        assert set(version.extras) == {"example", "report.html", "report.csv"}
+        with dep.live.connect() as server:
+            page = server.extra("affine", dep.version, "report.html").decode()
+            rows = server.extra("affine", dep.version, "report.csv").decode()
+        assert page == table.to_html() and rows == table.to_csv()
+    finally:
+        nbd.server.stop(tmp_path)
