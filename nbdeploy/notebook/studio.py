@@ -11,6 +11,7 @@ same code headless.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class Studio:
         self.calibration = calibration if calibration is not None else _calibration(data)
         self.variants: dict[str, Artifact] = {}
         self.comparison: Comparison | None = None
+        self._shown: Any = None  # the display handle, once shown
+        self._plot_png = ""  # the last run's plot, base64
         self.deployed: Any = None
         self.passes = w.SelectMultiple(options=list(PASSES), value=list(PASSES),
                                        description="passes", rows=min(8, len(PASSES)))  # fmt: skip
@@ -195,6 +198,8 @@ class Studio:
         count = len(comparison.measured)
         done = f"{count} row{'' if count == 1 else 's'} measured; {why}"
         self._say(f"cancelled, partial: {done}" if comparison.partial else f"done: {done}")
+        if self._shown is not None:  # the saved notebook's picture follows the run
+            self._shown.update(self._bundle(), raw=True)
         return comparison
 
     def _busy(self, running: bool) -> None:
@@ -232,12 +237,11 @@ class Studio:
         self.status.value = _html.card("", str(_html.verdict(ok, text)))
 
     def _draw_plot(self) -> None:
-        import base64
-
         assert self.comparison is not None
-        png = base64.b64encode(self.comparison.plot()._repr_png_()).decode()
+        self._plot_png = base64.b64encode(self.comparison.plot()._repr_png_()).decode()
         self.plot.outputs = ()
-        _append(self.plot, {"image/png": png, "text/plain": "accuracy vs latency (Pareto)"})
+        _append(self.plot, {"image/png": self._plot_png,
+                            "text/plain": "accuracy vs latency (Pareto)"})  # fmt: skip
 
     def _show_variant(self, label: str | None) -> None:
         from ..graph.diff import diff
@@ -252,7 +256,21 @@ class Studio:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._shown = display(self._bundle(), raw=True, display_id=True)
+
+    def _bundle(self) -> dict[str, Any]:
+        """The live panel, and a static picture of it for where widgets do not run (GitHub,
+        nbviewer, a notebook opened without its widget state): the status, the table and
+        the plot of the last run."""
+        bundle: dict[str, Any] = dict(self.widget._repr_mimebundle_())
+        parts = [self.status.value, self.table.value]
+        if self._plot_png:
+            parts.append(f'<img src="data:image/png;base64,{self._plot_png}" '
+                         'alt="accuracy vs latency">')  # fmt: skip
+        title = f"studio · {self.original.name} (static picture: run the notebook to use it)"
+        bundle["text/html"] = _html.card(title, "".join(parts))
+        bundle["text/plain"] = f"nbd.studio for {self.original.name}: {len(self.variants)} variants"
+        return bundle
 
 
 def _bundle(obj: Any) -> dict[str, Any]:

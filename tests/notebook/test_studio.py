@@ -72,6 +72,24 @@ def test_run_fills_the_table_plots_and_deploys_the_chosen_row(
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(answer, want, atol=2e-2)  # fp16 variant
     assert "deployed mlp [fp16]" in panel.status.value
+    (version,) = dep.versions()
+    assert "report.html" in version.extras  # the comparison that chose it, kept beside it
+
+
+def test_the_panel_has_a_static_picture_for_where_widgets_do_not_run(
+    digits_mlp: tuple[torch.nn.Module, examples.Digits],
+) -> None:
+    """A saved notebook on GitHub or without widget state shows the last run, not
+    'VBox(children=...)'."""
+    model, data = digits_mlp
+    panel = nbd.studio(model, example=data.x_val[:4], data=(data.x_val, data.y_val), name="pic")
+    panel.schemes.value = ["fp16"]
+    before = panel._bundle()
+    assert "application/vnd.jupyter.widget-view+json" in before
+    assert "VBox" not in before["text/plain"] and "studio · pic" in before["text/html"]
+    panel.run()
+    after = panel._bundle()["text/html"]
+    assert "pic [fp16]" in after and "data:image/png;base64," in after and "chosen:" in after
 
 
 def test_run_is_disabled_while_running_and_cancel_keeps_the_rows_measured(
