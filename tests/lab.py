@@ -1,5 +1,10 @@
 """A real JupyterLab for browser tests: started on a free loopback port with a token
-(and a base URL when asked), its app exposed to the page so tests can run commands."""
+(and a base URL when asked), its app exposed to the page so tests can run commands.
+
+It runs the nbdeploy these tests import (a git worktree's too, not the one pip installed):
+that folder goes first on the lab's and its kernels' ``PYTHONPATH``, and the lab
+extension built beside it (``nbdeploy/labextension``, by ``npm run build``) is served
+instead of the copy ``pip install`` left under ``share/jupyter/labextensions``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+
+import nbdeploy
+
+PACKAGE = Path(nbdeploy.__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,9 @@ def running_lab(
         *(["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
     ]  # fmt: skip
     log = (root / "jupyterlab.log").open("wb")
-    lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, **(env or {})})  # fmt: skip
+    data = tempfile.TemporaryDirectory(prefix="nbdeploy-lab-data-")
+    env = {**os.environ, **_this_nbdeploy(Path(data.name)), **(env or {})}
+    lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}{base_url}"
     try:
         deadline = time.monotonic() + 90
@@ -92,3 +103,17 @@ def running_lab(
             lab.kill()
             lab.wait()
         log.close()
+        data.cleanup()
+
+
+def _this_nbdeploy(data: Path) -> dict[str, str]:
+    """Environment that makes the lab run this nbdeploy and serve its lab extension."""
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent),
+                                                       os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    built = PACKAGE / "labextension"
+    if (built / "package.json").is_file():  # else pip's copy is all there is
+        (data / "labextensions").mkdir()
+        (data / "labextensions" / "nbdeploy").symlink_to(built, target_is_directory=True)
+        paths = [str(data), os.environ.get("JUPYTER_PATH")]
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, paths))
+    return env
