@@ -34,10 +34,14 @@ class Lab:
     url: str  # http://127.0.0.1:<port><base_url>
     token: str
     root: Path
+    app: str = "jupyterlab"  # or "notebook": Notebook 7
 
     def open(self, page: Any, path: str) -> None:
-        """Open a document in the page and wait until JupyterLab has settled."""
-        where = f"lab/tree/{path}" if path else "lab"
+        """Open a document in the page and wait until the app has settled."""
+        if self.app == "notebook":
+            where = f"notebooks/{path}" if path.endswith(".ipynb") else f"tree/{path}"
+        else:
+            where = f"lab/tree/{path}" if path else "lab"
         page.goto(f"{self.url}{where}?token={self.token}")
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
         page.evaluate("async () => { await window.jupyterapp.restored; }")  # layout settled
@@ -69,15 +73,21 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_lab(
-    root: Path, *, base_url: str = "/", env: dict[str, str] | None = None
+    root: Path,
+    *,
+    base_url: str = "/",
+    env: dict[str, str] | None = None,
+    app: str = "jupyterlab",
 ) -> Iterator[Lab]:
-    """``jupyter lab`` serving ``root``; stopped (with its kernels) at exit."""
+    """``jupyter lab`` (or Notebook 7's ``jupyter notebook``: ``app="notebook"``) serving
+    ``root``; stopped (with its kernels) at exit."""
     port, token = _free_port(), secrets.token_hex(16)
+    expose = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+        sys.executable, "-m", app, "--no-browser", f"--port={port}",
         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
-        "--LabApp.expose_app_in_browser=True",
+        f"--{expose}.expose_app_in_browser=True",
         *(["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
     ]  # fmt: skip
     log = (root / "jupyterlab.log").open("wb")
@@ -94,7 +104,7 @@ def running_lab(
                 urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2)
                 break
             time.sleep(0.25)
-        yield Lab(url, token, root)
+        yield Lab(url, token, root, app)
     finally:
         lab.terminate()
         try:

@@ -70,7 +70,16 @@ export class DeploymentsPanel extends Widget {
     );
     this._empty.hidden = true;
     this.node.append(head, this._error, this._empty, this._servers);
-    this._timer = window.setInterval(() => void this.refresh(), pollMs);
+    // Polls only while it shows; showing it again brings it up to date at once.
+    this._timer = window.setInterval(() => {
+      if (this.isVisible) {
+        void this.refresh();
+      }
+    }, pollMs);
+    void this.refresh();
+  }
+
+  protected onAfterShow(): void {
     void this.refresh();
   }
 
@@ -80,7 +89,21 @@ export class DeploymentsPanel extends Widget {
   }
 
   /** Fetch the servers' state and bring the panel up to date. */
-  async refresh(): Promise<void> {
+  refresh(): Promise<void> {
+    if (!this._pending) {
+      this._pending = this._refresh().finally(() => (this._pending = null));
+      return this._pending;
+    }
+    // One poll at a time, however slow a server is; the one on its way may carry what
+    // was true before an action, so one more follows it.
+    this._next ??= this._pending.then(() => {
+      this._next = null;
+      return this.refresh();
+    });
+    return this._next;
+  }
+
+  private async _refresh(): Promise<void> {
     let overview: IOverview;
     try {
       overview = await requestJSON<IOverview>(['api', 'deployments']);
@@ -106,6 +129,8 @@ export class DeploymentsPanel extends Widget {
   }
 
   private _timer: number;
+  private _pending: Promise<void> | null = null;
+  private _next: Promise<void> | null = null;
   private _error = el('div', 'jp-nbdeploy-Reason');
   private _empty = el('p', 'jp-nbdeploy-Empty');
   private _servers = el('div', 'jp-nbdeploy-Servers');

@@ -84,12 +84,10 @@ def _promote(name: str, current: dict[int, float]) -> Plan:
         )
     if not any(share > 0 for version, share in current.items() if version != newest):
         # Promoting again would only unload the version kept warm for a rollback.
-        return Plan(
-            "promote", False, f"v{newest} already takes all of {name}'s traffic", before=current
-        )
+        return Plan("promote", False, f"v{newest} already takes all of the traffic", before=current)
     after = rules.promote(current)
     kept = [v for v, s in after.items() if v != newest and s == 0]
-    summary = f"Sends all of {name}'s traffic to v{newest}"
+    summary = f"Sends all traffic to v{newest}"
     summary += f"; v{kept[0]} stays loaded at 0% for an instant rollback." if kept else "."
     return Plan("promote", True, summary, _changes(current, after), current, after)
 
@@ -108,8 +106,8 @@ def _rollback(name: str, current: dict[int, float], on_disk: Sequence[int]) -> P
     (back,) = after
     gone = sorted(set(current) - set(after))
     summary = (
-        f"Sends all of {name}'s traffic back to v{back} and unloads "
-        f"{_versions(gone)} (the files stay; serve it again or Undo)."
+        f"Sends all traffic back to v{back} and unloads {_versions(gone)} "
+        f"({'its files stay' if len(gone) == 1 else 'their files stay'}; serve it again or Undo)."
     )
     if back not in current:
         summary += f" v{back} is loaded again from disk first."

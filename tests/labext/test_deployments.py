@@ -41,14 +41,13 @@ def test_promote_with_one_version_is_disabled_and_says_why() -> None:
     assert not plan.enabled and plan.changes == ()
     assert "one version loaded (v1)" in plan.summary and "canary" in plan.summary
     done = plans.plans("digits", {1: 0.0, 2: 100.0}, [1, 2])["promote"]
-    assert not done.enabled and done.summary == "v2 already takes all of digits's traffic"
+    assert not done.enabled and done.summary == "v2 already takes all of the traffic"
 
 
 def test_rollback_after_promote_says_it_unloads_the_newest() -> None:
     plan = plans.plans("digits", {1: 0.0, 2: 100.0}, [1, 2])["rollback"]
     assert plan.summary == (
-        "Sends all of digits's traffic back to v1 and unloads v2 "
-        "(the files stay; serve it again or Undo)."
+        "Sends all traffic back to v1 and unloads v2 (its files stay; serve it again or Undo)."
     )
     assert plan.changes == ("v1 0% → 100%", "v2 100% → unloaded (its files stay)")
 

@@ -19,7 +19,7 @@ from nbdeploy.lab import deployments
 from nbdeploy.server.client import LocalServer
 from tests.browser import browser_page
 from tests.graph.helpers import model
-from tests.lab import Lab, running_lab
+from tests.lab import Lab, running_lab, write_notebook
 from tests.servers import affine, expected
 
 pytestmark = pytest.mark.slow
@@ -36,11 +36,11 @@ IMAGE = """<ir_version: 8, opset_import: ["" : 18]>
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
-    """JupyterLab whose default repository is empty, and a server on another one: v1 of
-    ``affine`` (with its example) at 75%, v2 at 25%, ``single`` with one version and
-    ``picture`` (image-shaped). A private registry keeps other servers of this user out
-    of the screenshots."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A server on a repository that is not the default: v1 of ``affine`` (with its
+    example) at 75%, v2 at 25%, ``single`` with one version and ``picture``
+    (image-shaped); and the environment of a Jupyter whose default repository is empty.
+    A private registry keeps other servers of this user out of the screenshots."""
     root = tmp_path_factory.mktemp("sidebar")
     repository = root / "elsewhere"
     runtime = root / "runtime"
@@ -55,10 +55,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
             nbd.serve(affine(), name="single", repository=repository)
             nbd.serve(model(IMAGE), name="picture", repository=repository)
             env = {"NBDEPLOY_REPOSITORY": str(root / "default"), "XDG_RUNTIME_DIR": str(runtime)}
-            with running_lab(root, env=env) as running:
-                yield running, nbd.server.status(repository).repository
+            yield nbd.server.status(repository).repository, env
         finally:
             nbd.server.stop(repository)
+
+
+@pytest.fixture(scope="module")
+def lab(served: tuple[Path, dict[str, str]]) -> Iterator[tuple[Lab, Path]]:
+    repository, env = served
+    with running_lab(repository.parent, env=env) as running:
+        yield running, repository
 
 
 @pytest.fixture
@@ -250,3 +256,20 @@ def test_copy_buttons_say_copied_and_copy_a_working_call(lab: tuple[Lab, Path], 
     (affine_doc,) = [m for m in server["models"] if m["name"] == "affine"]
     assert copied == affine_doc["versions"][0]["snippets"]["python"]
     assert 'affine_client.infer("affine"' in copied
+
+
+def test_notebook_7_shows_the_panel_too(served: tuple[Path, dict[str, str]]) -> None:
+    notebook = pytest.importorskip("notebook")
+    if int(notebook.__version__.split(".")[0]) < 7:
+        pytest.skip(f"Notebook {notebook.__version__} is not Notebook 7")
+    repository, env = served
+    root = repository.parent / "notebook7"
+    root.mkdir()
+    write_notebook(root / "page.ipynb", ["1 + 1"])
+    with running_lab(root, env=env, app="notebook") as running, browser_page() as page:
+        for path in ("", "page.ipynb"):  # the file browser's page and a notebook's
+            running.open(page, path)
+            running.run(page, "nbdeploy:open-deployments")
+            block = _model(page, repository, "affine")
+            assert "75%" in block.inner_text()
+        page.screenshot(path=str(repository.parent / "screenshots" / "notebook7.png"))
