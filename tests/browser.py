@@ -7,7 +7,7 @@ using :func:`browser_page` are skipped cleanly where chromium or playwright is a
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,14 +21,18 @@ FLAGS = [
 
 
 @contextmanager
-def browser_page(*flags: str) -> Iterator[Any]:
-    """A fresh headless chromium page (``flags``: extra command-line switches)."""
+def browser_page(*flags: str, permissions: Sequence[str] = ()) -> Iterator[Any]:
+    """A fresh headless chromium page (``flags``: extra command-line switches;
+    ``permissions``: granted to every origin, e.g. ``"clipboard-read"``)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium") and not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*FLAGS, *flags])
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900}, permissions=list(permissions)
+            )
+            yield context.new_page()
         finally:
             browser.close()

@@ -1,5 +1,10 @@
 """A real JupyterLab for browser tests: started on a free loopback port with a token
-(and a base URL when asked), its app exposed to the page so tests can run commands."""
+(and a base URL when asked), its app exposed to the page so tests can run commands.
+
+It runs the nbdeploy these tests import (a git worktree's too, not the one pip installed):
+that folder goes first on the lab's and its kernels' ``PYTHONPATH``, and the lab
+extension built beside it (``nbdeploy/labextension``, by ``npm run build``) is served
+instead of the copy ``pip install`` left under ``share/jupyter/labextensions``."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,16 +26,22 @@ import nbformat
 
 import nbdeploy
 
+PACKAGE = Path(nbdeploy.__file__).resolve().parent
+
 
 @dataclass(frozen=True)
 class Lab:
     url: str  # http://127.0.0.1:<port><base_url>
     token: str
     root: Path
+    app: str = "jupyterlab"  # or "notebook": Notebook 7
 
     def open(self, page: Any, path: str) -> None:
-        """Open a document in the page and wait until JupyterLab has settled."""
-        where = f"lab/tree/{path}" if path else "lab"
+        """Open a document in the page and wait until the app has settled."""
+        if self.app == "notebook":
+            where = f"notebooks/{path}" if path.endswith(".ipynb") else f"tree/{path}"
+        else:
+            where = f"lab/tree/{path}" if path else "lab"
         page.goto(f"{self.url}{where}?token={self.token}")
         page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell", timeout=60_000)
         page.evaluate("async () => { await window.jupyterapp.restored; }")  # layout settled
@@ -59,39 +71,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _this_build(root: Path) -> dict[str, str]:
-    """JupyterLab serving this tree's extension build (``nbdeploy/labextension``), not
-    the copy ``pip install`` left in the environment, which a TypeScript change since
-    does not update (and a git worktree must test its own)."""
-    build = Path(nbdeploy.__file__).parent / "labextension"
-    if not (build / "package.json").is_file():
-        return {}
-    data = root / ".jupyter-data"
-    (data / "labextensions").mkdir(parents=True, exist_ok=True)
-    link = data / "labextensions" / "nbdeploy"
-    if not link.exists():
-        link.symlink_to(build, target_is_directory=True)
-    return {
-        "JUPYTER_PATH": os.pathsep.join(filter(None, [str(data), os.environ.get("JUPYTER_PATH")]))
-    }
-
-
 @contextlib.contextmanager
 def running_lab(
-    root: Path, *, base_url: str = "/", env: dict[str, str] | None = None
+    root: Path,
+    *,
+    base_url: str = "/",
+    env: dict[str, str] | None = None,
+    app: str = "jupyterlab",
 ) -> Iterator[Lab]:
-    """``jupyter lab`` serving ``root``; stopped (with its kernels) at exit."""
+    """``jupyter lab`` (or Notebook 7's ``jupyter notebook``: ``app="notebook"``) serving
+    ``root``; stopped (with its kernels) at exit."""
     port, token = _free_port(), secrets.token_hex(16)
+    expose = {"jupyterlab": "LabApp", "notebook": "JupyterNotebookApp"}[app]
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+        sys.executable, "-m", app, "--no-browser", f"--port={port}",
         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}", f"--ServerApp.base_url={base_url}",
-        "--LabApp.expose_app_in_browser=True",
+        f"--{expose}.expose_app_in_browser=True",
         *(["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
     ]  # fmt: skip
     log = (root / "jupyterlab.log").open("wb")
-    lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, **_this_build(root), **(env or {})})  # fmt: skip
+    data = tempfile.TemporaryDirectory(prefix="nbdeploy-lab-data-")
+    env = {**os.environ, **_this_nbdeploy(Path(data.name)), **(env or {})}
+    lab = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}{base_url}"
     try:
         deadline = time.monotonic() + 90
@@ -102,7 +104,7 @@ def running_lab(
                 urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2)
                 break
             time.sleep(0.25)
-        yield Lab(url, token, root)
+        yield Lab(url, token, root, app)
     finally:
         lab.terminate()
         try:
@@ -111,3 +113,17 @@ def running_lab(
             lab.kill()
             lab.wait()
         log.close()
+        data.cleanup()
+
+
+def _this_nbdeploy(data: Path) -> dict[str, str]:
+    """Environment that makes the lab run this nbdeploy and serve its lab extension."""
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent),
+                                                       os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    built = PACKAGE / "labextension"
+    if (built / "package.json").is_file():  # else pip's copy is all there is
+        (data / "labextensions").mkdir()
+        (data / "labextensions" / "nbdeploy").symlink_to(built, target_is_directory=True)
+        paths = [str(data), os.environ.get("JUPYTER_PATH")]
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, paths))
+    return env

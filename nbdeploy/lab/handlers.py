@@ -4,8 +4,10 @@
 * ``nbdeploy/files/<path>``        bytes of a model file under Jupyter's root directory
   (hidden ones only where ``ContentsManager.allow_hidden`` is set, as for ``/files``)
 * ``nbdeploy/artifacts/<id>``      bytes of a model a kernel showed with ``nbd.show``
-* ``nbdeploy/api/deployments``     the local server's deployments (GET), and
-  ``nbdeploy/api/deployments/<name>/<promote|rollback|unload>`` (POST)
+* ``nbdeploy/api/deployments``     every running local server's deployments (GET);
+  ``nbdeploy/api/deployments/<name>/<promote|rollback|unload|load>`` (POST, naming the
+  server by its ``repository``); ``.../<name>/try`` (GET the request to start with, POST
+  one to a version); ``.../<name>/versions/<v>/<example|report.html|report.csv>`` (GET)
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ class ArtifactHandler(_Authenticated):
 
 
 class DeploymentsHandler(APIHandler):
-    """The local server's models, versions, traffic and counts (polled by the sidebar)."""
+    """Every running local server: models, versions, traffic, the last minutes, lineage,
+    snippets and what each action would change (polled by the sidebar)."""
 
     @tornado.web.authenticated
     def head(self) -> None:
@@ -139,16 +142,94 @@ class DeploymentsHandler(APIHandler):
         self.finish(json.dumps(await _in_thread(deployments.overview)))
 
 
-class DeploymentActionHandler(APIHandler):
-    """``promote``, ``rollback`` or ``unload`` one model."""
+class _DeploymentCall(APIHandler):
+    """A call for one model of one server; the local server's refusals come back with
+    its status and message as ``{"message": ...}``, never as a traceback."""
+
+    async def _answer(self, function: Any, *args: Any, kind: str = "application/json") -> None:
+        try:
+            result = await _in_thread(function, *args)
+        except ServerError as err:
+            # Not HTTPError: its message would go through %-formatting ("75%").
+            self.set_status(err.status if err.status and 400 <= err.status < 600 else 502)
+            self.finish(json.dumps({"message": err.message}))
+            return
+        if isinstance(result, bytes):
+            self.set_header("Cache-Control", "no-store")
+            self.finish(result, set_content_type=kind)
+        else:
+            self.finish(json.dumps(result))
+
+    def _body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            raise tornado.web.HTTPError(400, "the request body is not JSON") from err
+        if not isinstance(body, dict) or not isinstance(body.get("repository"), str):
+            raise tornado.web.HTTPError(
+                400, 'name the server: {"repository": "<its model repository>", ...}'
+            )
+        return body
+
+
+class DeploymentActionHandler(_DeploymentCall):
+    """``promote``, ``rollback``, ``unload`` or ``load`` (Undo: ``traffic`` by version) one
+    model of the server of ``repository``."""
 
     @tornado.web.authenticated
     async def post(self, name: str, action: str) -> None:
-        try:
-            result = await _in_thread(deployments.act, name, action)
-        except ServerError as err:
-            raise tornado.web.HTTPError(err.status or 502, str(err)) from err
-        self.finish(json.dumps(result))
+        body = self._body()
+        traffic = body.get("traffic")
+        if traffic is not None and not isinstance(traffic, dict):
+            raise tornado.web.HTTPError(400, "'traffic' must map versions to shares")
+        await self._answer(deployments.act, body["repository"], name, action, traffic)
+
+
+class TryHandler(_DeploymentCall):
+    """GET: the request the Try-it editor starts with (``?repository=&version=``); POST
+    ``{repository, version, body}``: send it to that version, answer with the response
+    and its latency."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        repository = self.get_argument("repository")
+        version = _version(self.get_argument("version"))
+        await self._answer(deployments.try_request, repository, name, version)
+
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        body = self._body()
+        version = _version(body.get("version"))
+        await self._answer(deployments.try_send, body["repository"], name, version,
+                           body.get("body"))  # fmt: skip
+
+
+class ExtraHandler(_DeploymentCall):
+    """A version's extra from its server (``?repository=``): the example request, or the
+    comparison report that chose it. The report is shown sandboxed: its scripts run in
+    an origin of their own, away from Jupyter's cookies and API."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str, version: str, key: str) -> None:
+        repository = self.get_argument("repository")
+        if key == "report.html":
+            self.set_header("Content-Security-Policy", "sandbox allow-scripts")
+        await self._answer(deployments.extra, repository, name, _version(version), key,
+                           kind=EXTRA_TYPES[key])  # fmt: skip
+
+
+EXTRA_TYPES = {"example": "application/json", "report.html": "text/html; charset=utf-8",
+               "report.csv": "text/csv; charset=utf-8"}  # fmt: skip
+
+
+def _version(text: Any) -> int:
+    try:
+        number = int(text)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise tornado.web.HTTPError(400, f"'version' must be a version number, not {text!r}")
+    return number
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
@@ -165,6 +246,9 @@ def setup_handlers(serverapp: Any) -> None:
         (url_path_join(base, "files", "(.+)"), FileHandler),
         (url_path_join(base, "artifacts", "([^/]+)"), ArtifactHandler),
         (url_path_join(base, "api", "deployments"), DeploymentsHandler),
-        (url_path_join(base, "api", "deployments", "([^/]+)", "(promote|rollback|unload)"),
+        (url_path_join(base, "api", "deployments", "([^/]+)", "(promote|rollback|unload|load)"),
          DeploymentActionHandler),
+        (url_path_join(base, "api", "deployments", "([^/]+)", "try"), TryHandler),
+        (url_path_join(base, "api", "deployments", "([^/]+)", "versions", "([0-9]+)",
+                       "(example|report\\.html|report\\.csv)"), ExtraHandler),
     ])  # fmt: skip

@@ -1,6 +1,7 @@
 """The JupyterLab extension in a real JupyterLab (under a non-root base URL, as behind
 JupyterHub or Binder) and Debian's chromium: .onnx files open in netron, nbd.show
-renders inline through the server extension, the sidebar shows and rolls back."""
+renders inline through the server extension. The sidebar has tests of its own
+(test_sidebar.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import nbdeploy as nbd
 from tests.browser import browser_page
 from tests.graph.helpers import model
 from tests.lab import Lab, running_lab, write_notebook
-from tests.servers import affine
 
 pytestmark = pytest.mark.slow
 BASE_URL = "/user/ada/"
@@ -71,26 +71,6 @@ def test_nbd_show_renders_inline(lab: Lab, page: Any) -> None:
     assert "Sigmoid" in svg
     src = page.locator(".jp-nbdeploy-NetronOutput iframe").get_attribute("src")
     assert f"{BASE_URL}nbdeploy/artifacts/" in src.replace("%2F", "/")
-
-
-def test_sidebar_shows_deployments_and_rolls_back(lab: Lab, page: Any) -> None:
-    repository = lab.root / "repository"
-    nbd.server.start(repository, http_port=0, grpc_port=0)
-    nbd.serve(affine(0), name="sidebar", repository=repository)
-    nbd.serve(affine(1), name="sidebar", canary=40, repository=repository)
-    lab.open(page, "")
-    lab.run(page, "nbdeploy:open-deployments")
-    block = page.locator(".jp-nbdeploy-Deployments section[data-model='sidebar']")
-    block.wait_for(timeout=30_000)
-    assert "40%" in block.inner_text() and "60%" in block.inner_text()
-    page.screenshot(path=str(lab.root / "sidebar.png"))
-    block.locator("button[data-action='rollback']").click()
-    page.wait_for_function(
-        "() => !document.querySelector(\".jp-nbdeploy-Deployments section[data-model='sidebar']\")"
-        ".innerText.includes('40%')", timeout=30_000,
-    )  # fmt: skip
-    assert nbd.deployments(repository)[0].traffic == {1: 100.0}
-    page.screenshot(path=str(lab.root / "sidebar-after-rollback.png"))
 
 
 def _run_all_when_idle(lab: Lab, page: Any) -> None:

@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPClientError
 
 import nbdeploy as nbd
 from tests.graph.helpers import model
-from tests.servers import affine
+from tests.servers import affine, serving_affine
 
 Fetch = Callable[..., Awaitable[Any]]
 NO_TOKEN = {"Authorization": ""}
@@ -43,7 +43,10 @@ async def _status(fetch: Fetch, *parts: str, **kwargs: Any) -> int:
 async def test_every_route_refuses_unauthenticated_requests(jp_fetch: Fetch, method: str) -> None:
     routes = [("nbdeploy", "netron", "index.html"), ("nbdeploy", "files", "m.onnx"),
               ("nbdeploy", "artifacts", "0123456789abcdef"), ("nbdeploy", "api", "deployments"),
-              ("nbdeploy", "api", "deployments", "m", "rollback")]  # fmt: skip
+              ("nbdeploy", "api", "deployments", "m", "rollback"),
+              ("nbdeploy", "api", "deployments", "m", "load"),
+              ("nbdeploy", "api", "deployments", "m", "try"),
+              ("nbdeploy", "api", "deployments", "m", "versions", "1", "report.html")]  # fmt: skip
     body = b"{}" if method == "POST" else None
     for route in routes:
         code = await _status(jp_fetch, *route, method=method, headers=NO_TOKEN, body=body,
@@ -116,24 +119,75 @@ async def test_shown_artifacts_are_served(jp_fetch: Fetch) -> None:
 async def test_deployments_api(
     jp_fetch: Fetch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path))
-    empty = json.loads((await jp_fetch("nbdeploy", "api", "deployments")).body)
-    assert empty["running"] is False and empty["models"] == []
-    try:
-        nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-        nbd.serve(affine(0), name="affine", repository=tmp_path)
-        nbd.serve(affine(1), name="affine", canary=30, repository=tmp_path)
+    monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path / "default"))
+    repo = tmp_path / "elsewhere"  # not the default repository: found all the same
+
+    async def server() -> dict[str, Any]:
         doc = json.loads((await jp_fetch("nbdeploy", "api", "deployments")).body)
-        versions = {v["version"]: v for v in doc["models"][0]["versions"]}
+        assert "%deploy model --example x" in doc["start_hint"]
+        mine = [s for s in doc["servers"] if s["repository"] == str(repo.resolve())]
+        return dict(mine[0]) if mine else {}
+
+    assert await server() == {}
+    try:
+        nbd.server.start(repo, http_port=0, grpc_port=0)
+        nbd.serve(affine(0), name="affine", repository=repo)
+        nbd.serve(affine(1), name="affine", canary=30, repository=repo)
+        versions = {v["version"]: v for v in (await server())["models"][0]["versions"]}
         assert versions[2]["traffic"] == 30.0 and versions[1]["ready"]
+        body = json.dumps({"repository": str(repo)}).encode()
         after = json.loads((await jp_fetch("nbdeploy", "api", "deployments", "affine", "rollback",
-                                           method="POST", body=b"{}")).body)  # fmt: skip
-        assert [v["version"] for v in after["models"][0]["versions"]] == [1]
-        missing = await _status(jp_fetch, "nbdeploy", "api", "deployments", "nope", "promote",
-                                method="POST", body=b"{}")  # fmt: skip
-        assert missing == 404
+                                           method="POST", body=body)).body)  # fmt: skip
+        assert after == {"before": {"1": 70.0, "2": 30.0}, "after": {"1": 100.0}}
+        undo = json.dumps({"repository": str(repo), "traffic": after["before"]}).encode()
+        await jp_fetch("nbdeploy", "api", "deployments", "affine", "load", method="POST", body=undo)
+        assert [v["traffic"] for v in (await server())["models"][0]["versions"]] == [70.0, 30.0]
+        for name, payload, code in [
+            ("nope", body, 404),  # the server's own 404
+            ("affine", b"{}", 400),  # no server named
+            ("affine", json.dumps({"repository": str(tmp_path)}).encode(), 404),  # none there
+        ]:
+            status = await _status(jp_fetch, "nbdeploy", "api", "deployments", name, "promote",
+                                   method="POST", body=payload)  # fmt: skip
+            assert status == code, name
     finally:
-        nbd.server.stop(tmp_path)
+        nbd.server.stop(repo)
+
+
+async def test_try_it_and_extras_through_jupyter(jp_fetch: Fetch, tmp_path: Path) -> None:
+    with serving_affine(tmp_path) as repo:
+        start = json.loads(
+            (
+                await jp_fetch(
+                    "nbdeploy",
+                    "api",
+                    "deployments",
+                    "affine",
+                    "try",
+                    params={"repository": str(repo), "version": "1"},
+                )
+            ).body
+        )
+        assert start["inputs"][0]["name"] == "x"
+        request = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
+                               "data": [1.0, 1.0, 1.0]}]}  # fmt: skip
+        sent = json.dumps({"repository": str(repo), "version": 1, "body": request}).encode()
+        answer = json.loads((await jp_fetch("nbdeploy", "api", "deployments", "affine", "try",
+                                            method="POST", body=sent)).body)  # fmt: skip
+        assert answer["outputs"][0]["first"] == [6.5, 8.0] and answer["ms"] > 0
+        request["inputs"][0]["datatype"] = "INT32"
+        sent = json.dumps({"repository": str(repo), "version": 1, "body": request}).encode()
+        with pytest.raises(HTTPClientError) as caught:
+            await jp_fetch("nbdeploy", "api", "deployments", "affine", "try", method="POST",
+                           body=sent)  # fmt: skip
+        assert caught.value.code == 400 and caught.value.response is not None
+        error = json.loads(caught.value.response.body)
+        assert "not INT32" in error["message"] and "traceback" not in error
+        with pytest.raises(HTTPClientError) as caught:
+            await jp_fetch("nbdeploy", "api", "deployments", "affine", "versions", "1",
+                           "report.html", params={"repository": str(repo)})  # fmt: skip
+        assert caught.value.code == 404 and caught.value.response is not None
+        assert "has no report.html (its extras: none)" in caught.value.response.body.decode()
 
 
 @pytest.mark.parametrize(
