@@ -380,9 +380,14 @@ class Deployment:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """Text, a static HTML snapshot (what GitHub and a saved notebook show), and the
         deployment's coordinates for JupyterLab's extension, which renders it live."""
-        live = {"name": self.name, "version": self.version,
+        return {"text/plain": str(self), "text/html": self._repr_html_(),
+                MIME_TYPE: self.coordinates()}  # fmt: skip
+
+    def coordinates(self) -> dict[str, Any]:
+        """Which deployment this is, as the lab extension's live view finds it:
+        ``{"name", "version", "repository", "http_url"}``."""
+        return {"name": self.name, "version": self.version,
                 "repository": str(self.server.repository), "http_url": self.http_url}  # fmt: skip
-        return {"text/plain": str(self), "text/html": self._repr_html_(), MIME_TYPE: live}
 
     def _repr_html_(self) -> str:
         from . import _html

@@ -7,6 +7,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { deploymentRendererFactory } from './liveOutput';
 import { rendererFactory } from './mimeRenderer';
 import { FACTORY, OnnxViewerFactory } from './onnxViewer';
 import { DeploymentsPanel } from './sidebar';
@@ -40,6 +41,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ) => {
     rendermime.addFactory(rendererFactory, 0);
+    rendermime.addFactory(deploymentRendererFactory, 0);
 
     app.docRegistry.addFileType({
       name: 'onnx',

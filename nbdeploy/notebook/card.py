@@ -19,7 +19,7 @@ from .. import _html
 from .._feed import v2_json_request
 from ..artifact import Artifact
 from ..deployment import Deployment
-from ..live import first_values
+from ..live import MIME_TYPE, first_values
 from ..pipeline import Pipeline, PipelineResult
 from ..server import config as cfg
 from ..triton.push import PushResult
@@ -47,6 +47,7 @@ class DeployCard:
     title: str
     facts: list[tuple[str, Any]]
     snippets: dict[str, str] = field(default_factory=dict)
+    live: dict[str, Any] | None = None  # the deployment, for the lab extension's live view
 
     @classmethod
     def build(cls, plan: Pipeline, result: PipelineResult) -> DeployCard:
@@ -92,7 +93,7 @@ class DeployCard:
                 top = _probe(partial(_top_class, dep, art, example, output))
                 facts.append((f"the example's top {output}", top))
         snippets = {"python": _python_snippet(dep, art, example), "curl": _curl(dep, art, example)}
-        return cls(f"{dep.name} v{dep.version} is live", facts, snippets)
+        return cls(f"{dep.name} v{dep.version} is live", facts, snippets, dep.coordinates())
 
     def __repr__(self) -> str:
         return str(self)
@@ -102,6 +103,13 @@ class DeployCard:
         for kind, text in self.snippets.items():
             lines += [f"  {kind}:", *("    " + line for line in text.splitlines())]
         return "\n".join(lines)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The card as text and HTML; for a deployment, also its coordinates, which
+        JupyterLab's extension renders as the card followed by the live view (traffic,
+        latency, Try it, promote/rollback)."""
+        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
+        return bundle if self.live is None else {**bundle, MIME_TYPE: self.live}
 
     def _repr_html_(self) -> str:
         blocks = "".join(

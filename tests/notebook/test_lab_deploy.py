@@ -44,8 +44,23 @@ def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
             page.wait_for_selector("button.nbd-copy:has-text('Copied ✓')", timeout=10_000)
             copied = page.evaluate("() => navigator.clipboard.readText()")
             page.wait_for_selector("button.nbd-copy:has-text('Copy')", timeout=10_000)
+            # the card's output is live: the model's versions, Try it, updated in place
+            live = page.locator(".jp-nbdeploy-DeploymentOutput .jp-nbdeploy-Model")
+            live.wait_for(timeout=30_000)
+            marker = live.evaluate("node => { node.dataset.marked = 'yes'; return 1; }")
+            live.locator("button[data-action='try']").first.click()
+            dialog = page.locator(".jp-nbdeploy-TryIt")
+            dialog.locator("button[data-action='send']").click()
+            dialog.locator("tr[data-output]").first.wait_for(timeout=30_000)
+            answered = dialog.inner_text()
+            page.keyboard.press("Escape")
+            page.wait_for_function(  # the poll brings the new request in, in place
+                "() => [...document.querySelectorAll('.jp-nbdeploy-DeploymentOutput "
+                ".jp-nbdeploy-Model[data-marked=yes]')].length === 1", timeout=30_000)  # fmt: skip
+            note = page.inner_text(".jp-nbdeploy-DeploymentOutput-note")
         assert "one request" in card and "/v2/models/web/infer" in card
         assert "its answer to the example" in card
+        assert marker == 1 and "v1 answered in" in answered and note.startswith("live ·")
         assert copied.startswith("import numpy as np") and "web_client.infer(" in copied
         assert nbd.deployments(repo)[0].name == "web"
     finally:
