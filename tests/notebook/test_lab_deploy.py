@@ -13,7 +13,14 @@ from tests.lab import running_lab, write_notebook
 pytestmark = pytest.mark.slow
 
 
-def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
+@pytest.mark.parametrize("app", ["jupyterlab", "notebook"])
+def test_deploy_card_copies_and_goes_live(tmp_path: Path, app: str) -> None:
+    """In JupyterLab and in Notebook 7: the card, its copy button, and its live view
+    with Try it, updated in place."""
+    if app == "notebook":
+        notebook = pytest.importorskip("notebook")
+        if int(notebook.__version__.split(".")[0]) < 7:
+            pytest.skip(f"Notebook {notebook.__version__} is not Notebook 7")
     repo = tmp_path / "repository"
     write_notebook(tmp_path / "deploy.ipynb", [
         "%load_ext nbdeploy",
@@ -24,7 +31,7 @@ def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
     try:
         with (
             browser_page() as page,
-            running_lab(tmp_path, env={"NBDEPLOY_REPOSITORY": str(repo)}) as lab,
+            running_lab(tmp_path, env={"NBDEPLOY_REPOSITORY": str(repo)}, app=app) as lab,
         ):
             lab.open(page, "deploy.ipynb")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
@@ -35,7 +42,7 @@ def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
             lab.run(page, "notebook:run-all-cells")
             page.wait_for_selector("text=web v1 is live", timeout=180_000)
             card = page.inner_text(".jp-OutputArea-output:has-text('web v1 is live')")
-            page.screenshot(path=str(tmp_path / "deploy-card.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / f"deploy-card-{app}.png"), full_page=True)
             origin = lab.url.split("/", 3)[:3]
             page.context.grant_permissions(["clipboard-read", "clipboard-write"],
                                            origin="/".join(origin))  # fmt: skip
@@ -58,6 +65,7 @@ def test_deploy_card_in_jupyterlab(tmp_path: Path) -> None:
                 "() => [...document.querySelectorAll('.jp-nbdeploy-DeploymentOutput "
                 ".jp-nbdeploy-Model[data-marked=yes]')].length === 1", timeout=30_000)  # fmt: skip
             note = page.inner_text(".jp-nbdeploy-DeploymentOutput-note")
+            page.screenshot(path=str(tmp_path / f"live-card-{app}.png"), full_page=True)
         assert "one request" in card and "/v2/models/web/infer" in card
         assert "its answer to the example" in card
         assert marker == 1 and "v1 answered in" in answered and note.startswith("live ·")
