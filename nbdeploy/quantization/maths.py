@@ -126,20 +126,29 @@ def _best_affine(row: np.ndarray, levels: int) -> tuple[float, int, np.ndarray]:
     return best[1], best[2], best[3]
 
 
-def kmeans(x: np.ndarray, *, k: int, iterations: int = 30) -> Clustered:
-    """Cluster the values of ``x`` into ``k`` ≤ 256 centroids (deterministic)."""
+def kmeans(x: np.ndarray, *, k: int, iterations: int = 100) -> Clustered:
+    """Cluster the values of ``x`` into ``k`` ≤ 256 centroids (deterministic).
+
+    1-D k-means (Lloyd's, from quantile centroids) on the sorted values: each cluster is
+    a contiguous run of them, so an iteration finds its cuts by binary search and its
+    means from prefix sums — O(k log n) instead of a pass over every value. One sort and
+    one final assignment cost O(n log n) in all, whatever the number of iterations.
+    """
     if not 2 <= k <= 256:
         raise ValueError(f"k must be between 2 and 256 (indices are uint8), got {k}")
     values = x.reshape(-1).astype(np.float64)
-    unique = np.unique(values)
-    if unique.size <= k:  # already has at most k distinct values: exact
-        indices = np.searchsorted(unique, values)
-        return Clustered(indices.reshape(x.shape).astype(np.uint8), unique.astype(np.float32))
-    centroids = np.quantile(values, (np.arange(k) + 0.5) / k)
+    ordered = np.sort(values)
+    distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+    if distinct.size <= k:  # already has at most k distinct values: exact
+        indices = np.searchsorted(distinct, values)
+        return Clustered(indices.reshape(x.shape).astype(np.uint8), distinct.astype(np.float32))
+    prefix = np.concatenate(([0.0], np.cumsum(ordered)))
+    at = ((np.arange(k) + 0.5) / k * (ordered.size - 1)).astype(np.int64)
+    centroids = ordered[at]
     for _ in range(iterations):
-        indices = _nearest(values, centroids)
-        sums = np.bincount(indices, weights=values, minlength=k)
-        counts = np.bincount(indices, minlength=k)
+        cuts = np.concatenate(([0], np.searchsorted(ordered, _edges(centroids)), [ordered.size]))
+        counts = np.diff(cuts)
+        sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
         updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
         if np.allclose(updated, centroids, rtol=0, atol=1e-12):
             break
@@ -148,10 +157,15 @@ def kmeans(x: np.ndarray, *, k: int, iterations: int = 30) -> Clustered:
     return Clustered(indices.reshape(x.shape).astype(np.uint8), centroids.astype(np.float32))
 
 
+def _edges(centroids: np.ndarray) -> np.ndarray:
+    """Midpoints between neighbouring (sorted) centroids: where one cluster ends."""
+    edges: np.ndarray = (centroids[1:] + centroids[:-1]) / 2
+    return edges
+
+
 def _nearest(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest (sorted) centroid of each value, by binary search."""
-    edges = (centroids[1:] + centroids[:-1]) / 2
-    return np.searchsorted(edges, values).astype(np.int64)
+    return np.searchsorted(_edges(centroids), values).astype(np.int64)
 
 
 def _check_bits(bits: int) -> None:
