@@ -22,6 +22,11 @@ STYLE = (
 )
 
 
+# Inline too: where the <style> above is stripped (a saved notebook opened untrusted,
+# GitHub), JupyterLab would right-align the cells.
+LEFT = ' style="text-align:left"'
+
+
 def card(title: str, body: str) -> str:
     """A titled block."""
     return f'{STYLE}<div class="nbd"><b>{escape(title)}</b>{body}</div>'
@@ -29,14 +34,16 @@ def card(title: str, body: str) -> str:
 
 def fields(rows: Iterable[tuple[str, Any]]) -> str:
     """A two-column key/value table; values are escaped unless wrapped in :class:`Raw`."""
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{cell(v)}</td></tr>" for k, v in rows)
+    body = "".join(f"<tr><th{LEFT}>{escape(k)}</th><td{LEFT}>{cell(v)}</td></tr>"
+                   for k, v in rows)  # fmt: skip
     return f"<table>{body}</table>"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A table with a header row."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    head = "".join(f"<th{LEFT}>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{LEFT}>{cell(v)}</td>" for v in row) + "</tr>"
+                   for row in rows)  # fmt: skip
     return f"<table><tr>{head}</tr>{body}</table>"
 
 

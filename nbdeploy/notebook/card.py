@@ -76,7 +76,8 @@ class DeployCard:
     def _for_deployment(
         cls, art: Artifact, dep: Deployment, facts: list[tuple[str, Any]]
     ) -> DeployCard:
-        facts += [("version", dep.version), ("traffic", dep.traffic), ("HTTP", dep.infer_url),
+        split = " · ".join(f"v{v} {share:g}%" for v, share in sorted(dep.traffic.items()))
+        facts += [("version", dep.version), ("traffic", split), ("HTTP", dep.infer_url),
                   ("gRPC", dep.grpc_url), ("metrics", dep.metrics_url)]  # fmt: skip
         if dep.parity is not None:
             facts.append(("through the wire", _html.verdict(dep.parity.ok, str(dep.parity))))
