@@ -356,9 +356,8 @@ def test_servers_are_found_from_any_process_whatever_their_repository(
     nbd.serve(affine(0), name="tutorial", repository=repo)
     monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path / "the-default-one"))
     assert control.running()[0].repository == repo.resolve()  # the most recently started
-    seen = sidebar.overview()
-    assert seen["running"] and seen["repository"] == str(repo.resolve())
-    assert [m["name"] for m in seen["models"]] == ["tutorial"]
+    seen = {s["repository"]: s for s in sidebar.overview()["servers"]}
+    assert [m["name"] for m in seen[str(repo.resolve())]["models"]] == ["tutorial"]
     nbd.server.stop(repo)
     assert repo.resolve() not in [s.repository for s in control.running()]
 
