@@ -8,6 +8,7 @@ another without a new model share theirs, and with it its loaded sessions.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -156,9 +157,10 @@ class OnnxPayload:
         """The file of a model kept on disk, else ``None``."""
         return self.folder / _onnxio.MODEL_FILE if self.folder else None
 
-    @property
+    @functools.cached_property
     def size_bytes(self) -> int:
-        """Size of the model as saved (graph and weights)."""
+        """Size of the model as saved (graph and weights). Measured once: protobuf sizes
+        a model by walking it (seconds past a GiB), and a payload never changes."""
         if self.folder is not None:
             return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
         return int(self.model.ByteSize())
