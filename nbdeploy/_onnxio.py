@@ -170,3 +170,44 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
 def opset(model: onnx.ModelProto) -> int:
     """The model's default-domain (``ai.onnx``) opset version, 0 if none."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def topological_order(graph: onnx.GraphProto) -> list[int]:
+    """Indices of ``graph``'s nodes in an order where each comes after the nodes whose
+    outputs it reads (its subgraphs' reads included), keeping the given order wherever
+    it already holds (Kahn's algorithm, smallest index first)."""
+    import heapq
+
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    waiting_on: list[set[int]] = []
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        needs = {producer[name] for name in _reads(node) if name in producer} - {i}
+        waiting_on.append(needs)
+        for j in needs:
+            readers.setdefault(j, []).append(i)
+    ready = [i for i, needs in enumerate(waiting_on) if not needs]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in readers.get(i, ()):
+            waiting_on[j].discard(i)
+            if not waiting_on[j]:
+                heapq.heappush(ready, j)
+    if len(order) != len(graph.node):
+        raise ValueError("the graph has a cycle")
+    return order
+
+
+def _reads(node: onnx.NodeProto) -> list[str]:
+    """The names a node reads: its inputs and what its subgraphs take from outside."""
+    names = list(node.input)
+    for attribute in node.attribute:
+        if attribute.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            continue
+        for graph in [attribute.g, *attribute.graphs]:
+            for inner in graph.node:
+                names += _reads(inner)
+    return names

@@ -8,14 +8,18 @@ another without a new model share theirs, and with it its loaded sessions.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import tempfile
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import onnx
@@ -41,24 +45,63 @@ R = TypeVar("R")
 class _Runtimes(Generic[R]):
     """Runtimes a payload loaded (sessions, modules), by what they were loaded with.
 
-    Built on first use and kept for the payload's life; a copy or an unpickled payload
-    starts with none, since a loaded runtime can be neither copied nor pickled.
+    Built on first use and kept while the process's runtimes fit in ``RUNTIME_BUDGET``
+    bytes of weights (the least recently used go first: a session holds a second copy of
+    its model's weights, and a notebook holds many models); a copy or an unpickled
+    payload starts with none, since a loaded runtime can be neither copied nor pickled.
     """
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[object, ...], R] = {}
 
-    def get(self, key: tuple[object, ...], load: Callable[[], R]) -> R:
-        """The runtime loaded for ``key``, loading it on first use."""
-        if key not in self._by_key:
-            self._by_key[key] = load()
-        return self._by_key[key]
+    def get(self, key: tuple[object, ...], load: Callable[[], R], weight: int = 0) -> R:
+        """The runtime loaded for ``key`` (``weight`` bytes), loading it on first use."""
+        with _BUDGET_LOCK:
+            if key in self._by_key:
+                _LOADED.move_to_end((id(self), key))
+                return self._by_key[key]
+        runtime = load()
+        with _BUDGET_LOCK:
+            self._by_key[key] = runtime
+            _LOADED[(id(self), key)] = (weakref.ref(self), weight)
+            _within_budget(keep=(id(self), key))
+        return runtime
+
+    def drop(self, key: tuple[object, ...]) -> None:
+        """Forget a runtime (the budget's eviction)."""
+        self._by_key.pop(key, None)
 
     def __reduce__(self) -> tuple[type[_Runtimes[R]], tuple[()]]:
         return type(self), ()
 
     def __repr__(self) -> str:
         return f"<{len(self._by_key)} loaded>"
+
+
+RUNTIME_BUDGET = int(float(os.environ.get("NBDEPLOY_RUNTIME_BUDGET_BYTES", 2 * 2**30)))
+_BUDGET_LOCK = threading.RLock()
+# Every loaded runtime, least recently used first: (payload's runtimes, key) -> weight.
+_LOADED: OrderedDict[tuple[int, tuple[object, ...]], tuple[weakref.ref[Any], int]] = OrderedDict()
+
+
+def _within_budget(keep: tuple[int, tuple[object, ...]]) -> None:
+    """Drop the least recently used runtimes until the rest fit ``RUNTIME_BUDGET`` (the
+    one just loaded stays, whatever its size)."""
+    for entry, (ref, _) in list(_LOADED.items()):
+        owner = ref()
+        if owner is None:  # its payload is gone, and the runtime with it
+            del _LOADED[entry]
+    total = sum(weight for _, weight in _LOADED.values())
+    for entry in list(_LOADED):
+        if total <= RUNTIME_BUDGET:
+            break
+        if entry == keep:
+            continue
+        ref, weight = _LOADED.pop(entry)
+        owner = ref()
+        if owner is not None:
+            owner.drop(entry[1])
+        total -= weight
 
 
 def session_options(config: Mapping[str, str]) -> ort.SessionOptions:
@@ -156,9 +199,10 @@ class OnnxPayload:
         """The file of a model kept on disk, else ``None``."""
         return self.folder / _onnxio.MODEL_FILE if self.folder else None
 
-    @property
+    @functools.cached_property
     def size_bytes(self) -> int:
-        """Size of the model as saved (graph and weights)."""
+        """Size of the model as saved (graph and weights). Measured once: protobuf sizes
+        a model by walking it (seconds past a GiB), and a payload never changes."""
         if self.folder is not None:
             return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
         return int(self.model.ByteSize())
@@ -175,7 +219,7 @@ class OnnxPayload:
         """
         config = dict(session_config or {})
         key = (tuple(providers), tuple(sorted(config.items())))
-        return self._runtimes.get(key, lambda: self._load(providers, config))
+        return self._runtimes.get(key, lambda: self._load(providers, config), self.size_bytes)
 
     def _load(self, providers: Sequence[str], config: Mapping[str, str]) -> ort.InferenceSession:
         import onnxruntime as ort
@@ -267,7 +311,8 @@ class TorchScriptPayload:
 
     def module(self) -> ScriptModule:
         """The loaded module (cached), in eval mode on the CPU."""
-        return self._runtimes.get(("module",), lambda: _torchscript.load_module(self.archive))
+        return self._runtimes.get(("module",), lambda: _torchscript.load_module(self.archive),
+                                  self.size_bytes)  # fmt: skip
 
     def session(
         self,

@@ -392,3 +392,21 @@ def test_torch_model_past_2gib_exports_with_external_data(tmp_path: Path) -> Non
             return self.table[ids]
 
     _check_big(nbd.export(Lookup(), torch.tensor([7, 1]), name="big"), tmp_path)
+
+
+def test_loaded_sessions_stay_within_the_runtime_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session holds a second copy of its model's weights: past the budget the least
+    recently used are dropped (and reloaded when needed), so a notebook holding many
+    models does not hold all their sessions too."""
+    from nbdeploy import payloads
+    from tests.servers import affine
+
+    arts = [affine(float(i)) for i in range(3)]
+    monkeypatch.setattr(payloads, "RUNTIME_BUDGET", arts[0].size_bytes * 2)
+    x = np.ones((2, 3), np.float32)
+    for art in arts:
+        art.run({"x": x})
+    loaded = [bool(art.payload._runtimes._by_key) for art in arts]
+    assert loaded == [False, True, True]  # the first was dropped for the third
+    np.testing.assert_allclose(arts[0].run({"x": x})["y"], arts[1].run({"x": x})["y"] - 1)
+    assert [bool(art.payload._runtimes._by_key) for art in arts] == [True, True, False]

@@ -111,14 +111,19 @@ def quantize(
 
 
 def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Nodes in topological order, as the ONNX spec requires (onnxruntime's fp16
-    converter appends the Cast nodes it inserts at the end of the graph)."""
-    import onnx_ir as ir
-    from onnx_ir.passes.common import TopologicalSortPass
+    """Nodes of the main graph in topological order, as the ONNX spec requires
+    (onnxruntime's fp16 converter appends the Cast nodes it inserts at the end).
 
-    graph = ir.serde.deserialize_model(model)
-    TopologicalSortPass()(graph)
-    return ir.serde.serialize_model(graph)
+    Reorders the node list in place: the weights (initializers) are not touched, where
+    a round trip through onnx-ir would copy every one of them twice."""
+    order = _onnxio.topological_order(model.graph)
+    if order != list(range(len(order))):
+        nodes = [onnx.NodeProto() for _ in order]
+        for node, index in zip(nodes, order, strict=True):
+            node.CopyFrom(model.graph.node[index])
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return model
 
 
 def _apply(

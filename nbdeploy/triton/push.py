@@ -25,6 +25,9 @@ __all__ = ["PushResult", "push"]
 
 NO_ORT_BACKEND = "unable to find backend library for backend 'onnxruntime'"
 NOT_EXPLICIT = ("not allowed", "polling", "model control mode")
+# How servers say a request is too large (ours, HTTP proxies, gRPC).
+TOO_LARGE = ("larger than the server's limit", "413", "Received message larger than max",
+             "RESOURCE_EXHAUSTED")  # fmt: skip
 
 
 @dataclass
@@ -86,8 +89,15 @@ def push(
     tensorrt: bool = False,
     token: str | None = None,
     timeout: float = 120.0,
+    repository: str | os.PathLike[str] | None = None,
 ) -> PushResult:
     """Push an artifact to a Triton server, or write it into a model repository folder.
+
+    A model travels to a server inside its load request, which servers cap (nbdeploy's
+    local server at 64 MiB, proxies often lower). For a large model, do as Triton users
+    do: give ``repository``, the server's model repository as this machine sees it (a
+    shared folder or mount); the version is written there and the server is asked to
+    load it from disk, with nothing large on the wire.
 
     Args:
         art: ONNX or TorchScript artifact.
@@ -108,6 +118,8 @@ def push(
         tensorrt: TensorRT accelerator on the onnxruntime backend (with ``gpu``).
         token: Bearer token sent with every call.
         timeout: Seconds to wait for the version to be ready.
+        repository: For a server target: the folder the server reads its repository
+            from, as seen here; the model is written there and loaded by name.
 
     Returns:
         A :class:`PushResult` (with ``parity`` through the server for server targets).
@@ -131,8 +143,19 @@ def push(
     address, protocol, token = where.address, where.protocol, token or where.token
     client = connect(address, protocol, token=token)
     _check_live(client, address)
-    number = version or _next_on_server(client, name, address)
-    loaded = _load(client, art, name, number, backend, options, address)
+    loaded: str
+    if repository is not None:
+        shared = Path(repository)
+        number = version or max(
+            _next_on_server(client, name, address), _next_on_disk(shared / name)
+        )
+        kind: Backend = default_backend(art) if backend == "auto" else backend
+        write_version(shared, art, name=name, version=number, backend=kind, **options)
+        loaded = kind
+        _load_from_disk(client, name, address)
+    else:
+        number = version or _next_on_server(client, name, address)
+        loaded = _load(client, art, name, number, backend, options, address)
     _wait_ready(client, name, number, address, timeout)
     parity = _verify(client, art, name, number, address)
     return PushResult(address, name, number, loaded, parity=parity, protocol=protocol, token=token)
@@ -220,7 +243,26 @@ def _load(
     raise PushError(f"no backend of {tries} could load '{name}'", target=address)
 
 
+def _load_from_disk(client: Any, name: str, address: str) -> None:
+    """Ask the server to load ``name`` from its own repository (no files in the request)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        client.load_model(name)
+    except InferenceServerException as err:
+        raise _refusal(err.message() or str(err), name, address) from err
+
+
 def _refusal(message: str, name: str, address: str) -> PushError:
+    if any(sign in message for sign in TOO_LARGE):
+        return PushError(
+            f"the server at {address} refused '{name}': the model travels inside the load "
+            f"request, and {message.split(';')[0].strip().rstrip('.')}. Write it where the "
+            f"server reads its repository instead: nbd.push(art, '{address}', "
+            "repository='<the server's model repository, as mounted here>') — for "
+            "nbdeploy's local server, nbd.serve(art) does this",
+            target=address, model=name,
+        )  # fmt: skip
     if "explicit" in message and any(part in message for part in NOT_EXPLICIT):
         return PushError(
             f"Triton at {address} does not accept model loads ({message.strip()}); start it "

@@ -129,3 +129,39 @@ def test_quantize_then_optimize_keeps_the_session_config_and_parity(scheme: str)
     assert [n.op_type for n in opt.onnx.graph.node] == ["DequantizeLinear", "MatMul"]
     x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
     np.testing.assert_array_equal(opt.run(x)["y"], q.run(x)["y"])
+
+
+def test_nodes_appended_out_of_order_are_sorted_in_place_weights_untouched() -> None:
+    """What onnxruntime's fp16 converter leaves (a Cast appended after its reader) is put
+    in order without copying the initializers; an If's subgraph reads count too."""
+    import onnx
+    from onnx import helper
+
+    from nbdeploy import _onnxio
+    from nbdeploy.quantization import _sorted
+
+    branch = helper.make_graph([helper.make_node("Identity", ["c"], ["out"])], "then", [],
+                               [helper.make_tensor_value_info("out", 1, [1])])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["b"], ["y"], name="reads_b"),
+         helper.make_node("If", ["flag"], ["z"], then_branch=branch, else_branch=branch,
+                          name="reads_c_inside"),
+         helper.make_node("Cast", ["x"], ["b"], to=1, name="makes_b"),
+         helper.make_node("Neg", ["x"], ["c"], name="makes_c")],
+        "g", [helper.make_tensor_value_info("x", 1, [1]),
+              helper.make_tensor_value_info("flag", 9, [])],
+        [helper.make_tensor_value_info("y", 1, [1]), helper.make_tensor_value_info("z", 1, [1])],
+        [helper.make_tensor("w", 1, [1], [1.0])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    weights = model.graph.initializer[0]
+    assert _onnxio.topological_order(model.graph) == [2, 0, 3, 1]
+    ordered = _sorted(model)
+    assert [n.name for n in ordered.graph.node] == ["makes_b", "reads_b", "makes_c",
+                                                      "reads_c_inside"]  # fmt: skip
+    assert ordered is model and ordered.graph.initializer[0] == weights
+    onnx.checker.check_model(ordered)
+    cycle = helper.make_graph([helper.make_node("Relu", ["a"], ["b"]),
+                               helper.make_node("Relu", ["b"], ["a"])], "c", [], [])  # fmt: skip
+    with pytest.raises(ValueError, match="cycle"):
+        _onnxio.topological_order(cycle)

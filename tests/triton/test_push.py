@@ -124,3 +124,44 @@ def test_a_server_not_in_explicit_mode(tmp_path: Path) -> None:
         pytest.raises(nbd.PushError, match="--model-control-mode=explicit"),
     ):
         nbd.push(affine(0), http, name="x", backend="python")
+
+
+def _wide(units: int = 400) -> nbd.Artifact:
+    """y = x @ W: 3 × ``units`` float weights, ~5 kB each hundred units."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weights = np.random.default_rng(0).standard_normal((3, units)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "wide",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", units])],
+        [numpy_helper.from_array(weights, "W")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return nbd.export(model, name="wide", example={"x": X})
+
+
+def test_a_model_larger_than_a_servers_request_limit_goes_through_its_repository(
+    tmp_path: Path,
+) -> None:
+    """As Triton users do with large models: write the version where the server reads
+    its repository, then load it by name; nothing large crosses the wire. Without that,
+    the refusal names the limit and the way around it."""
+    repository = tmp_path / "shared"
+    server = nbd.server.start(repository, http_port=0, grpc_port=0, max_request_bytes=4096)
+    address = server.http_url.removeprefix("http://")
+    art = _wide(400)  # ~6 kB of weights: more than the 4 kB limit, base64-encoded
+    try:
+        with pytest.raises(nbd.PushError, match=r"travels inside the load request, and the "
+                           r"request is larger than the server's limit of 4096 bytes\. Write it "
+                           r"where the server reads its repository instead") as info:  # fmt: skip
+            nbd.push(art, address)
+        assert "repository=" in str(info.value) and "nbd.serve(art)" in str(info.value)
+        pushed = nbd.push(art, address, repository=repository)
+        assert (pushed.version, pushed.backend) == (1, "onnxruntime")
+        assert pushed.parity is not None and pushed.parity.ok
+        again = nbd.push(art, address, repository=repository)
+        assert again.version == 2  # numbered past what the server and the folder know
+    finally:
+        nbd.server.stop(repository)
