@@ -80,9 +80,7 @@ def quantize(
     with steps(f"quantize {art.name}", [config.name, "measure the change"],
                enabled=progress) as job:  # fmt: skip
         job.step(config.name)
-        source = onnx.ModelProto()
-        source.CopyFrom(payload.model)
-        model, tensors = _apply(source, config, art, calibration, per_channel, skip)
+        model, tensors = _apply(payload.model, config, art, calibration, per_channel, skip)
         quantized = art.derive(
             _sorted(model),
             step="quantize",
@@ -134,11 +132,14 @@ def _apply(
     per_channel: bool,
     exclude: list[str],
 ) -> tuple[onnx.ModelProto, list[TensorError]]:
+    """Quantize ``model`` (the artifact's own: never changed; the schemes that rewrite
+    a model in place get a copy, onnxruntime's quantizers read it from a file)."""
     if isinstance(config, WeightOnly | KMeans):
         if per_channel and _onnxio.opset(model) < 13:
             raise ConfigError(
                 "per-channel DequantizeLinear needs opset ≥ 13: export with opset=17."
             )
+        model = _copy(model)
         errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
         return model, errors
     if isinstance(config, Int8Dynamic):
@@ -150,8 +151,14 @@ def _apply(
         )
     else:
         assert isinstance(config, Float16)
-        out = ort_adapter.float16(model, exclude=exclude)
+        out = ort_adapter.float16(_copy(model), exclude=exclude)
     return out, onnxruntime_errors(art.onnx, out)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
 
 
 def _method(method: str | CalibrationMethod) -> CalibrationMethod:

@@ -29,7 +29,9 @@ def _accuracy(art: nbd.Artifact, digits) -> float:  # type: ignore[no-untyped-de
 @pytest.mark.parametrize("scheme", list(BOUNDS))
 def test_scheme_keeps_accuracy_and_shrinks_the_file(scheme: str, digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
     calibration = examples.Digits.images(digits.x_train[:256])
+    before = digits_cnn.onnx.SerializeToString()
     q = nbd.quantize(digits_cnn, scheme, calibration=calibration)
+    assert digits_cnn.onnx.SerializeToString() == before  # the input is never changed
     max_drop, max_ratio = BOUNDS[scheme]
     assert _accuracy(digits_cnn, digits) - _accuracy(q, digits) <= max_drop
     assert q.size_bytes <= max_ratio * digits_cnn.size_bytes
