@@ -6,7 +6,9 @@ The maths lives in :mod:`.maths`; onnxruntime's quantizer only in :mod:`.ort_ada
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -15,6 +17,7 @@ from .. import _onnxio
 from .._progress import steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
+from ..payloads import OnnxPayload
 from . import ort_adapter
 from .calibration import batches
 from .report import QuantizationReport, onnxruntime_errors
@@ -75,14 +78,14 @@ def quantize(
         if not isinstance(config, Int8Static):
             raise ConfigError(f"method= applies to int8-static only, not {config.name}.")
         config = Int8Static(_method(method))
-    payload = require_onnx(art, "quantize", in_memory=True)
+    payload = require_onnx(art, "quantize")
     skip = list(exclude or ())
     with steps(f"quantize {art.name}", [config.name, "measure the change"],
                enabled=progress) as job:  # fmt: skip
         job.step(config.name)
-        model, tensors = _apply(payload.model, config, art, calibration, per_channel, skip)
+        model, tensors = _apply(payload, config, art, calibration, per_channel, skip)
         quantized = art.derive(
-            _sorted(model),
+            model,
             step="quantize",
             detail={"scheme": config.name, "per_channel": per_channel, "exclude": skip},
             session_config={**art.session_config, **_SESSION_CONFIG.get(type(config), {})},
@@ -125,34 +128,65 @@ def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _apply(
-    model: onnx.ModelProto,
+    payload: OnnxPayload,
     config: Scheme,
     art: Artifact,
     calibration: Any,
     per_channel: bool,
     exclude: list[str],
-) -> tuple[onnx.ModelProto, list[TensorError]]:
-    """Quantize ``model`` (the artifact's own: never changed; the schemes that rewrite
-    a model in place get a copy, onnxruntime's quantizers read it from a file)."""
+) -> tuple[onnx.ModelProto | OnnxPayload, list[TensorError]]:
+    """Quantize the artifact's model (never changed: the schemes that rewrite a model in
+    place get a copy; onnxruntime's quantizers go file to file, so a model kept on disk
+    past 2 GiB is never one protobuf)."""
+    if isinstance(config, Int8Dynamic | Int8Static):
+        return _with_onnxruntime(payload, config, art, calibration, per_channel, exclude)
+    model = _whole(payload)
     if isinstance(config, WeightOnly | KMeans):
         if per_channel and _onnxio.opset(model) < 13:
             raise ConfigError(
                 "per-channel DequantizeLinear needs opset ≥ 13: export with opset=17."
             )
-        model = _copy(model)
         errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
         return model, errors
-    if isinstance(config, Int8Dynamic):
-        out = ort_adapter.int8_dynamic(model, per_channel=per_channel, exclude=exclude)
-    elif isinstance(config, Int8Static):
-        feeds = batches(calibration, art.inputs)
-        out = ort_adapter.int8_static(
-            model, feeds, config, per_channel=per_channel, exclude=exclude
-        )
-    else:
-        assert isinstance(config, Float16)
-        out = ort_adapter.float16(_copy(model), exclude=exclude)
-    return out, onnxruntime_errors(art.onnx, out)
+    assert isinstance(config, Float16)
+    original = _whole(payload)  # the converter changes what it is given
+    out = _sorted(ort_adapter.float16(model, exclude=exclude))
+    return out, onnxruntime_errors(original, out)
+
+
+def _with_onnxruntime(
+    payload: OnnxPayload,
+    config: Int8Dynamic | Int8Static,
+    art: Artifact,
+    calibration: Any,
+    per_channel: bool,
+    exclude: list[str],
+) -> tuple[onnx.ModelProto | OnnxPayload, list[TensorError]]:
+    source = payload.path or payload.model
+    with tempfile.TemporaryDirectory(prefix="nbdeploy-quantized-") as tmp:
+        target = Path(tmp) / _onnxio.MODEL_FILE
+        if isinstance(config, Int8Dynamic):
+            ort_adapter.int8_dynamic(source, target, per_channel=per_channel, exclude=exclude)
+        else:
+            feeds = batches(calibration, art.inputs)
+            ort_adapter.int8_static(source, target, feeds, config, per_channel=per_channel,
+                                    exclude=exclude)  # fmt: skip
+        graph = onnx.load(target, load_external_data=False)
+        written = sum(f.stat().st_size for f in target.parent.iterdir())
+        if written >= _onnxio.LARGE_MODEL_BYTES:
+            out = OnnxPayload.adopt(target, graph, move=True)
+            return out, []  # per-weight errors would load both models whole
+        model = onnx.load(target)
+    original = _whole(payload) if payload.path is not None else payload.model
+    return model, onnxruntime_errors(original, model)
+
+
+def _whole(payload: OnnxPayload) -> onnx.ModelProto:
+    """A model of one's own with its weights in memory (read from disk for one kept
+    there: its result is smaller, and goes back to disk if it is still past 2 GiB)."""
+    if payload.path is not None:
+        return onnx.load(payload.path)
+    return _copy(payload.model)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -54,31 +54,39 @@ def _folder() -> tempfile.TemporaryDirectory[str]:
 
 
 def int8_dynamic(
-    model: onnx.ModelProto, *, per_channel: bool, exclude: Sequence[str]
-) -> onnx.ModelProto:
-    """Dynamic quantization (int8 weights, activations quantized at run time)."""
+    model: onnx.ModelProto | Path, target: Path, *, per_channel: bool, exclude: Sequence[str]
+) -> None:
+    """Dynamic quantization (int8 weights, activations quantized at run time) of a model
+    (in memory, or a file whose external data sits beside it) into ``target``, its
+    weights in external data: nothing past 2 GiB is ever one protobuf."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _folder() as tmp:
-        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        onnx.save_model(model, source)
-        with _quiet():
-            quantize_dynamic(
-                source, target, per_channel=per_channel, weight_type=QuantType.QInt8,
-                nodes_to_exclude=list(exclude),
-            )  # fmt: skip
-        return onnx.load(target)
+    with _folder() as tmp, _quiet():
+        quantize_dynamic(
+            _as_file(model, Path(tmp)), target, per_channel=per_channel,
+            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+            use_external_data_format=True,
+        )  # fmt: skip
+
+
+def _as_file(model: onnx.ModelProto | Path, folder: Path) -> Path:
+    if isinstance(model, Path):
+        return model
+    onnx.save_model(model, folder / "in.onnx")
+    return folder / "in.onnx"
 
 
 def int8_static(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | Path,
+    target: Path,
     batches: list[dict[str, np.ndarray]],
     scheme: Int8Static,
     *,
     per_channel: bool,
     exclude: Sequence[str],
-) -> onnx.ModelProto:
-    """Static QDQ quantization with activation ranges from ``batches``."""
+) -> None:
+    """Static QDQ quantization with activation ranges from ``batches``, file to file as
+    :func:`int8_dynamic`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -94,18 +102,15 @@ def int8_static(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._batches, None)
 
-    with _folder() as tmp:
-        source, target = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-        onnx.save_model(model, source)
-        with _quiet():
-            quantize_static(
-                source, target, Reader(), quant_format=QuantFormat.QDQ,
-                per_channel=per_channel, activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-                calibrate_method=getattr(CalibrationMethod, _METHODS[scheme.method]),
-                calibration_cache_path=Path(tmp) / "calibration.cache",
-            )  # fmt: skip
-        return onnx.load(target)
+    with _folder() as tmp, _quiet():
+        quantize_static(
+            _as_file(model, Path(tmp)), target, Reader(), quant_format=QuantFormat.QDQ,
+            per_channel=per_channel, activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+            calibrate_method=getattr(CalibrationMethod, _METHODS[scheme.method]),
+            calibration_cache_path=Path(tmp) / "calibration.cache",
+            use_external_data_format=True,
+        )  # fmt: skip
 
 
 def float16(model: onnx.ModelProto, *, exclude: Sequence[str]) -> onnx.ModelProto:

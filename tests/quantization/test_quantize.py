@@ -167,3 +167,32 @@ def test_nodes_appended_out_of_order_are_sorted_in_place_weights_untouched() -> 
                                helper.make_node("Relu", ["b"], ["a"])], "c", [], [])  # fmt: skip
     with pytest.raises(ValueError, match="cycle"):
         _onnxio.topological_order(cycle)
+
+
+@pytest.mark.parametrize("scheme", ["int8-dynamic", "int8-static", "fp16", "kmeans-16"])
+def test_a_model_kept_on_disk_is_quantized_without_one_big_protobuf(
+    scheme: str,
+    digits_cnn,
+    digits,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """Models past 2 GiB live on disk with external data; every scheme takes them (the
+    int8 ones file to file through onnxruntime), and a result still past the limit stays
+    on disk. The limit is lowered here so a small model stands for a large one."""
+    from nbdeploy import _onnxio
+
+    path, model = tmp_path / "cnn.onnx", onnx.ModelProto()
+    model.CopyFrom(digits_cnn.onnx)  # saving with external data rewrites the proto
+    onnx.save_model(model, path, save_as_external_data=True)
+    on_disk = nbd.load(path)
+    assert on_disk.payload.folder is not None  # as a model past 2 GiB is held
+    calibration = examples.Digits.images(digits.x_train[:64])
+    q = nbd.quantize(on_disk, scheme, calibration=calibration, progress=False)
+    assert _accuracy(digits_cnn, digits) - _accuracy(q, digits) <= BOUNDS[scheme][0]
+    assert q.parity is not None and q.size_bytes < on_disk.size_bytes
+    if scheme == "int8-dynamic":
+        monkeypatch.setattr(_onnxio, "LARGE_MODEL_BYTES", 1000)
+        big = nbd.quantize(on_disk, scheme, progress=False)
+        assert big.payload.folder is not None  # still "past the limit": kept on disk
+        assert _accuracy(big, digits) == _accuracy(q, digits)
