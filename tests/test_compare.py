@@ -136,3 +136,19 @@ def test_compare_builds_typed_rows_and_passes_them_live(classifier: nbd.Artifact
     assert row.p50_ms is not None and row.size_bytes == classifier.size_bytes
     assert skipped.skipped is not None and skipped.p50_ms is None
     assert cmp.best() is row and cmp.artifact(row) is classifier
+
+
+def test_a_model_kept_on_disk_is_compared(tmp_path: Path) -> None:
+    """A model past 2 GiB lives on disk with external data: compare loads it from its
+    file (it has no single-buffer form) — a small one held the same way stands for it."""
+    import onnx
+
+    from tests.servers import affine
+
+    model = onnx.ModelProto()
+    model.CopyFrom(affine().onnx)
+    onnx.save_model(model, tmp_path / "a.onnx", save_as_external_data=True, size_threshold=0)
+    on_disk = nbd.load(tmp_path / "a.onnx")
+    assert on_disk.onnx_path is not None
+    cmp = nbd.compare([on_disk], data=np.ones((4, 3), np.float32), progress=False, repeat=2)
+    assert len(cmp.measured) == 1 and cmp.measured[0]["p50_ms"] > 0

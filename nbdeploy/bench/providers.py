@@ -55,7 +55,9 @@ def session_for(art: Artifact, short: str, *, profile: bool = False) -> Any:
         options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="nbdeploy-profile-")) / "p")
     name = provider_name(short)
     chain = [name] if name == PROVIDERS["cpu"] else [name, PROVIDERS["cpu"]]
-    return ort.InferenceSession(art.model_bytes(), options, providers=chain)
+    # A model kept on disk (past 2 GiB) loads from its file, with its external data.
+    source = str(art.onnx_path) if art.onnx_path is not None else art.model_bytes()
+    return ort.InferenceSession(source, options, providers=chain)
 
 
 def nodes_by_provider(art: Artifact, short: str, feed: dict[str, Any]) -> dict[str, int]:
