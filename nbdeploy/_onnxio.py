@@ -158,6 +158,14 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def drop_metadata(model: onnx.ModelProto, prefix: str) -> None:
+    """Remove the metadata_props whose keys start with ``prefix`` (in place)."""
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(prefix)]
+    del model.metadata_props[:]
+    for key, value in keep:
+        model.metadata_props.add(key=key, value=value)
+
+
 def set_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
     """Set metadata_props keys (in place), replacing earlier values of the same keys."""
     keep = [p for p in model.metadata_props if p.key not in values]

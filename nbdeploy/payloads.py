@@ -192,6 +192,9 @@ class OnnxPayload:
             for key, value in _onnxio.metadata(model).items()
             if key.startswith(META_PREFIX)
         }
+        # The artifact carries these as fields; a payload's model never holds them, so
+        # saving can append the new ones without duplicating keys (see save).
+        _onnxio.drop_metadata(model, META_PREFIX)
         return cls.adopt(path, model), meta
 
     @property
@@ -254,9 +257,20 @@ class OnnxPayload:
     def save(self, path: Path, meta: Mapping[str, str]) -> None:
         """Write the model to ``path`` with ``meta`` in its metadata. External data goes
         beside it, into one file, ``<file>.data``."""
+        entries = {META_PREFIX + k: v for k, v in meta.items()}
+        ours = any(p.key.startswith(META_PREFIX) for p in self.model.metadata_props)
+        if self.folder is None and not ours:
+            # Protobuf merges concatenated messages (repeated fields append): the model's
+            # bytes, then a message holding only the metadata — no copy of the weights.
+            extra = onnx.ModelProto()
+            _onnxio.set_metadata(extra, entries)
+            with path.open("wb") as file:
+                file.write(self.model.SerializeToString())
+                file.write(extra.SerializeToString())
+            return
         model = onnx.ModelProto()
-        model.CopyFrom(self.model)
-        _onnxio.set_metadata(model, {META_PREFIX + k: v for k, v in meta.items()})
+        model.CopyFrom(self.model)  # kept on disk, the graph alone: its weights are in files
+        _onnxio.set_metadata(model, entries)
         if self.folder is not None:
             files = _onnxio.data_files(model)
             if len(files) > 1:

@@ -410,3 +410,25 @@ def test_loaded_sessions_stay_within_the_runtime_budget(monkeypatch: pytest.Monk
     assert loaded == [False, True, True]  # the first was dropped for the third
     np.testing.assert_allclose(arts[0].run({"x": x})["y"], arts[1].run({"x": x})["y"] - 1)
     assert [bool(art.payload._runtimes._by_key) for art in arts] == [True, True, False]
+
+
+def test_saving_appends_the_metadata_without_copying_the_model_and_keys_stay_unique(
+    tmp_path: Path,
+) -> None:
+    """Saving writes the model's bytes then a message of metadata alone (protobuf merges
+    them): the file is the same model, every nbdeploy key once, however often it is
+    loaded and saved again — also for a proto that already carried them."""
+    from tests.servers import affine
+
+    art = affine()
+    first = art.save(tmp_path / "a.onnx")
+    again = nbd.load(first).save(tmp_path / "b.onnx")
+    passthrough = nbd.export(onnx.load(again), name="affine").save(tmp_path / "c.onnx")
+    for path in (first, again, passthrough):
+        model = onnx.load(path)
+        onnx.checker.check_model(model)
+        keys = [p.key for p in model.metadata_props]
+        assert len(keys) == len(set(keys)) and "nbdeploy.lineage" in keys, keys
+    assert nbd.load(again).lineage == art.lineage
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(nbd.load(passthrough).run({"x": x})["y"], art.run({"x": x})["y"])
