@@ -273,7 +273,6 @@ def require_onnx(
     art: Artifact,
     step: str,
     *,
-    in_memory: bool = False,
     hint: str = "Export the model with format='onnx'.",
 ) -> OnnxPayload:
     """The ONNX payload of ``art``, for a step that works on ONNX models only.
@@ -281,20 +280,14 @@ def require_onnx(
     Args:
         art: The artifact the step was given.
         step: The step, for the message (``"optimize"``, ``"quantize"``, ...).
-        in_memory: The step needs the whole model in memory (not one past 2 GiB).
         hint: What to do instead, for the message.
 
     Raises:
-        ConfigError: ``art`` is TorchScript, or past 2 GiB when ``in_memory``.
+        ConfigError: ``art`` is TorchScript.
     """
     payload = art.payload
     if not isinstance(payload, OnnxPayload):
         raise ConfigError(f"{step} works on ONNX artifacts; '{art.name}' is {art.format}. {hint}")
-    if in_memory and payload.folder is not None:
-        raise ConfigError(
-            f"{step} works on ONNX artifacts under 2 GiB; '{art.name}' is "
-            f"{_html.human_bytes(art.size_bytes)}, kept on disk."
-        )
     return payload
 
 

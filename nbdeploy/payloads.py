@@ -197,6 +197,16 @@ class OnnxPayload:
         _onnxio.drop_metadata(model, META_PREFIX)
         return cls.adopt(path, model), meta
 
+    def whole(self) -> onnx.ModelProto:
+        """A model of the caller's own with every weight in memory: a copy, or for one
+        kept on disk, read from its files (for steps that rewrite weights; their result
+        goes back to disk if it is still past 2 GiB)."""
+        if self.path is not None:
+            return onnx.load(self.path)
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        return model
+
     @property
     def path(self) -> Path | None:
         """The file of a model kept on disk, else ``None``."""

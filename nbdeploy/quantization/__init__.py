@@ -140,7 +140,7 @@ def _apply(
     past 2 GiB is never one protobuf)."""
     if isinstance(config, Int8Dynamic | Int8Static):
         return _with_onnxruntime(payload, config, art, calibration, per_channel, exclude)
-    model = _whole(payload)
+    model = payload.whole()
     if isinstance(config, WeightOnly | KMeans):
         if per_channel and _onnxio.opset(model) < 13:
             raise ConfigError(
@@ -149,7 +149,7 @@ def _apply(
         errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
         return model, errors
     assert isinstance(config, Float16)
-    original = _whole(payload)  # the converter changes what it is given
+    original = payload.whole()  # the converter changes what it is given
     out = _sorted(ort_adapter.float16(model, exclude=exclude))
     return out, onnxruntime_errors(original, out)
 
@@ -177,22 +177,8 @@ def _with_onnxruntime(
             out = OnnxPayload.adopt(target, graph, move=True)
             return out, []  # per-weight errors would load both models whole
         model = onnx.load(target)
-    original = _whole(payload) if payload.path is not None else payload.model
+    original = payload.whole() if payload.path is not None else payload.model
     return model, onnxruntime_errors(original, model)
-
-
-def _whole(payload: OnnxPayload) -> onnx.ModelProto:
-    """A model of one's own with its weights in memory (read from disk for one kept
-    there: its result is smaller, and goes back to disk if it is still past 2 GiB)."""
-    if payload.path is not None:
-        return onnx.load(payload.path)
-    return _copy(payload.model)
-
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy
 
 
 def _method(method: str | CalibrationMethod) -> CalibrationMethod:

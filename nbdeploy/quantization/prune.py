@@ -84,9 +84,7 @@ def prune(art: Artifact, sparsity: float, *, structured: bool = False) -> Artifa
     """
     if not 0 <= sparsity < 1:
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}.")
-    payload = require_onnx(art, "prune", in_memory=True)
-    model = onnx.ModelProto()
-    model.CopyFrom(payload.model)
+    model = require_onnx(art, "prune").whole()  # the artifact's own stays as it was
     before = _count(model, nonzero=False)
     pruned = _channels(model, sparsity) if structured else _magnitude(model, sparsity)
     if structured:

@@ -46,3 +46,21 @@ def test_structured_pruning_removes_channels_and_rewires_the_next_layer() -> Non
 def test_bad_sparsity_is_refused(digits_cnn) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(nbd.ConfigError, match=r"sparsity must be in \[0, 1\)"):
         nbd.prune(digits_cnn, 1.5)
+
+
+def test_a_model_kept_on_disk_is_pruned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Models past 2 GiB live on disk with external data; prune reads their weights
+    once and leaves the artifact it was given as it was (a small one stands for one)."""
+    import onnx
+
+    from tests.servers import affine
+
+    model = onnx.ModelProto()
+    model.CopyFrom(affine().onnx)
+    onnx.save_model(model, tmp_path / "a.onnx", save_as_external_data=True, size_threshold=0)
+    on_disk = nbd.load(tmp_path / "a.onnx")
+    pruned, in_memory = nbd.prune(on_disk, 0.5), nbd.prune(affine(), 0.5)
+    assert on_disk.payload.folder is not None and pruned.parity is not None
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(pruned.run({"x": x})["y"], in_memory.run({"x": x})["y"])
+    assert pruned.report.to_dict() == in_memory.report.to_dict()
