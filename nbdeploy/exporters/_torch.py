@@ -212,7 +212,7 @@ def _to_onnx(
     batch = torch.export.Dim(BATCH)
     name, opset, dynamic_batch = options.name, options.opset, options.dynamic_batch
     shapes = _dynamic_shapes(call, feed, batch if dynamic_batch else None)
-    large = _weight_bytes(model) >= _onnxio.LARGE_MODEL_BYTES
+    large = _weight_bytes(model) >= _onnxio.ON_DISK_BYTES
     with tempfile.TemporaryDirectory(prefix="nbdeploy-export-") as tmp:
         path = Path(tmp) / _onnxio.MODEL_FILE
         try:
