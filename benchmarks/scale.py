@@ -1,7 +1,7 @@
 """Real model sizes: seconds and peak memory of every step, each in a fresh process,
 beside what torch and onnxruntime take for the same step done directly.
 
-    python -m benchmarks.scale            # an MLP of 100M parameters (0.4 GB fp32)
+    python -m benchmarks.scale            # MLPs of 100M and 300M parameters (0.4, 1.1 GB)
     NBDEPLOY_SCALE_PARAMS=400e6 python -m benchmarks.scale
 
 Each step runs as its own process (``python -m benchmarks.scale step NAME FOLDER``)
@@ -23,7 +23,8 @@ from typing import Any
 
 from benchmarks import _report
 
-PARAMS = int(float(os.environ.get("NBDEPLOY_SCALE_PARAMS", "100e6")))
+SIZES = [int(float(n)) for n in os.environ.get("NBDEPLOY_SCALE_PARAMS", "100e6,300e6").split(",")]
+PARAMS = SIZES[0]  # the size a step process builds (set per size by main)
 WIDTH = 4096  # hidden width; depth follows from the parameter count
 BATCH = 8
 
@@ -143,11 +144,12 @@ BASELINES: dict[str, Callable[[Path], None]] = {
 }  # fmt: skip
 
 
-def _measure(name: str, folder: Path) -> tuple[float, float, str]:
+def _measure(name: str, folder: Path, params: int) -> tuple[float, float, str]:
     """Seconds, peak RSS (GB) and the error, if any, of one step in its own process."""
     started = time.perf_counter()
+    env = {**os.environ, "NBDEPLOY_SCALE_PARAMS": str(params)}
     child = subprocess.Popen([sys.executable, "-m", "benchmarks.scale", "step", name, str(folder)],
-                             stderr=subprocess.PIPE)  # fmt: skip
+                             stderr=subprocess.PIPE, env=env)  # fmt: skip
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     error = "" if status == 0 else child.stderr.read().decode()[-300:] if child.stderr else "?"
@@ -155,18 +157,30 @@ def _measure(name: str, folder: Path) -> tuple[float, float, str]:
 
 
 def main() -> Path:
-    size_gb = _mlp_bytes() / 1e9
+    rows = [row for params in SIZES for row in _rows(params)]
+    sizes = ", ".join(f"{p / 1e6:.0f}M ({_mlp_bytes(p) / 1e9:.2f} GB)" for p in SIZES)
+    notes = (f"MLPs of {sizes} parameters (fp32), width {WIDTH}, random weights. Each "
+             "step is a fresh process reading what the step before saved; peak is that "
+             "process's maximum RSS, Python and libraries included (~0.5 GB before any "
+             "model). 'direct' is the same step done with torch or onnxruntime alone, file "
+             "to file. Exports from 1 GiB of weights are kept on disk.")  # fmt: skip
+    return _report.write("scale", "Real model sizes: time and peak memory per step", rows, notes)
+
+
+def _rows(params: int) -> list[dict[str, Any]]:
+    size_gb = _mlp_bytes(params) / 1e9
     rows = []
     with tempfile.TemporaryDirectory(prefix="nbdeploy-scale-") as tmp:
         folder = Path(tmp)
         for step, (_, baseline) in STEPS.items():
-            seconds, peak, error = _measure(step, folder)
-            row: dict[str, Any] = {"step": step, "seconds": round(seconds, 1),
+            seconds, peak, error = _measure(step, folder, params)
+            row: dict[str, Any] = {"model": f"MLP {params / 1e6:.0f}M", "step": step,
+                                   "seconds": round(seconds, 1),
                                    "peak GB": round(peak, 2),
                                    "peak × model": round(peak / size_gb, 1)}  # fmt: skip
             row |= {"direct": "", "direct s": "", "direct GB": "", "time × direct": ""}
             if baseline:
-                b_seconds, b_peak, b_error = _measure(baseline, folder)
+                b_seconds, b_peak, b_error = _measure(baseline, folder, params)
                 row |= {"direct": baseline, "direct s": round(b_seconds, 1),
                         "direct GB": round(b_peak, 2),
                         "time × direct": round(seconds / b_seconds, 2)}  # fmt: skip
@@ -174,16 +188,11 @@ def main() -> Path:
             row["error"] = error
             rows.append(row)
             print(row, flush=True)
-    notes = (f"An MLP of {PARAMS / 1e6:.0f}M parameters ({size_gb:.2f} GB fp32, width {WIDTH}), "
-             "random weights. Each step is a fresh process reading what the step before "
-             "saved; peak is that process's maximum RSS, Python and libraries included "
-             "(~0.5 GB before any model). 'direct' is the same step done with torch or "
-             "onnxruntime alone, file to file.")  # fmt: skip
-    return _report.write("scale", "Real model sizes: time and peak memory per step", rows, notes)
+    return rows
 
 
-def _mlp_bytes() -> int:
-    layers = max(1, PARAMS // (WIDTH * WIDTH))
+def _mlp_bytes(params: int) -> int:
+    layers = max(1, params // (WIDTH * WIDTH))
     return layers * (WIDTH * WIDTH + WIDTH) * 4
 
 
