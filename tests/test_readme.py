@@ -56,10 +56,13 @@ def test_the_readme_runs_as_written(
     monkeypatch.setenv("NBDEPLOY_REPOSITORY", str(tmp_path / "repository"))
     code = _notebook_block()
     try:
-        triton = request.getfixturevalue("triton").http
+        endpoint = request.getfixturevalue("triton")
+        triton, shared = endpoint.http, endpoint.repository  # the folder Triton reads
     except pytest.skip.Exception:
         triton = str(tmp_path / "triton-repository") + "/"  # a repository folder instead
+        shared = tmp_path / "triton-repository"
     code = code.replace('"triton-host:8000"', repr(triton))
+    code = code.replace('"/mnt/models"', repr(str(shared)))
     namespace = _namespace()
     try:
         exec(compile(code, str(README), "exec"), namespace)

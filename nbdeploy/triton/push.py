@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..artifact import Artifact
 from ..errors import ConfigError, PushError
@@ -149,10 +149,7 @@ def push(
         number = version or max(
             _next_on_server(client, name, address), _next_on_disk(shared / name)
         )
-        kind: Backend = default_backend(art) if backend == "auto" else backend
-        write_version(shared, art, name=name, version=number, backend=kind, **options)
-        loaded = kind
-        _load_from_disk(client, name, address)
+        loaded = _load_from_disk(client, art, shared, name, number, backend, options, address)
     else:
         number = version or _next_on_server(client, name, address)
         loaded = _load(client, art, name, number, backend, options, address)
@@ -218,11 +215,7 @@ def _load(
     """Load through the repository API; returns the backend that took the model."""
     from tritonclient.utils import InferenceServerException
 
-    tries: list[Backend] = (
-        [default_backend(art), "python"] if backend == "auto" and art.format == "onnx"
-        else [default_backend(art) if backend == "auto" else backend]  # type: ignore[list-item]
-    )  # fmt: skip
-    for chosen in tries:
+    for chosen in _backends(art, backend):
         config = triton_config(art, name, chosen, **options)
         files = {f"file:{path}": data for path, data in version_files(art, version, chosen).items()}
         try:
@@ -232,25 +225,56 @@ def _load(
             return chosen
         except InferenceServerException as err:
             message = err.message() or str(err)
-            if chosen == "onnxruntime" and len(tries) > 1 and NO_ORT_BACKEND in message:
-                warnings.warn(
-                    f"Triton at {address} has no onnxruntime backend; serving '{name}' with a "
-                    "Python-backend model that runs onnxruntime instead",
-                    stacklevel=3,
-                )
-                continue
-            raise _refusal(message, name, address) from err
-    raise PushError(f"no backend of {tries} could load '{name}'", target=address)
+            if not _falls_back(chosen, backend, message, name, address):
+                raise _refusal(message, name, address) from err
+    raise PushError(f"no backend could load '{name}'", target=address)
 
 
-def _load_from_disk(client: Any, name: str, address: str) -> None:
-    """Ask the server to load ``name`` from its own repository (no files in the request)."""
+def _load_from_disk(
+    client: Any,
+    art: Artifact,
+    repository: Path,
+    name: str,
+    version: int,
+    backend: str,
+    options: dict[str, Any],
+    address: str,
+) -> str:
+    """Write the version into the server's repository and ask the server to load it from
+    there (no files in the request); ``"auto"`` falls back to the Python backend as
+    :func:`_load` does. Returns the backend that took the model."""
     from tritonclient.utils import InferenceServerException
 
-    try:
-        client.load_model(name)
-    except InferenceServerException as err:
-        raise _refusal(err.message() or str(err), name, address) from err
+    for chosen in _backends(art, backend):
+        write_version(repository, art, name=name, version=version, backend=chosen, **options)
+        try:
+            client.load_model(name)
+            return chosen
+        except InferenceServerException as err:
+            message = err.message() or str(err)
+            if not _falls_back(chosen, backend, message, name, address):
+                raise _refusal(message, name, address) from err
+    raise PushError(f"no backend could load '{name}'", target=address)
+
+
+def _backends(art: Artifact, backend: str) -> list[Backend]:
+    """The backends to try, in order: ``"auto"`` is native, then Python for ONNX."""
+    if backend == "auto":
+        first = default_backend(art)
+        return [first, "python"] if art.format == "onnx" else [first]
+    return [cast(Backend, backend)]
+
+
+def _falls_back(chosen: str, backend: str, message: str, name: str, address: str) -> bool:
+    """Whether a refusal means: no onnxruntime backend there, try Python (and say so)."""
+    if backend != "auto" or chosen != "onnxruntime" or NO_ORT_BACKEND not in message:
+        return False
+    warnings.warn(
+        f"Triton at {address} has no onnxruntime backend; serving '{name}' with a "
+        "Python-backend model that runs onnxruntime instead",
+        stacklevel=5,
+    )
+    return True
 
 
 def _refusal(message: str, name: str, address: str) -> PushError:
