@@ -149,7 +149,7 @@ def _apply(
         errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
         return model, errors
     assert isinstance(config, Float16)
-    original = payload.whole()  # the converter changes what it is given
+    original = payload.model if payload.path is None else payload.whole()  # weights at hand
     out = _sorted(ort_adapter.float16(model, exclude=exclude))
     return out, onnxruntime_errors(original, out)
 
