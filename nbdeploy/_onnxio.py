@@ -16,9 +16,10 @@ import onnx
 
 # Protobuf cannot serialize a message of 2 GiB or more; leave room for the graph itself.
 LARGE_MODEL_BYTES = 2**31 - 2**26
-# Exports from this size go straight to a file with external data and stay there: an
-# in-memory proto plus a session built from its bytes held ~4 copies of the weights.
-ON_DISK_BYTES = 2**30
+# Models with this many bytes of weights are kept on disk with external data (exports go
+# straight to a file; loads and step results move there): an in-memory proto plus a
+# session built from its bytes held ~4 copies of the weights (benchmarks/results/scale.md).
+ON_DISK_BYTES = 2**28
 MODEL_FILE = "model.onnx"
 
 

@@ -139,8 +139,9 @@ class OnnxPayload:
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> OnnxPayload:
-        """A payload for ``model``, which it may own: one past 2 GiB moves to a folder."""
-        if _onnxio.tensor_bytes(model) < _onnxio.LARGE_MODEL_BYTES:
+        """A payload for ``model``, which it may own: one with ``ON_DISK_BYTES`` of weights
+        or more (256 MiB) moves to a folder, its weights into external data."""
+        if _onnxio.tensor_bytes(model) < _onnxio.ON_DISK_BYTES:
             return cls(model)
         return cls._in_folder(model, lambda path: _onnxio.write_external(model, path))
 
@@ -155,7 +156,7 @@ class OnnxPayload:
             ArtifactError: A data file is missing, outside the model's folder, or linked.
         """
         if not _onnxio.has_external_data(model):
-            return cls(model)
+            return cls.of(model)  # a large one read whole moves to a folder of its own
         sources = {loc: _onnxio.data_source(path.parent, loc) for loc in _onnxio.data_files(model)}
 
         def fill(target: Path) -> None:

@@ -432,3 +432,22 @@ def test_saving_appends_the_metadata_without_copying_the_model_and_keys_stay_uni
     assert nbd.load(again).lineage == art.lineage
     x = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(nbd.load(passthrough).run({"x": x})["y"], art.run({"x": x})["y"])
+
+
+def test_models_from_the_on_disk_size_are_kept_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ON_DISK_BYTES of weights (256 MiB; lowered here) a model read whole from a
+    file, or handed over as a proto, moves its weights to a folder of its own: an
+    in-memory proto plus sessions built from its bytes held ~4 copies of them."""
+    from nbdeploy import _onnxio
+    from tests.servers import affine
+
+    path = affine().save(tmp_path / "plain.onnx")  # one file, no external data
+    monkeypatch.setattr(_onnxio, "ON_DISK_BYTES", 16)
+    loaded = nbd.load(path)
+    derived = nbd.export(onnx.load(path), name="affine")
+    assert loaded.payload.folder is not None and derived.payload.folder is not None
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(loaded.run({"x": x})["y"], affine().run({"x": x})["y"])
+    assert loaded.onnx_path is not None and loaded.onnx_path.is_file()

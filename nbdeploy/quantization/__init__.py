@@ -173,7 +173,7 @@ def _with_onnxruntime(
                                     exclude=exclude)  # fmt: skip
         graph = onnx.load(target, load_external_data=False)
         written = sum(f.stat().st_size for f in target.parent.iterdir())
-        if written >= _onnxio.LARGE_MODEL_BYTES:
+        if written >= _onnxio.ON_DISK_BYTES:
             out = OnnxPayload.adopt(target, graph, move=True)
             return out, []  # per-weight errors would load both models whole
         model = onnx.load(target)

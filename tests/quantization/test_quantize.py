@@ -192,7 +192,7 @@ def test_a_model_kept_on_disk_is_quantized_without_one_big_protobuf(
     assert _accuracy(digits_cnn, digits) - _accuracy(q, digits) <= BOUNDS[scheme][0]
     assert q.parity is not None and q.size_bytes < on_disk.size_bytes
     if scheme == "int8-dynamic":
-        monkeypatch.setattr(_onnxio, "LARGE_MODEL_BYTES", 1000)
+        monkeypatch.setattr(_onnxio, "ON_DISK_BYTES", 1000)
         big = nbd.quantize(on_disk, scheme, progress=False)
         assert big.payload.folder is not None  # still "past the limit": kept on disk
         assert _accuracy(big, digits) == _accuracy(q, digits)
