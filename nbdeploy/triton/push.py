@@ -26,6 +26,7 @@ __all__ = ["PushResult", "push"]
 NO_ORT_BACKEND = "unable to find backend library for backend 'onnxruntime'"
 NOT_EXPLICIT = ("not allowed", "polling", "model control mode")
 # How servers say a request is too large (ours, HTTP proxies, gRPC).
+HTTP_DEFAULT_LIMIT = 64 * 2**20  # Triton's --http-max-input-size default, and nbdeploy's
 TOO_LARGE = ("larger than the server's limit", "413", "Received message larger than max",
              "RESOURCE_EXHAUSTED")  # fmt: skip
 
@@ -90,6 +91,7 @@ def push(
     token: str | None = None,
     timeout: float = 120.0,
     repository: str | os.PathLike[str] | None = None,
+    max_request_bytes: int = HTTP_DEFAULT_LIMIT,
 ) -> PushResult:
     """Push an artifact to a Triton server, or write it into a model repository folder.
 
@@ -120,6 +122,9 @@ def push(
         timeout: Seconds to wait for the version to be ready.
         repository: For a server target: the folder the server reads its repository
             from, as seen here; the model is written there and loaded by name.
+        max_request_bytes: The largest HTTP request the server accepts (Triton's
+            ``--http-max-input-size`` and nbdeploy's server: 64 MiB by default). A model
+            whose load request would be larger is refused here, before it is encoded.
 
     Returns:
         A :class:`PushResult` (with ``parity`` through the server for server targets).
@@ -151,6 +156,8 @@ def push(
         )
         loaded = _load_from_disk(client, art, shared, name, number, backend, options, address)
     else:
+        if protocol == "http":
+            _check_request_size(art, name, address, max_request_bytes)
         number = version or _next_on_server(client, name, address)
         loaded = _load(client, art, name, number, backend, options, address)
     _wait_ready(client, name, number, address, timeout)
@@ -230,6 +237,17 @@ def _load(
     raise PushError(f"no backend could load '{name}'", target=address)
 
 
+def _check_request_size(art: Artifact, name: str, address: str, limit: int) -> None:
+    """Refuse before encoding a load request the server would refuse after reading it:
+    its files travel base64-encoded in JSON (4/3 of their size)."""
+    encoded = -(-art.size_bytes // 3) * 4 + 64 * 2**10  # the files, and room for the config
+    if encoded > limit:
+        raise _too_large(
+            name, address, f"the request would be about {encoded:,} bytes, more than the "
+            f"{limit:,} the server accepts (max_request_bytes=; Triton's --http-max-input-size)",
+        )  # fmt: skip
+
+
 def _load_from_disk(
     client: Any,
     art: Artifact,
@@ -279,14 +297,7 @@ def _falls_back(chosen: str, backend: str, message: str, name: str, address: str
 
 def _refusal(message: str, name: str, address: str) -> PushError:
     if any(sign in message for sign in TOO_LARGE):
-        return PushError(
-            f"the server at {address} refused '{name}': the model travels inside the load "
-            f"request, and {message.split(';')[0].strip().rstrip('.')}. Write it where the "
-            f"server reads its repository instead: nbd.push(art, '{address}', "
-            "repository='<the server's model repository, as mounted here>') — for "
-            "nbdeploy's local server, nbd.serve(art) does this",
-            target=address, model=name,
-        )  # fmt: skip
+        return _too_large(name, address, message.split(";")[0].strip().rstrip("."))
     if "explicit" in message and any(part in message for part in NOT_EXPLICIT):
         return PushError(
             f"Triton at {address} does not accept model loads ({message.strip()}); start it "
@@ -295,6 +306,16 @@ def _refusal(message: str, name: str, address: str) -> PushError:
         )
     return PushError(f"Triton at {address} refused model '{name}': {message.strip()}",
                      target=address, model=name)  # fmt: skip
+
+
+def _too_large(name: str, address: str, why: str) -> PushError:
+    return PushError(
+        f"the server at {address} cannot take '{name}' this way: the model travels inside "
+        f"the load request, and {why}. Write it where the server reads its repository "
+        f"instead: nbd.push(art, '{address}', repository='<the server's model repository, "
+        "as mounted here>') — for nbdeploy's local server, nbd.serve(art) does this",
+        target=address, model=name,
+    )  # fmt: skip
 
 
 def _wait_ready(client: Any, name: str, version: int, address: str, timeout: float) -> None:

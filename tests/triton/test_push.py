@@ -158,6 +158,10 @@ def test_a_model_larger_than_a_servers_request_limit_goes_through_its_repository
                            r"where the server reads its repository instead") as info:  # fmt: skip
             nbd.push(art, address)
         assert "repository=" in str(info.value) and "nbd.serve(art)" in str(info.value)
+        # told the limit, push refuses before it encodes anything (Triton's 64 MiB default)
+        with pytest.raises(nbd.PushError, match=r"the request would be about [\d,]+ bytes, "
+                           r"more than the 4,096 the server accepts"):  # fmt: skip
+            nbd.push(art, address, max_request_bytes=4096)
         pushed = nbd.push(art, address, repository=repository)
         assert (pushed.version, pushed.backend) == (1, "onnxruntime")
         assert pushed.parity is not None and pushed.parity.ok
