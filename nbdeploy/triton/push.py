@@ -154,7 +154,7 @@ def push(
         number = version or max(
             _next_on_server(client, name, address), _next_on_disk(shared / name)
         )
-        loaded = _load_from_disk(client, art, shared, name, number, backend, options, address)
+        loaded = _load(client, art, name, number, backend, options, address, shared)
     else:
         if protocol == "http":
             _check_request_size(art, name, address, max_request_bytes)
@@ -218,17 +218,25 @@ def _load(
     backend: str,
     options: dict[str, Any],
     address: str,
+    repository: Path | None = None,
 ) -> str:
-    """Load through the repository API; returns the backend that took the model."""
+    """Load through the repository API — the files inside the request, or, with
+    ``repository`` (the server's own, as mounted here), written there first and loaded by
+    name; ``"auto"`` falls back to the Python backend. Returns the backend that took it."""
     from tritonclient.utils import InferenceServerException
 
     for chosen in _backends(art, backend):
-        config = triton_config(art, name, chosen, **options)
-        files = {f"file:{path}": data for path, data in version_files(art, version, chosen).items()}
         try:
-            client.load_model(
-                name, config=json.dumps(cfg.to_json(config, defaults=False)), files=files
-            )
+            if repository is not None:
+                write_version(repository, art, name=name, version=version, backend=chosen,
+                              **options)  # fmt: skip
+                client.load_model(name)
+            else:
+                config = json.dumps(cfg.to_json(triton_config(art, name, chosen, **options),
+                                                defaults=False))  # fmt: skip
+                files = {f"file:{path}": data
+                         for path, data in version_files(art, version, chosen).items()}  # fmt: skip
+                client.load_model(name, config=config, files=files)
             return chosen
         except InferenceServerException as err:
             message = err.message() or str(err)
@@ -246,33 +254,6 @@ def _check_request_size(art: Artifact, name: str, address: str, limit: int) -> N
             name, address, f"the request would be about {encoded:,} bytes, more than the "
             f"{limit:,} the server accepts (max_request_bytes=; Triton's --http-max-input-size)",
         )  # fmt: skip
-
-
-def _load_from_disk(
-    client: Any,
-    art: Artifact,
-    repository: Path,
-    name: str,
-    version: int,
-    backend: str,
-    options: dict[str, Any],
-    address: str,
-) -> str:
-    """Write the version into the server's repository and ask the server to load it from
-    there (no files in the request); ``"auto"`` falls back to the Python backend as
-    :func:`_load` does. Returns the backend that took the model."""
-    from tritonclient.utils import InferenceServerException
-
-    for chosen in _backends(art, backend):
-        write_version(repository, art, name=name, version=version, backend=chosen, **options)
-        try:
-            client.load_model(name)
-            return chosen
-        except InferenceServerException as err:
-            message = err.message() or str(err)
-            if not _falls_back(chosen, backend, message, name, address):
-                raise _refusal(message, name, address) from err
-    raise PushError(f"no backend could load '{name}'", target=address)
 
 
 def _backends(art: Artifact, backend: str) -> list[Backend]:
