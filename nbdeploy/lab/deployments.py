@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .. import snippets
 from ..errors import ServerError
 from ..server import control
 from ..server.client import LocalServer, ModelOverview
-from . import plans, snippets
+from . import plans
 
 log = logging.getLogger(__name__)
 

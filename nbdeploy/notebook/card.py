@@ -3,7 +3,6 @@ fast one request is through the server, and how to call it from anywhere."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -15,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _html
+from .. import _html, snippets
 from .._feed import v2_json_request
 from ..artifact import Artifact
-from ..deployment import Deployment
+from ..deployment import EXAMPLE_VALUES, Deployment
 from ..live import MIME_TYPE, first_values
 from ..pipeline import Pipeline, PipelineResult
 from ..server import config as cfg
@@ -37,7 +36,6 @@ COPY_BUTTON = (
     "setTimeout(()=>{b.textContent='Copy'},1500)},"
     "()=>{b.textContent='Copy failed: select the text'})\">Copy</button>"
 )
-CURL_VALUES = 64  # beyond this many input values the curl example sends zeros
 
 
 @dataclass
@@ -93,7 +91,7 @@ class DeployCard:
             if example:
                 top = _probe(partial(_top_class, dep, art, example, output))
                 facts.append((f"the example's top {output}", top))
-        snippets = {"python": _python_snippet(dep, art, example), "curl": _curl(dep, art, example)}
+        snippets = _snippets(dep, art, example)
         return cls(f"{dep.name} v{dep.version} is live", facts, snippets, dep.coordinates())
 
     def __repr__(self) -> str:
@@ -196,54 +194,13 @@ def _top_class(dep: Any, art: Artifact, example: dict[str, np.ndarray], output: 
     return f"{label.partition(':')[2] or label} (score {float(score):.3g})"
 
 
-def _python_snippet(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
-    """A call that runs as pasted, in the same notebook too: names of its own (prefixed by
-    the model's, so the user's ``x`` is left alone), the example's first row as data, and
-    a comment saying what to put there instead."""
-    prefix = _identifier(dep.name)
-    lines = ["import numpy as np", "import tritonclient.http as httpclient", "",
-             f'{prefix}_client = httpclient.InferenceServerClient('
-             f'"{dep.http_url.removeprefix("http://")}")',
-             f"{prefix}_inputs = []"]  # fmt: skip
-    for spec in art.inputs:
-        data = _first_row(spec, example.get(spec.name))
-        variable = f"{prefix}_{_identifier(spec.name)}"
-        lines += [
-            f"# your data instead: a {spec.dtype} array of shape {spec.shape_text}",
-            f"{variable} = np.array({data.tolist()!r}, dtype={_dtype_text(spec.dtype)})",
-            f'{prefix}_item = httpclient.InferInput("{spec.name}", list({variable}.shape), '
-            f'"{cfg.v2_datatype(spec.dtype)}")',
-            f"{prefix}_item.set_data_from_numpy({variable})",
-            f"{prefix}_inputs.append({prefix}_item)",
-        ]
-    lines.append(f'{prefix}_result = {prefix}_client.infer("{dep.name}", {prefix}_inputs)')
-    lines += [f'print({prefix}_result.as_numpy("{spec.name}"))' for spec in art.outputs]
-    return "\n".join(lines)
-
-
-def _first_row(spec: Any, value: Any) -> np.ndarray:
-    """The example's first row (small enough to paste), or zeros of the right shape."""
-    if value is not None:
-        row = np.asarray(value)[:1]
-        if row.size <= CURL_VALUES:
-            return row.astype(object) if row.dtype.kind in "USO" else row
-    shape = [1 if not isinstance(d, int) else d for d in spec.shape]
-    if spec.dtype == "object":
-        return np.full(shape, "", dtype=object)
-    return np.zeros(shape, dtype=spec.dtype)
-
-
-def _dtype_text(dtype: str) -> str:
-    return "object" if dtype == "object" else f'"{dtype}"'
-
-
-def _curl(dep: Any, art: Artifact, example: dict[str, np.ndarray]) -> str:
-    """The example's first row (zeros of its shape when it is larger) as curl sends it."""
-    small = {k: v for k, v in example.items() if np.asarray(v)[:1].size <= CURL_VALUES}
-    body = json.dumps(v2_json_request(small, art.inputs, max_values=CURL_VALUES))
-    header = "-H 'Content-Type: application/json'"
-    return f"curl -s -X POST {dep.infer_url} \\\n  {header} \\\n  -d '{body}'"
-
-
-def _identifier(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
+def _snippets(dep: Deployment, art: Artifact, example: dict[str, np.ndarray]) -> dict[str, str]:
+    """The calls the sidebar's copy buttons give for this version (one generator for
+    both): tritonclient in Python, runnable as pasted in this notebook too (names of its
+    own, the example's first row, a comment saying what to put there), and curl."""
+    inputs = [{"name": spec.name, "datatype": cfg.v2_datatype(spec.dtype),
+               "shape": [d if isinstance(d, int) else -1 for d in spec.shape]}
+              for spec in art.inputs]  # fmt: skip
+    request = v2_json_request(example, art.inputs, max_values=EXAMPLE_VALUES) if example else None
+    where = (dep.http_url, dep.name, dep.version, inputs, request)
+    return {"python": snippets.python(*where), "curl": snippets.curl(*where)}

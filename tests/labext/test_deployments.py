@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import nbdeploy as nbd
-from nbdeploy.lab import deployments, plans, snippets
+from nbdeploy import snippets
+from nbdeploy.lab import deployments, plans
 from tests.graph.helpers import model
 from tests.servers import affine, expected
 

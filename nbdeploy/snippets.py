@@ -1,8 +1,9 @@
-"""The calls the sidebar's copy buttons copy, each runnable as pasted: a tritonclient
-HTTP call whose inputs come from the example the version was deployed with (its first
-row written out when small, else read from the server), or zeros of the model's input
-shapes when no example is kept; and a curl line. Pure functions of the server's URL, the
-model's metadata and the stored example request (a KServe V2 JSON body)."""
+"""The calls the copy buttons copy, in the sidebar and on ``%deploy``'s card alike, each
+runnable as pasted: a tritonclient HTTP call whose inputs come from the example the
+version was deployed with (its first row written out when small, else read from the
+server), or zeros of the model's input shapes when no example is kept; and a curl line.
+Pure functions of the server's URL, the model's metadata and the stored example request
+(a KServe V2 JSON body)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..types import BY_V2
+from .types import BY_V2
 
 __all__ = ["INLINE_VALUES", "curl", "first_row", "image_layout", "python", "zeros_request"]
 
