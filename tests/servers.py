@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 import httpx
@@ -18,6 +19,9 @@ import numpy as np
 
 import nbdeploy as nbd
 from tests import onnx_models
+
+if TYPE_CHECKING:
+    from nbdeploy.server.client import LocalServer
 
 W = np.arange(6, dtype=np.float32).reshape(3, 2)  # the weights of onnx_models.affine
 
@@ -96,3 +100,29 @@ def serving_affine(repo: Path) -> Iterator[Path]:
         yield repo
     finally:
         nbd.server.stop(repo)
+
+
+@contextlib.contextmanager
+def in_process_api(repository: Path) -> Iterator[LocalServer]:
+    """The typed client over the server's app run in this process (no socket, no
+    subprocess), on ``repository``."""
+    from nbdeploy.server.client import LocalServer
+    from nbdeploy.server.dataplane import DataPlane
+    from nbdeploy.server.http_api import build_app
+    from nbdeploy.server.repository import Repository
+    from nbdeploy.server.security import Guard
+
+    app = build_app(DataPlane(Repository(repository)), Guard())
+    with LocalServer("http://127.0.0.1", transport=InProcess(app)) as client:
+        yield client
+
+
+def stage(repository: Path, art: nbd.Artifact) -> str:
+    """``art`` saved into a fresh folder of the repository's staging area, as nbd.serve
+    stages a version; the folder's name (what a load's ``staged`` takes)."""
+    from nbdeploy.server.layout import STAGING
+
+    (repository / STAGING).mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=repository / STAGING))
+    art.save(folder / "model.onnx")
+    return folder.name

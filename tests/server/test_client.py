@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,26 +10,17 @@ import pytest
 
 import nbdeploy as nbd
 from nbdeploy.server.client import LocalServer
-from nbdeploy.server.dataplane import DataPlane
-from nbdeploy.server.http_api import build_app
-from nbdeploy.server.layout import STAGING
-from nbdeploy.server.repository import Repository
-from nbdeploy.server.security import Guard
-from tests.servers import InProcess, affine
+from tests.servers import affine, in_process_api, stage
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LocalServer]:
-    app = build_app(DataPlane(Repository(tmp_path)), Guard())
-    with LocalServer("http://127.0.0.1", transport=InProcess(app)) as client:
+    with in_process_api(tmp_path) as client:
         yield client
 
 
 def _stage(repository: Path, offset: float) -> str:
-    (repository / STAGING).mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=repository / STAGING))
-    affine(offset).save(folder / "model.onnx")
-    return folder.name
+    return stage(repository, affine(offset))
 
 
 def test_load_overview_traffic_unload(server: LocalServer, tmp_path: Path) -> None:

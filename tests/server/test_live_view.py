@@ -5,7 +5,6 @@ extras kept beside it (a request to try it with)."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +15,8 @@ import pytest
 import nbdeploy as nbd
 from nbdeploy.live import MIME_TYPE
 from nbdeploy.server.client import LocalServer
-from nbdeploy.server.dataplane import DataPlane
-from nbdeploy.server.http_api import build_app
-from nbdeploy.server.layout import STAGING
-from nbdeploy.server.repository import Repository
-from nbdeploy.server.security import Guard
 from nbdeploy.server.stats import HISTORY_S, WINDOW_S, VersionStats
-from tests.servers import InProcess, affine, expected
+from tests.servers import affine, expected, in_process_api, stage
 
 X = np.ones((2, 3), np.float32)
 REQUEST = {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1.0] * 6}]}
@@ -30,16 +24,25 @@ REQUEST = {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data":
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LocalServer]:
-    app = build_app(DataPlane(Repository(tmp_path)), Guard())
-    with LocalServer("http://127.0.0.1", transport=InProcess(app)) as client:
+    with in_process_api(tmp_path) as client:
         yield client
 
 
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A real server (subprocess, free ports) on a repository of its own."""
+    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
+    yield tmp_path
+    nbd.server.stop(tmp_path)
+
+
+def _with_example() -> nbd.Artifact:
+    """``affine`` exported with an example, which nbd.serve keeps beside the version."""
+    return nbd.export(affine().payload.model, example={"x": X}, name="affine")
+
+
 def _load(server: LocalServer, repository: Path) -> None:
-    (repository / STAGING).mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=repository / STAGING))
-    affine().save(folder / "model.onnx")
-    server.load("affine", staged=folder.name)
+    server.load("affine", staged=stage(repository, affine()))
 
 
 def test_each_version_reports_its_last_minutes_and_its_origin(
@@ -93,58 +96,46 @@ def test_history_keeps_only_the_last_minutes() -> None:
 
 
 @pytest.mark.slow
-def test_serve_keeps_the_example_as_a_request_to_try(tmp_path: Path) -> None:
-    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-    try:
-        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
-        dep = nbd.serve(art, repository=tmp_path)
-        (version,) = dep.versions()
-        assert version.extras == ("example",)
-        with dep.live.connect() as server:
-            request = json.loads(server.extra("affine", dep.version, "example"))
-            answer, _ = server.infer_json("affine", request, version=dep.version)
-        assert request["inputs"][0]["shape"] == [2, 3]
-        np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 2)), expected(X))
-    finally:
-        nbd.server.stop(tmp_path)
+def test_serve_keeps_the_example_as_a_request_to_try(repo: Path) -> None:
+    art = _with_example()
+    dep = nbd.serve(art, repository=repo)
+    (version,) = dep.versions()
+    assert version.extras == ("example",)
+    with dep.live.connect() as server:
+        request = json.loads(server.extra("affine", dep.version, "example"))
+        answer, _ = server.infer_json("affine", request, version=dep.version)
+    assert request["inputs"][0]["shape"] == [2, 3]
+    np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 2)), expected(X))
 
 
 @pytest.mark.slow
-def test_a_deployment_answers_try_it_and_shows_its_versions_live(tmp_path: Path) -> None:
-    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-    try:
-        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
-        dep = nbd.serve(art, repository=tmp_path)
-        tried = dep.try_it()
-        assert (tried.name, tried.version) == ("affine", "1") and tried.ms > 0
-        np.testing.assert_allclose(tried.outputs["y"], expected(X))
-        three = np.full((3, 3), 2, np.float32)
-        np.testing.assert_allclose(dep.try_it(three).outputs["y"], expected(three))
-        assert "answered in" in tried._repr_html_() and "[2, 2] float" in str(tried)
-        bundle = dep._repr_mimebundle_()
-        where = {"repository": str(tmp_path), "http_url": dep.http_url}
-        assert bundle[MIME_TYPE] == {"name": "affine", "version": 1, **where}
-        assert "<svg" in bundle["text/html"] and "export (passthrough)" in bundle["text/html"]
-        assert "v1: 100% ·" in bundle["text/plain"]
-        plain = nbd.serve(affine(), name="plain", repository=tmp_path)  # no example
-        with pytest.raises(nbd.ConfigError, match=r"served without an example; pass the inputs"):
-            plain.try_it()
-    finally:
-        nbd.server.stop(tmp_path)
+def test_a_deployment_answers_try_it_and_shows_its_versions_live(repo: Path) -> None:
+    art = _with_example()
+    dep = nbd.serve(art, repository=repo)
+    tried = dep.try_it()
+    assert (tried.name, tried.version) == ("affine", "1") and tried.ms > 0
+    np.testing.assert_allclose(tried.outputs["y"], expected(X))
+    three = np.full((3, 3), 2, np.float32)
+    np.testing.assert_allclose(dep.try_it(three).outputs["y"], expected(three))
+    assert "answered in" in tried._repr_html_() and "[2, 2] float" in str(tried)
+    bundle = dep._repr_mimebundle_()
+    where = {"repository": str(repo), "http_url": dep.http_url}
+    assert bundle[MIME_TYPE] == {"name": "affine", "version": 1, **where}
+    assert "<svg" in bundle["text/html"] and "export (passthrough)" in bundle["text/html"]
+    assert "v1: 100% ·" in bundle["text/plain"]
+    plain = nbd.serve(affine(), name="plain", repository=repo)  # no example
+    with pytest.raises(nbd.ConfigError, match=r"served without an example; pass the inputs"):
+        plain.try_it()
 
 
 @pytest.mark.slow
-def test_the_comparison_that_chose_a_version_is_kept_beside_it(tmp_path: Path) -> None:
-    nbd.server.start(tmp_path, http_port=0, grpc_port=0)
-    try:
-        art = nbd.export(affine().payload.model, example={"x": X}, name="affine")
-        table = nbd.compare([art, nbd.optimize(art)], progress=False, repeat=2)
-        dep = nbd.serve(table.artifact(table.best()), report=table, repository=tmp_path)
-        (version,) = dep.versions()
-        assert set(version.extras) == {"example", "report.html", "report.csv"}
-        with dep.live.connect() as server:
-            page = server.extra("affine", dep.version, "report.html").decode()
-            rows = server.extra("affine", dep.version, "report.csv").decode()
-        assert page == table.to_html() and rows == table.to_csv()
-    finally:
-        nbd.server.stop(tmp_path)
+def test_the_comparison_that_chose_a_version_is_kept_beside_it(repo: Path) -> None:
+    art = _with_example()
+    table = nbd.compare([art, nbd.optimize(art)], progress=False, repeat=2)
+    dep = nbd.serve(table.artifact(table.best()), report=table, repository=repo)
+    (version,) = dep.versions()
+    assert set(version.extras) == {"example", "report.html", "report.csv"}
+    with dep.live.connect() as server:
+        page = server.extra("affine", dep.version, "report.html").decode()
+        rows = server.extra("affine", dep.version, "report.csv").decode()
+    assert page == table.to_html() and rows == table.to_csv()
