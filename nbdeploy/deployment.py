@@ -301,7 +301,7 @@ class Deployment:
     @property
     def infer_url(self) -> str:
         """The URL to POST V2 inference requests to (any version, by traffic share)."""
-        return f"{self.http_url}/v2/models/{quote(self.name)}/infer"
+        return self._infer_url(self.live)
 
     @property
     def traffic(self) -> dict[int, float]:
@@ -373,14 +373,17 @@ class Deployment:
         return connect(address, protocol, token=live.token)
 
     def __str__(self) -> str:
-        lines = [f"{self.name} v{self.version}: {self.infer_url}",
-                 f"  gRPC {self.grpc_url} · metrics {self.metrics_url}"]  # fmt: skip
-        return "\n".join(lines + ["  " + line for line in versions_text(self._versions_now())])
+        return self._text(self.live, self._versions_now())
+
+    def _repr_html_(self) -> str:
+        return self._html(self.live, self._versions_now())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """Text, a static HTML snapshot (what GitHub and a saved notebook show), and the
-        deployment's coordinates for JupyterLab's extension, which renders it live."""
-        return {"text/plain": str(self), "text/html": self._repr_html_(),
+        deployment's coordinates for JupyterLab's extension, which renders it live: one
+        look at the server for all three."""
+        live, versions = self.live, self._versions_now()
+        return {"text/plain": self._text(live, versions), "text/html": self._html(live, versions),
                 MIME_TYPE: self.coordinates()}  # fmt: skip
 
     def coordinates(self) -> dict[str, Any]:
@@ -389,18 +392,25 @@ class Deployment:
         return {"name": self.name, "version": self.version,
                 "repository": str(self.server.repository), "http_url": self.http_url}  # fmt: skip
 
-    def _repr_html_(self) -> str:
+    def _infer_url(self, live: control.ServerStatus) -> str:
+        return f"{live.http_url}/v2/models/{quote(self.name)}/infer"
+
+    def _text(self, live: control.ServerStatus, versions: list[VersionOverview]) -> str:
+        lines = [f"{self.name} v{self.version}: {self._infer_url(live)}",
+                 f"  gRPC {live.grpc_url} · metrics {live.metrics_url}"]  # fmt: skip
+        return "\n".join(lines + ["  " + line for line in versions_text(versions)])
+
+    def _html(self, live: control.ServerStatus, versions: list[VersionOverview]) -> str:
         from . import _html
 
-        facts = [("HTTP", self.infer_url), ("gRPC", self.grpc_url),
-                 ("metrics", _html.Raw(f"<a href='{escape(self.metrics_url)}'>"
-                                       f"{escape(self.metrics_url)}</a>"))]  # fmt: skip
+        metrics = escape(live.metrics_url)
+        facts = [("HTTP", self._infer_url(live)), ("gRPC", live.grpc_url),
+                 ("metrics", _html.Raw(f"<a href='{metrics}'>{metrics}</a>"))]  # fmt: skip
         if self.parity is not None:
             facts.append(("through the wire", _html.verdict(self.parity.ok, str(self.parity))))
         facts += [
             (f"classes of {output}", ", ".join(names)) for output, names in self.labels.items()
         ]
-        versions = self._versions_now()
         table = versions_html(versions) if versions else "<p>not serving now</p>"
         body = _html.fields(facts) + table + HINT
         return _html.card(f"{self.name} · version {self.version}", body)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _html
 from .server.client import VersionOverview
+from .server.stats import WINDOW_S
 
 __all__ = ["MIME_TYPE", "TryResult", "first_values", "sparkline", "versions_html", "versions_text"]
 
@@ -31,8 +32,7 @@ def sparkline(history: Sequence[Mapping[str, Any]], key: str = "requests") -> st
     """A small SVG polyline of ``key`` per 10-second window (empty windows as 0)."""
     if not history:
         return '<span title="no requests in the last 5 minutes">–</span>'
-    start, end = history[0]["t"], history[-1]["t"]
-    step = 10
+    start, end, step = history[0]["t"], history[-1]["t"], WINDOW_S
     by_time = {w["t"]: float(w.get(key) or 0) for w in history}
     values = [by_time.get(t, 0.0) for t in range(start, end + step, step)]
     top = max(values) or 1.0

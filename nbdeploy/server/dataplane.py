@@ -433,7 +433,7 @@ def _version_row(
     window by window, and where it came from."""
     stats = version.stats if version is not None else VersionStats()
     p50, p95 = (None if us is None else round(us / 1000, 3) for us in stats.latency_us((0.5, 0.95)))
-    origin = lineage.describe(version.model.metadata) if version is not None else {}
+    origin = version.model.origin if version is not None else {}
     extras = lineage.extras(folder) if folder is not None else []
     return {"version": number, "ready": True, "reason": "", "traffic": share,
             "requests": stats.success.count, "failures": stats.fail.count,

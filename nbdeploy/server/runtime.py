@@ -20,6 +20,7 @@ from ..types import TensorSpec
 from . import config as cfg
 from .classification import read_labels
 from .codecs import V2_TO_NUMPY
+from .lineage import describe
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class OnnxModel:
         if threads is not None and threads.string_value:
             options.intra_op_num_threads = int(threads.string_value)
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        # where it came from, read once (every overview poll shows it)
+        self.origin = describe(self._session.get_modelmeta().custom_metadata_map)
         self.instances = sum(group.count for group in config.instance_group) or 1
         self.output_names = [o.name for o in self._session.get_outputs()]
         if not config.input:
