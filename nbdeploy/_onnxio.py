@@ -23,24 +23,25 @@ ON_DISK_BYTES = 2**28
 MODEL_FILE = "model.onnx"
 
 
-def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+def all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of ``graph``: initializers and node attributes, subgraphs included."""
     yield from graph.initializer
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
                 yield attr.t
             for sub in [attr.g, *attr.graphs] if attr.type in (5, 10) else []:
-                yield from _tensors(sub)
+                yield from all_tensors(sub)
 
 
 def tensor_bytes(model: onnx.ModelProto) -> int:
     """Bytes held in the model's tensors (initializers and constants, subgraphs included)."""
-    return sum(len(t.raw_data) or t.ByteSize() for t in _tensors(model.graph))
+    return sum(len(t.raw_data) or t.ByteSize() for t in all_tensors(model.graph))
 
 
 def has_external_data(model: onnx.ModelProto) -> bool:
     """True when some tensor's data lives outside the protobuf."""
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _tensors(model.graph))
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in all_tensors(model.graph))
 
 
 def write_external(model: onnx.ModelProto, path: Path) -> None:
@@ -74,7 +75,7 @@ def gather_external(model: onnx.ModelProto, folder: Path, path: Path) -> None:
 def data_files(model: onnx.ModelProto) -> set[str]:
     """Relative locations of the external data files a model refers to."""
     files: set[str] = set()
-    for tensor in _tensors(model.graph):
+    for tensor in all_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             files.update(
                 safe_location(e.value) for e in tensor.external_data if e.key == "location"
@@ -121,7 +122,7 @@ def data_source(folder: Path, location: str) -> Path:
 
 def relocate(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
     """Point external tensors at renamed data files (in place)."""
-    for tensor in _tensors(model.graph):
+    for tensor in all_tensors(model.graph):
         for entry in tensor.external_data:
             if entry.key == "location" and entry.value in mapping:
                 entry.value = mapping[entry.value]
@@ -194,7 +195,7 @@ def topological_order(graph: onnx.GraphProto) -> list[int]:
     waiting_on: list[set[int]] = []
     readers: dict[int, list[int]] = {}
     for i, node in enumerate(graph.node):
-        needs = {producer[name] for name in _reads(node) if name in producer} - {i}
+        needs = {producer[name] for name in reads(node) if name in producer} - {i}
         waiting_on.append(needs)
         for j in needs:
             readers.setdefault(j, []).append(i)
@@ -213,7 +214,7 @@ def topological_order(graph: onnx.GraphProto) -> list[int]:
     return order
 
 
-def _reads(node: onnx.NodeProto) -> list[str]:
+def reads(node: onnx.NodeProto) -> list[str]:
     """The names a node reads: its inputs and what its subgraphs take from outside."""
     names = list(node.input)
     for attribute in node.attribute:
@@ -221,5 +222,5 @@ def _reads(node: onnx.NodeProto) -> list[str]:
             continue
         for graph in [attribute.g, *attribute.graphs]:
             for inner in graph.node:
-                names += _reads(inner)
+                names += reads(inner)
     return names

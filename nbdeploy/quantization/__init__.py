@@ -11,14 +11,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import external_data_helper
 
 from .. import _onnxio
 from .._progress import steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from ..payloads import OnnxPayload
-from . import ort_adapter
+from . import dynamic, ort_adapter
 from .calibration import batches
 from .report import QuantizationReport, onnxruntime_errors
 from .schemes import (
@@ -31,7 +33,8 @@ from .schemes import (
     WeightOnly,
     parse_scheme,
 )
-from .weights import TensorError, quantize_weights
+from .store import Store, rewrite
+from .weights import TensorError, error_of, quantize_weights
 
 __all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
 
@@ -135,23 +138,51 @@ def _apply(
     per_channel: bool,
     exclude: list[str],
 ) -> tuple[onnx.ModelProto | OnnxPayload, list[TensorError]]:
-    """Quantize the artifact's model (never changed: the schemes that rewrite a model in
-    place get a copy; onnxruntime's quantizers go file to file, so a model kept on disk
-    past 2 GiB is never one protobuf)."""
-    if isinstance(config, Int8Dynamic | Int8Static):
+    """Quantize the artifact's model (never changed: the schemes rewrite a copy, and a
+    model kept on disk is read and written one weight at a time, never whole)."""
+    on_disk = payload.path is not None
+    if isinstance(config, Int8Static) or (isinstance(config, Int8Dynamic) and not on_disk):
         return _with_onnxruntime(payload, config, art, calibration, per_channel, exclude)
-    model = payload.whole()
-    if isinstance(config, WeightOnly | KMeans):
-        if per_channel and _onnxio.opset(model) < 13:
-            raise ConfigError(
-                "per-channel DequantizeLinear needs opset ≥ 13: export with opset=17."
-            )
-        errors = quantize_weights(model, config, per_channel=per_channel, exclude=exclude)
-        return model, errors
-    assert isinstance(config, Float16)
-    original = payload.model if payload.path is None else payload.whole()  # weights at hand
-    out = _sorted(ort_adapter.float16(model, exclude=exclude))
-    return out, onnxruntime_errors(original, out)
+    weight_only = isinstance(config, WeightOnly | KMeans)
+    if weight_only and per_channel and _onnxio.opset(payload.model) < 13:
+        raise ConfigError("per-channel DequantizeLinear needs opset ≥ 13: export with opset=17.")
+
+    def change(model: onnx.ModelProto, store: Store) -> list[TensorError]:
+        if isinstance(config, Int8Dynamic):
+            return dynamic.int8_dynamic(model, store, per_channel=per_channel, exclude=exclude)
+        if isinstance(config, Float16):
+            return _float16(model, store, payload.model, exclude)
+        assert isinstance(config, WeightOnly | KMeans)
+        return quantize_weights(model, config, store, per_channel=per_channel, exclude=exclude)
+
+    return rewrite(payload, change)
+
+
+def _float16(
+    model: onnx.ModelProto, store: Store, original: onnx.ModelProto, exclude: list[str]
+) -> list[TensorError]:
+    """onnxruntime's float16 conversion of ``model`` (in place); the weights it converted
+    in type only (those in external data) are converted here, one at a time."""
+    converted = ort_adapter.float16(model, exclude=exclude)
+    if converted is not model:
+        model.CopyFrom(converted)
+    _sorted(model)
+    floats = onnx.TensorProto.FLOAT
+    before = {t.name: t for t in original.graph.initializer if t.data_type == floats}
+    errors = []
+    for tensor in model.graph.initializer:
+        source = before.get(tensor.name)
+        if source is None or tensor.data_type != onnx.TensorProto.FLOAT16:
+            continue
+        weight = store.read(source)
+        if external_data_helper.uses_external_data(tensor):  # its type changed, not its data
+            half = ort_adapter.to_float16(weight)
+            tensor.CopyFrom(store.put(half, tensor.name))
+        else:
+            half = store.read(tensor)
+        if weight.ndim >= 2:
+            errors.append(error_of(tensor.name, weight, half.astype(np.float32)))
+    return errors
 
 
 def _with_onnxruntime(

@@ -114,14 +114,38 @@ def int8_static(
 
 
 def float16(model: onnx.ModelProto, *, exclude: Sequence[str]) -> onnx.ModelProto:
-    """float16 weights and compute, keeping float32 inputs and outputs."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    """float16 weights and compute, keeping float32 inputs and outputs.
 
-    with warnings.catch_warnings():
+    Works on a model whose weights are in external data, without reading them: the
+    converter changes the type of each weight it converts, and the caller converts the
+    data (:func:`to_float16`). The converter reads a weight whole only to learn its
+    shape, which the tensor's ``dims`` give; that read is replaced for the call.
+    """
+    from unittest import mock
+
+    from onnxruntime.transformers import float16 as converter
+
+    with (
+        warnings.catch_warnings(),
+        mock.patch.object(converter, "make_value_info_from_tensor", _value_info),
+    ):
         warnings.simplefilter("ignore")
-        converted: Any = convert_float_to_float16(
+        converted: Any = converter.convert_float_to_float16(
             model, keep_io_types=True, node_block_list=list(exclude) or None
         )
     if not isinstance(converted, onnx.ModelProto):
         raise ConfigError("onnxruntime's float16 converter returned no model")
     return converted
+
+
+def to_float16(values: np.ndarray) -> np.ndarray:
+    """float32 values as float16 the way onnxruntime's converter stores weights: values
+    beyond float16's range clamped to its largest, tiny ones kept from flushing to 0."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    converted: np.ndarray = convert_np_to_float16(values)
+    return converted
+
+
+def _value_info(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
+    return onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))

@@ -1,0 +1,160 @@
+"""Quantizing a model kept on disk: one weight at a time, never the model whole, with the
+answers the in-memory schemes (and onnxruntime's own quantizer) give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import nbdeploy as nbd
+from nbdeploy import _onnxio
+from nbdeploy.payloads import OnnxPayload
+
+VOCAB, WIDTH = 64, 48
+
+
+def _model(rng: np.random.Generator, *, embedding: bool) -> onnx.ModelProto:
+    """x → Gemm(transB) → Relu → two MatMuls reading one activation → Add; optionally
+    token ids → Gather first, and a head reading the embedding again (tied weights)."""
+
+    def weight(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1, name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "wa"], ["a"], name="left"),
+        helper.make_node("MatMul", ["r", "wb"], ["b"], name="right"),
+        helper.make_node("Add", ["a", "b"], ["y"], name="sum"),
+    ]
+    inits = [weight("w1", WIDTH, WIDTH), weight("b1", WIDTH), weight("wa", WIDTH, WIDTH),
+             weight("wb", WIDTH, WIDTH)]  # fmt: skip
+    inputs = [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", WIDTH])]
+    outputs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", WIDTH])]
+    if embedding:
+        nodes = [
+            helper.make_node("Gather", ["table", "ids"], ["x"], name="embed"),
+            *nodes,
+            helper.make_node("Transpose", ["table"], ["table_t"], name="tie"),
+            helper.make_node("MatMul", ["y", "table_t"], ["logits"], name="head"),
+        ]
+        inits.append(weight("table", VOCAB, WIDTH))
+        inputs = [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, ["n"])]
+        outputs = [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["n", VOCAB])]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _on_disk(model: onnx.ModelProto, folder: Path) -> nbd.Artifact:
+    path, copy = folder / "model.onnx", onnx.ModelProto()
+    copy.CopyFrom(model)  # saving with external data rewrites the proto
+    onnx.save_model(copy, path, save_as_external_data=True, size_threshold=0)
+    art = nbd.load(path)
+    assert art.payload.folder is not None  # held as a model past 2 GiB is
+    return art
+
+
+def _in_memory(model: onnx.ModelProto, folder: Path) -> nbd.Artifact:
+    onnx.save_model(model, folder / "in_memory.onnx")
+    return nbd.load(folder / "in_memory.onnx")
+
+
+@pytest.fixture
+def never_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any step that reads a model kept on disk whole."""
+
+    def refuse(self: OnnxPayload) -> onnx.ModelProto:
+        raise AssertionError("a model kept on disk was read whole")
+
+    monkeypatch.setattr(OnnxPayload, "whole", refuse)
+
+
+def test_int8_dynamic_on_disk_answers_as_onnxruntimes_quantizer(
+    rng: np.random.Generator, tmp_path: Path, never_whole: None
+) -> None:
+    """Same weights, scales and node pattern as ``quantize_dynamic``: the same answers,
+    one weight read at a time; a shared activation is quantized once."""
+    model = _model(rng, embedding=False)
+    in_memory = _in_memory(model, tmp_path)
+    reference = nbd.quantize(in_memory, "int8-dynamic", progress=False)  # onnxruntime's
+    disk = nbd.quantize(_on_disk(model, tmp_path), "int8-dynamic", progress=False)
+    x = rng.standard_normal((5, WIDTH)).astype(np.float32)
+    np.testing.assert_allclose(disk.run(x)["y"], reference.run(x)["y"], rtol=1e-5, atol=1e-4)
+    ops = [n.op_type for n in disk.onnx.graph.node]
+    assert ops.count("MatMulInteger") == 3 and ops.count("DynamicQuantizeLinear") == 2
+    assert {t.name for t in disk.report.tensors} == {"w1", "wa", "wb"}
+    assert all(t.snr_db > 30 for t in disk.report.tensors)
+    inits = {t.name: t for t in disk.onnx.graph.initializer}
+    assert "w1" not in inits and inits["w1_quantized"].data_type == onnx.TensorProto.INT8
+    assert list(inits["w1_quantized"].dims) == [WIDTH, WIDTH]  # stored as (K, N)
+
+
+def test_int8_dynamic_on_disk_quantizes_embeddings_and_keeps_tied_weights(
+    rng: np.random.Generator, tmp_path: Path, never_whole: None
+) -> None:
+    model = _model(rng, embedding=True)
+    fp32 = _in_memory(model, tmp_path)
+    q = nbd.quantize(_on_disk(model, tmp_path), "int8-dynamic", progress=False)
+    ids = np.arange(0, VOCAB, 5, dtype=np.int64)
+    expected, got = fp32.run(ids)["logits"], q.run(ids)["logits"]
+    assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
+    names = {t.name for t in q.onnx.graph.initializer}
+    assert {"table", "table_quantized"} <= names  # the Transpose still reads it in float
+    assert "table" in {t.name for t in q.report.tensors}
+
+
+@pytest.mark.parametrize("scheme", ["fp16", "kmeans-16", "int4-weight-asymmetric"])
+def test_a_scheme_on_disk_gives_what_it_gives_in_memory(
+    scheme: str, rng: np.random.Generator, tmp_path: Path, never_whole: None
+) -> None:
+    model = _model(rng, embedding=False)
+    memory = nbd.quantize(_in_memory(model, tmp_path), scheme, progress=False)
+    disk = nbd.quantize(_on_disk(model, tmp_path), scheme, progress=False)
+    x = rng.standard_normal((3, WIDTH)).astype(np.float32)
+    np.testing.assert_array_equal(disk.run(x)["y"], memory.run(x)["y"])
+    assert disk.report.tensors == memory.report.tensors
+    assert disk.size_bytes < 0.7 * _in_memory(model, tmp_path).size_bytes
+
+
+def test_a_result_past_the_limit_stays_on_disk_in_one_data_file(
+    rng: np.random.Generator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Untouched tensors (the bias) are carried over byte for byte into the result's own
+    data file; the result reloads with the same answers."""
+    monkeypatch.setattr(_onnxio, "ON_DISK_BYTES", 1000)
+    model = _model(rng, embedding=False)
+    q = nbd.quantize(_on_disk(model, tmp_path), "int8-dynamic", progress=False)
+    assert q.payload.folder is not None
+    assert sorted(p.name for p in q.payload.folder.iterdir()) == ["model.onnx", "model.onnx.data"]
+    saved = tmp_path / "out" / "q.onnx"
+    saved.parent.mkdir()
+    q.save(saved)
+    x = rng.standard_normal((2, WIDTH)).astype(np.float32)
+    np.testing.assert_array_equal(nbd.load(saved).run(x)["y"], q.run(x)["y"])
+    bias = next(t for t in q.onnx.graph.initializer if t.name == "b1")
+    original = numpy_helper.to_array(model.graph.initializer[1])
+    np.testing.assert_array_equal(numpy_helper.to_array(bias, str(q.payload.folder)), original)
+
+
+def test_a_failed_rewrite_leaves_no_folder_behind(
+    rng: np.random.Generator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from nbdeploy.quantization import maths
+
+    art = _on_disk(_model(rng, embedding=False), tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(maths, "symmetric", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        nbd.quantize(art, "int8-dynamic", progress=False)
+    assert list((tmp_path / "tmp").iterdir()) == []
