@@ -1,49 +1,124 @@
 """Real model sizes: seconds and peak memory of every step, each in a fresh process,
 beside what torch and onnxruntime take for the same step done directly.
 
-    python -m benchmarks.scale            # MLPs of 100M and 300M parameters (0.4, 1.1 GB)
-    NBDEPLOY_SCALE_PARAMS=400e6 python -m benchmarks.scale
+    python -m benchmarks.scale                      # MLPs of 100M and 300M parameters
+    NBDEPLOY_SCALE_MODELS=mlp:600e6,decoder:1e9 python -m benchmarks.scale
 
+Models are ``mlp:<params>`` (Linear+ReLU stacks, width 4096) or ``decoder:<params>`` (a
+Llama-style decoder from a ``transformers`` config, TinyLlama's widths with as many
+layers as the parameter count allows, random weights, ``use_cache=True`` as built).
 Each step runs as its own process (``python -m benchmarks.scale step NAME FOLDER``)
 that reads what the step before it saved, so its peak RSS (``wait4``'s ``ru_maxrss``) is
 that step's alone, loading included. Goals (issue 19): peak ≤ 3× the fp32 size, time
-≤ 1.5× the direct baseline.
+≤ 1.5× the direct baseline. ``NBDEPLOY_SCALE_BEFORE=<an earlier scale.json>`` adds that
+run's rows as a second table, for before/after.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import _report
 
-SIZES = [int(float(n)) for n in os.environ.get("NBDEPLOY_SCALE_PARAMS", "100e6,300e6").split(",")]
-PARAMS = SIZES[0]  # the size a step process builds (set per size by main)
-WIDTH = 4096  # hidden width; depth follows from the parameter count
+WIDTH = 4096  # MLP hidden width; depth follows from the parameter count
 BATCH = 8
+TOKENS = 16  # decoder example: one sequence of this many tokens
+# TinyLlama-1.1B's widths; the number of layers follows from the parameter count.
+DECODER: dict[str, Any] = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632,
+           "num_attention_heads": 32, "num_key_value_heads": 4,
+           "max_position_embeddings": 2048}  # fmt: skip
 
 
-def _mlp() -> Any:
-    import torch
+@dataclass(frozen=True)
+class Subject:
+    """A model of a given kind and size, built the same way in every step's process."""
 
-    torch.manual_seed(0)
-    layers = max(1, PARAMS // (WIDTH * WIDTH))
-    blocks: list[torch.nn.Module] = []
-    for _ in range(layers):
-        blocks += [torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU()]
-    return torch.nn.Sequential(*blocks[:-1]).eval()
+    kind: str  # "mlp" or "decoder"
+    params: int
+
+    @classmethod
+    def parse(cls, text: str) -> Subject:
+        kind, _, params = text.partition(":")
+        return cls(kind, int(float(params)))
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.params}"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "mlp":
+            return f"MLP {self.params / 1e6:.0f}M"
+        return f"decoder {self._decoder_params() / 1e9:.2f}B"
+
+    @property
+    def fp32_bytes(self) -> int:
+        if self.kind == "mlp":
+            return self._mlp_layers() * (WIDTH * WIDTH + WIDTH) * 4
+        return self._decoder_params() * 4
+
+    def build(self) -> Any:
+        import torch
+
+        torch.manual_seed(0)
+        if self.kind == "decoder":
+            import transformers
+
+            config = transformers.LlamaConfig(**DECODER, num_hidden_layers=self._layers())
+            decoder: Any = transformers.LlamaForCausalLM(config)
+            return decoder.eval()
+        blocks: list[torch.nn.Module] = []
+        for _ in range(self._mlp_layers()):
+            blocks += [torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU()]
+        return torch.nn.Sequential(*blocks[:-1]).eval()
+
+    def example(self) -> Any:
+        """The example as numpy: an array (MLP), or token ids and mask (decoder)."""
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        if self.kind == "decoder":
+            ids = rng.integers(0, DECODER["vocab_size"], (1, TOKENS), dtype=np.int64)
+            return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        return rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+
+    def torch_example(self) -> Any:
+        import torch
+
+        example = self.example()
+        if isinstance(example, dict):
+            return {k: torch.from_numpy(v) for k, v in example.items()}
+        return torch.from_numpy(example)
+
+    def _mlp_layers(self) -> int:
+        return max(1, self.params // (WIDTH * WIDTH))
+
+    def _layer_params(self) -> int:
+        h, kv = DECODER["hidden_size"], DECODER["hidden_size"] * DECODER["num_key_value_heads"]
+        attention = 2 * h * h + 2 * h * kv // DECODER["num_attention_heads"]
+        return attention + 3 * h * DECODER["intermediate_size"] + 2 * h
+
+    def _layers(self) -> int:
+        embeddings = 2 * DECODER["vocab_size"] * DECODER["hidden_size"]  # input and head
+        return max(1, (self.params - embeddings) // self._layer_params())
+
+    def _decoder_params(self) -> int:
+        embeddings = 2 * DECODER["vocab_size"] * DECODER["hidden_size"]
+        return embeddings + self._layers() * self._layer_params() + DECODER["hidden_size"]
 
 
-def _example() -> Any:
-    import numpy as np
-
-    return np.random.default_rng(0).standard_normal((BATCH, WIDTH)).astype(np.float32)
+SUBJECTS = [Subject.parse(s) for s in
+            os.environ.get("NBDEPLOY_SCALE_MODELS", "mlp:100e6,mlp:300e6").split(",")]  # fmt: skip
+SUBJECT = SUBJECTS[0]  # the model a step process builds (set from the environment by main)
 
 
 def _load(folder: Path, name: str) -> Any:
@@ -56,11 +131,9 @@ def _load(folder: Path, name: str) -> Any:
 
 
 def export(folder: Path) -> None:
-    import torch
-
     import nbdeploy as nbd
 
-    art = nbd.export(_mlp(), torch.from_numpy(_example()), name="mlp", progress=False)
+    art = nbd.export(SUBJECT.build(), SUBJECT.torch_example(), name="model", progress=False)
     art.save(folder / "fp32.onnx")
 
 
@@ -75,7 +148,7 @@ def _quantize(scheme: str) -> Callable[[Path], None]:
         import nbdeploy as nbd
 
         art = _load(folder, "optimized")
-        calibration = _example() if scheme == "int8-static" else None
+        calibration = SUBJECT.example() if scheme == "int8-static" else None
         out = nbd.quantize(art, scheme, calibration=calibration, progress=False)
         out.save(folder / f"{scheme}.onnx")
 
@@ -86,7 +159,7 @@ def compare(folder: Path) -> None:
     import nbdeploy as nbd
 
     variants = [_load(folder, "optimized"), _load(folder, "int8-dynamic")]
-    nbd.compare(variants, data=_example(), progress=False, repeat=2, max_runs=3)
+    nbd.compare(variants, data=SUBJECT.example(), progress=False, repeat=2, max_runs=3)
 
 
 def serve(folder: Path) -> None:
@@ -95,8 +168,25 @@ def serve(folder: Path) -> None:
     repository = folder / "repository"
     nbd.server.start(repository, http_port=0, grpc_port=0)
     try:
-        dep = nbd.serve(_load(folder, "optimized"), name="mlp", repository=repository)
-        dep.try_it(_example())
+        dep = nbd.serve(_load(folder, "optimized"), name="model", repository=repository)
+        dep.try_it(SUBJECT.example())
+    finally:
+        nbd.server.stop(repository)
+
+
+def push(folder: Path) -> None:
+    """Push to a server with a request limit (the local server's 64 MiB) the way Triton
+    users push large models: written where it reads its repository, loaded by name,
+    checked through the wire."""
+    import nbdeploy as nbd
+
+    repository = folder / "shared"
+    server = nbd.server.start(repository, http_port=0, grpc_port=0)
+    try:
+        address = server.http_url.removeprefix("http://")
+        pushed = nbd.push(_load(folder, "int8-dynamic"), address, name="model",
+                          repository=repository, timeout=600)  # fmt: skip
+        assert pushed.parity is not None
     finally:
         nbd.server.stop(repository)
 
@@ -108,9 +198,13 @@ def torch_export(folder: Path) -> None:
     import onnxruntime as ort
     import torch
 
+    model, example = SUBJECT.build(), SUBJECT.torch_example()
     path = folder / "direct.onnx"
-    torch.onnx.export(_mlp(), (torch.from_numpy(_example()),), str(path), dynamo=True,
-                      external_data=True)  # fmt: skip
+    if isinstance(example, dict):
+        model.config.use_cache = False  # torch's exporter cannot take the cache as built
+        torch.onnx.export(model, (), str(path), kwargs=example, dynamo=True, external_data=True)
+    else:
+        torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=True)
     ort.InferenceSession(str(path))
 
 
@@ -138,49 +232,62 @@ STEPS: dict[str, tuple[Callable[[Path], None], str]] = {
     "kmeans-16": (_quantize("kmeans-16"), ""),
     "compare": (compare, ""),
     "serve": (serve, ""),
+    "push": (push, ""),
 }
 BASELINES: dict[str, Callable[[Path], None]] = {
     "torch_export": torch_export, "ort_int8_dynamic": ort_int8_dynamic, "ort_fp16": ort_fp16,
 }  # fmt: skip
 
 
-def _measure(name: str, folder: Path, params: int) -> tuple[float, float, str]:
+def _measure(name: str, folder: Path, subject: Subject) -> tuple[float, float, str]:
     """Seconds, peak RSS (GB) and the error, if any, of one step in its own process."""
     started = time.perf_counter()
-    env = {**os.environ, "NBDEPLOY_SCALE_PARAMS": str(params)}
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.scale", "step", name, str(folder)],
-                             stderr=subprocess.PIPE, env=env)  # fmt: skip
-    _, status, usage = os.wait4(child.pid, 0)
+    env = {**os.environ, "NBDEPLOY_SCALE_MODELS": subject.spec}
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen([sys.executable, "-m", "benchmarks.scale", "step", name,
+                                  str(folder)], stderr=log, env=env)  # fmt: skip
+        _, status, usage = os.wait4(child.pid, 0)
+        log.seek(0)
+        lines = log.read().decode(errors="replace").strip().splitlines()
     seconds = time.perf_counter() - started
-    error = "" if status == 0 else child.stderr.read().decode()[-300:] if child.stderr else "?"
-    return seconds, usage.ru_maxrss * 1024 / 1e9, error.strip().splitlines()[-1] if error else ""
+    if os.WIFSIGNALED(status):
+        error = f"killed by signal {os.WTERMSIG(status)} (9: out of memory)"
+    else:
+        error = lines[-1] if status != 0 and lines else "failed" if status != 0 else ""
+    return seconds, usage.ru_maxrss * 1024 / 1e9, error
 
 
 def main() -> Path:
-    rows = [row for params in SIZES for row in _rows(params)]
-    sizes = ", ".join(f"{p / 1e6:.0f}M ({_mlp_bytes(p) / 1e9:.2f} GB)" for p in SIZES)
-    notes = (f"MLPs of {sizes} parameters (fp32), width {WIDTH}, random weights. Each "
-             "step is a fresh process reading what the step before saved; peak is that "
-             "process's maximum RSS, Python and libraries included (~0.5 GB before any "
-             "model). 'direct' is the same step done with torch or onnxruntime alone, file "
-             "to file. Exports from 1 GiB of weights are kept on disk.")  # fmt: skip
-    return _report.write("scale", "Real model sizes: time and peak memory per step", rows, notes)
+    rows = [row for subject in SUBJECTS for row in _rows(subject)]
+    sizes = ", ".join(f"{s.label} ({s.fp32_bytes / 1e9:.2f} GB)" for s in SUBJECTS)
+    notes = (f"{sizes} of fp32 weights, random. Each step is a fresh process reading what "
+             "the step before saved; peak is that process's maximum RSS, Python and "
+             "libraries included (~0.5 GB before any model). 'direct' is the same step "
+             "done with torch or onnxruntime alone, file to file.")  # fmt: skip
+    sections = []
+    if before := os.environ.get("NBDEPLOY_SCALE_BEFORE"):
+        earlier = json.loads(Path(before).read_text())
+        sections.append((f"Before ({earlier['meta']['when']})",
+                         "The same benchmark on the code before this run's change.",
+                         earlier["rows"]))  # fmt: skip
+    return _report.write("scale", "Real model sizes: time and peak memory per step", rows,
+                         notes, sections)  # fmt: skip
 
 
-def _rows(params: int) -> list[dict[str, Any]]:
-    size_gb = _mlp_bytes(params) / 1e9
+def _rows(subject: Subject) -> list[dict[str, Any]]:
+    size_gb = subject.fp32_bytes / 1e9
     rows = []
     with tempfile.TemporaryDirectory(prefix="nbdeploy-scale-") as tmp:
         folder = Path(tmp)
         for step, (_, baseline) in STEPS.items():
-            seconds, peak, error = _measure(step, folder, params)
-            row: dict[str, Any] = {"model": f"MLP {params / 1e6:.0f}M", "step": step,
+            seconds, peak, error = _measure(step, folder, subject)
+            row: dict[str, Any] = {"model": subject.label, "step": step,
                                    "seconds": round(seconds, 1),
                                    "peak GB": round(peak, 2),
                                    "peak × model": round(peak / size_gb, 1)}  # fmt: skip
             row |= {"direct": "", "direct s": "", "direct GB": "", "time × direct": ""}
             if baseline:
-                b_seconds, b_peak, b_error = _measure(baseline, folder, params)
+                b_seconds, b_peak, b_error = _measure(baseline, folder, subject)
                 row |= {"direct": baseline, "direct s": round(b_seconds, 1),
                         "direct GB": round(b_peak, 2),
                         "time × direct": round(seconds / b_seconds, 2)}  # fmt: skip
@@ -189,11 +296,6 @@ def _rows(params: int) -> list[dict[str, Any]]:
             rows.append(row)
             print(row, flush=True)
     return rows
-
-
-def _mlp_bytes(params: int) -> int:
-    layers = max(1, params // (WIDTH * WIDTH))
-    return layers * (WIDTH * WIDTH + WIDTH) * 4
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ def _quiet() -> Iterator[None]:
         root.removeFilter(advice)
 
 
+# The converter's defaults: its smallest positive and largest finite float16 values.
+_FLOAT16_TINY, _FLOAT16_MAX = 5.96e-08, 65504.0
+
+
 def _folder() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="nbdeploy-quantize-")
 
@@ -139,12 +143,20 @@ def float16(model: onnx.ModelProto, *, exclude: Sequence[str]) -> onnx.ModelProt
 
 
 def to_float16(values: np.ndarray) -> np.ndarray:
-    """float32 values as float16 the way onnxruntime's converter stores weights: values
-    beyond float16's range clamped to its largest, tiny ones kept from flushing to 0."""
+    """float32 values as float16 exactly as onnxruntime's converter stores weights:
+    values beyond float16's range clamped to its largest, tiny ones kept from flushing
+    to zero. The converter's own function makes a dozen passes over the tensor (it took
+    two thirds of an fp16 conversion); here one cast does the common case and only the
+    values it would change go through the converter's function."""
     from onnxruntime.transformers.float16 import convert_np_to_float16
 
-    converted: np.ndarray = convert_np_to_float16(values)
-    return converted
+    with np.errstate(over="ignore"):  # the values that overflow are redone below
+        half = values.astype(np.float16)
+    magnitude = np.abs(values)
+    unusual = np.flatnonzero((magnitude < _FLOAT16_TINY) | (magnitude > _FLOAT16_MAX))
+    if unusual.size:
+        half.flat[unusual] = convert_np_to_float16(values.flat[unusual])
+    return half
 
 
 def _value_info(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:

@@ -47,12 +47,18 @@ class TensorError:
 
 
 def error_of(name: str, original: np.ndarray, restored: np.ndarray) -> TensorError:
-    """The error of a restored tensor against its original."""
-    diff = restored.astype(np.float64) - original.astype(np.float64)
-    noise = float(np.square(diff).mean())
-    signal = float(np.square(original.astype(np.float64)).mean())
+    """The error of a restored tensor against its original.
+
+    Sums of squares are float32 dot products (BLAS, no float64 copies of the tensor: a
+    whole-tensor float64 pass took a third of an fp16 conversion of 1 GB of weights);
+    their relative error is ~1e-4, a thousandth of a dB of SNR."""
+    flat = original.astype(np.float32, copy=False).ravel()
+    diff = restored.astype(np.float32, copy=False).ravel() - flat
+    count = max(flat.size, 1)
+    noise, signal = float(np.dot(diff, diff)) / count, float(np.dot(flat, flat)) / count
     snr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else float("inf")
-    return TensorError(name, int(original.size), float(np.abs(diff).max()), noise**0.5, float(snr))
+    max_abs = float(np.abs(diff).max()) if diff.size else 0.0
+    return TensorError(name, int(original.size), max_abs, noise**0.5, float(snr))
 
 
 def quantize_weights(

@@ -158,3 +158,19 @@ def test_a_failed_rewrite_leaves_no_folder_behind(
     with pytest.raises(RuntimeError, match="disk full"):
         nbd.quantize(art, "int8-dynamic", progress=False)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_float16_weights_are_bit_for_bit_those_of_onnxruntimes_converter(
+    rng: np.random.Generator,
+) -> None:
+    """The fast path casts once and sends only the values a cast would get wrong (tiny,
+    huge, infinite) through the converter's own function."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    from nbdeploy.quantization.ort_adapter import to_float16
+
+    scales = rng.choice([1e-9, 1e-6, 1.0, 1e3, 1e5], 20_000)
+    values = (rng.standard_normal(20_000) * scales).astype(np.float32)
+    values[:10] = [0, -0.0, np.inf, -np.inf, np.nan, 65504, 5.96e-08, -5.96e-08, 65519, -7e4]
+    want = convert_np_to_float16(values).view(np.uint16)
+    np.testing.assert_array_equal(to_float16(values).view(np.uint16), want)
