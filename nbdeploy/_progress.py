@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Protocol
 
-__all__ = ["DELAY_S", "Display", "Steps", "note", "steps"]
+__all__ = ["DELAY_S", "Display", "Steps", "detail", "note", "steps"]
 
 DELAY_S = 1.0  # shown only for work that takes longer than this
 TICK_S = 0.5
@@ -59,6 +59,12 @@ class Steps:
             if self.current:
                 self.done += 1
             self.current, self.detail = name, ""
+        self.draw()
+
+    def say(self, text: str) -> None:
+        """Say where the current step is (``"weight 12 of 170"``), drawn after its name."""
+        with self._lock:
+            self.detail = text
         self.draw()
 
     def text(self) -> str:
@@ -126,8 +132,11 @@ class _Detail(Steps):
         self._outer = outer
 
     def step(self, name: str) -> None:
-        self._outer.detail = name
-        self._outer.draw()
+        self.current = name
+        self._outer.say(name)
+
+    def say(self, text: str) -> None:
+        self._outer.say(f"{self.current} › {text}" if self.current else text)
 
 
 def note(name: str) -> None:
@@ -136,6 +145,14 @@ def note(name: str) -> None:
     job = _RUNNING.get()
     if job is not None:
         job.step(name)
+
+
+def detail(text: str) -> None:
+    """Say where the running job's current step is (``"weight 12 of 170"``), if a job
+    runs in this context: for loops deep in a step that take minutes on large models."""
+    job = _RUNNING.get()
+    if job is not None:
+        job.say(text)
 
 
 def _tick(job: Steps, stop: threading.Event) -> None:

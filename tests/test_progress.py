@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nbdeploy._progress import note, steps
+from nbdeploy._progress import detail, note, steps
 from tests import onnx_models
 
 
@@ -35,6 +35,20 @@ def test_steps_are_named_with_their_count_and_time_and_cleared_at_the_end() -> N
     assert lines.shown[0].startswith("export m · torch export (1/2) · ")
     assert lines.shown[-1].startswith("export m · check parity (2/2) · ")
     assert lines.shown[-1].endswith(" s") and lines.cleared == 1
+
+
+def test_a_long_step_says_where_it_is_inside_itself() -> None:
+    """Loops that take minutes on large models (a weight at a time) say which weight."""
+    lines = Lines()
+    with steps("quantize m", ["int8-dynamic", "measure"], display=lines, delay=0) as job:
+        job.step("int8-dynamic")
+        detail("weight 3 of 170")
+        with steps("inner", ["rewrite"], display=lines):
+            note("rewrite")
+            detail("weight 4 of 170")
+    assert lines.shown[1].startswith("quantize m · int8-dynamic › weight 3 of 170 (1/2) · ")
+    assert lines.shown[-1].startswith("quantize m · int8-dynamic › rewrite › weight 4 of 170")
+    detail("outside any job: nothing happens")
 
 
 def test_a_job_inside_another_shows_as_its_detail() -> None:

@@ -16,7 +16,7 @@ import onnx
 from onnx import external_data_helper
 
 from .. import _onnxio
-from .._progress import steps
+from .._progress import detail, steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from ..payloads import OnnxPayload
@@ -170,10 +170,11 @@ def _float16(
     floats = onnx.TensorProto.FLOAT
     before = {t.name: t for t in original.graph.initializer if t.data_type == floats}
     errors = []
-    for tensor in model.graph.initializer:
+    for number, tensor in enumerate(model.graph.initializer, 1):
         source = before.get(tensor.name)
         if source is None or tensor.data_type != onnx.TensorProto.FLOAT16:
             continue
+        detail(f"tensor {number} of {len(model.graph.initializer)}")
         weight = store.read(source)
         if external_data_helper.uses_external_data(tensor):  # its type changed, not its data
             half = ort_adapter.to_float16(weight)

@@ -24,6 +24,7 @@ import onnx
 from onnx import helper
 
 from .. import _onnxio
+from .._progress import detail
 from ..errors import ConfigError
 from . import maths
 from .store import Store
@@ -110,9 +111,11 @@ def _quantize_weights(
 ) -> dict[str, tuple[list[onnx.TensorProto], TensorError]]:
     """Each used weight quantized once, in file order: its tensors and its error."""
     done: dict[str, tuple[list[onnx.TensorProto], TensorError]] = {}
+    count = len({use.weight for use in uses})
     for use in uses:
         if use.weight in done:
             continue
+        detail(f"weight {len(done) + 1} of {count}")
         conflicting = [u for u in uses if u.weight == use.weight and u != use]
         if any(u.transposed != use.transposed or u.node.op_type != use.node.op_type
                for u in conflicting):  # fmt: skip

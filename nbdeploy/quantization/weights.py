@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .._progress import detail
 from . import maths
 from .schemes import KMeans, WeightOnly
 from .store import Store
@@ -74,10 +75,13 @@ def quantize_weights(
     skip = set(exclude)
     targets = weight_tensors(model, skip)
     kept = [init for init in model.graph.initializer if init.name not in targets]
-    errors, new_nodes, stored = [], [], []
+    errors: list[TensorError] = []
+    new_nodes: list[onnx.NodeProto] = []
+    stored: list[onnx.TensorProto] = []
     for init in model.graph.initializer:
         if init.name not in targets:
             continue
+        detail(f"weight {len(errors) + 1} of {len(targets)}")
         weight = store.read(init)
         arrays, nodes, restored = _encode(init.name, weight, scheme,
                                           targets[init.name] if per_channel else None)  # fmt: skip
