@@ -1,6 +1,8 @@
-"""Hugging Face decoders, as they are built (``use_cache=True``, the default), export:
-as called with ``use_cache=False``, with batch and sequence dynamic, answering like the
-model at other lengths. Small random configs of each family; nothing is downloaded."""
+"""Hugging Face decoders, as they are built (``use_cache=True``, the default), export with
+their key/value cache as named inputs and outputs (as optimum-onnx does), and a
+generation loop feeding each step's cache back answers as the model does on the whole
+sequence; configured with ``use_cache=False`` they export without it. Small random
+configs of each family; nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -41,22 +43,55 @@ def _tokens(batch: int, length: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_a_decoder_with_its_default_cache_exports(family: str) -> None:
+def test_a_decoder_with_its_default_cache_exports_it_as_inputs_and_outputs(family: str) -> None:
     model = _decoder(family)
     art = nbd.export(model, _tokens(2, 8), name=family, progress=False)
     assert art.parity is not None and art.parity.ok
-    assert [s.shape_text for s in art.inputs] == ["[batch, sequence]"] * 2
+    layers = model.config.num_hidden_layers
+    names = [s.name for s in art.inputs]
+    assert names[:2] == ["input_ids", "attention_mask"] and len(names) == 2 + 2 * layers
+    assert names[2:4] == ["past_key_values.0.key", "past_key_values.0.value"]
+    shapes = {s.name: s.shape_text for s in art.inputs}
+    assert shapes["input_ids"] == "[batch, sequence]"
+    assert shapes["attention_mask"] == "[batch, total_sequence]"
+    assert shapes["past_key_values.0.key"].startswith("[batch, ")
+    assert "past_sequence" in shapes["past_key_values.0.key"]
+    assert [s.name for s in art.outputs][:3] == ["logits", "present.0.key", "present.0.value"]
     prepared = art.lineage.steps[0]
-    assert (prepared.kind, prepared.detail["use_cache"]) == ("prepare", False)
+    assert (prepared.kind, prepared.detail["use_cache"]) == ("prepare", True)
+    _generates_as_the_model_does(art, model, layers)
+
+
+def _generates_as_the_model_does(art: nbd.Artifact, model: Any, layers: int) -> None:
+    """A prompt with an empty cache, then one token at a time with the cache fed back:
+    each step's logits are the model's on the whole sequence so far, without a cache."""
+    prompt = _tokens(3, 5)
+    ids = prompt["input_ids"].numpy()
+    heads_and_size = {s.name: s.shape for s in art.inputs}["past_key_values.0.key"][1::2]
+    empty = np.zeros((3, heads_and_size[0], 0, heads_and_size[1]), np.float32)
+    past = {
+        f"past_key_values.{i}.{kind}": empty for i in range(layers) for kind in ("key", "value")
+    }
+    new = ids
+    for _ in range(3):
+        out = art.run({"input_ids": new, "attention_mask": np.ones_like(ids), **past})
+        with torch.no_grad():
+            whole = model(input_ids=torch.from_numpy(ids), use_cache=False).logits.numpy()
+        np.testing.assert_allclose(out["logits"], whole[:, -new.shape[1] :], atol=1e-4, rtol=1e-3)
+        past = {name.replace("present", "past_key_values"): value for name, value in out.items()
+                if name.startswith("present.")}  # fmt: skip
+        new = out["logits"][:, -1:].argmax(-1)
+        ids = np.concatenate([ids, new], axis=1)
+
+
+def test_a_decoder_configured_without_its_cache_takes_whole_sequences() -> None:
+    model = _decoder("gpt2")
+    model.config.use_cache = False
+    art = nbd.export(model, _tokens(2, 8), name="plain", progress=False)
+    assert [s.kind for s in art.lineage.steps] == ["export"]
+    assert [s.shape_text for s in art.inputs] == ["[batch, sequence]"] * 2
     longer = _tokens(3, 13)
     got = art.run({k: v.numpy() for k, v in longer.items()})["logits"]
     with torch.no_grad():
         want = model(**longer).logits.numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
-
-
-def test_a_decoder_configured_without_its_cache_is_exported_as_it_is() -> None:
-    model = _decoder("gpt2")
-    model.config.use_cache = False
-    art = nbd.export(model, _tokens(2, 8), name="plain", progress=False)
-    assert [s.kind for s in art.lineage.steps] == ["export"]

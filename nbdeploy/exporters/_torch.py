@@ -24,6 +24,7 @@ from ..errors import ExampleError, ExportError
 from ..payloads import OnnxPayload, TorchScriptPayload
 from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
+from . import _decoders
 from ._options import ExportOptions
 from ._parity import grow_batch, verify
 from .report import ExportReport
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Feed = dict[str, np.ndarray]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-SEQUENCE = "sequence"
 _OP = re.compile(r"(aten[:.]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
 
 
@@ -42,9 +42,9 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     """Export a torch module; see :func:`nbdeploy.export`."""
     torch = require("torch", extra="torch", feature="Exporting a PyTorch model")
     call = _Call.from_example(model, example)
-    feed = call.feed
     lineage = Lineage("torch", torch.__version__, _qualname(model))
-    model, lineage = _without_kv_cache(model, call, lineage)
+    model, lineage = _decoders.prepare(model, call, lineage)  # may change the call
+    feed = call.feed
     with _eval_mode(model), torch.no_grad():
         reference = call.reference(model)
         output_names = list(reference(feed))
@@ -65,54 +65,14 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     return dataclasses.replace(art, parity=parity, report=ExportReport.of(art.lineage, parity))
 
 
-def _without_kv_cache(model: Any, call: _Call, lineage: Lineage) -> tuple[Any, Lineage]:
-    """A Hugging Face decoder called as it is by default (``use_cache=True``) returns its
-    key/value cache as a ``DynamicCache`` object, which neither torch exporter can put in
-    a graph: export it as called with ``use_cache=False`` (each request computes the
-    whole sequence; the logits are the same), and say so in the lineage. An example that
-    sets ``use_cache`` itself is left as the user wrote it."""
-    config = getattr(model, "config", None)
-    if not getattr(config, "use_cache", False) or "use_cache" in call.feed:
-        return model, lineage
-    try:
-        takes_it = "use_cache" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return model, lineage
-    if not takes_it:
-        return model, lineage
-    log.info("%s: exporting without the key/value cache (use_cache=False)", _qualname(model))
-    call.sequence = True  # a decoder takes sequences of any length
-    note = ("exported as called with use_cache=False: the graph takes the whole sequence "
-            "and returns its logits, without past_key_values inputs or outputs")  # fmt: skip
-    return _WithoutCache(model), lineage.then("prepare", use_cache=False, why=note)
-
-
-def _WithoutCache(model: Any) -> Any:  # noqa: N802 - reads as the class it builds
-    """``model`` called with ``use_cache=False``, with the signature of its ``forward``
-    (less ``use_cache``), so the exporter binds inputs by name as it would on the model."""
-    import torch
-
-    class WithoutCache(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.model = inner
-
-        def forward(self, *args: Any, **kwargs: Any) -> Any:
-            return self.model(*args, **kwargs, use_cache=False)
-
-    signature = inspect.signature(model.forward)
-    own = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    kept = [p for p in signature.parameters.values() if p.name != "use_cache"]
-    vars(WithoutCache.forward)["__signature__"] = signature.replace(parameters=[own, *kept])
-    return WithoutCache(model)
-
-
 class _Call:
     """How the model is called: positional tensors or keyword tensors, and their names."""
 
     def __init__(self, names: list[str], feed: Feed, keyword: bool) -> None:
         self.names, self.feed, self.keyword = names, feed, keyword
-        self.sequence = False  # dimension 1 of 2-D inputs (token ids, masks) is dynamic too
+        # Dynamic dimensions past the batch, by input: {name: {axis: dimension name}}
+        # (a decoder's sequence and its cache's past sequence).
+        self.axes: dict[str, dict[int, str]] = {}
         self.batch = next((int(v.shape[0]) for v in feed.values() if v.ndim), 1)
 
     @classmethod
@@ -260,20 +220,21 @@ def _to_onnx(
     return Artifact.from_onnx(proto, name=name, lineage=lineage, example=call.feed)
 
 
-def _dynamic_shapes(call: _Call, feed: Feed, batch: Any) -> dict[str, dict[int, Any]] | None:
-    """Which dimensions vary: the batch (``batch``, unless ``None``) and, for a decoder,
-    the sequence of its 2-D inputs."""
+def _dynamic_shapes(call: _Call, feed: Feed, batch: Any) -> Any:
+    """Which dimensions vary: the batch (``batch``, unless ``None``) and the ones
+    ``call.axes`` names, one ``torch.export.Dim`` per name; by input name for a keyword
+    call, in argument order for a positional one."""
     import torch
 
-    sequence = torch.export.Dim(SEQUENCE) if call.sequence else None
+    named = {dim: torch.export.Dim(dim) for axes in call.axes.values() for dim in axes.values()}
     shapes: dict[str, dict[int, Any]] = {}
     for name, value in feed.items():
         dims = {0: batch} if batch is not None and value.ndim else {}
-        if sequence is not None and value.ndim == 2:
-            dims[1] = sequence
-        if dims:
-            shapes[name] = dims
-    return shapes or None
+        dims |= {axis: named[dim] for axis, dim in call.axes.get(name, {}).items()}
+        shapes[name] = dims
+    if not any(shapes.values()):
+        return None
+    return shapes if call.keyword else tuple(shapes[name] for name in call.names)
 
 
 def _weight_bytes(model: Any) -> int:
