@@ -95,3 +95,14 @@ def test_a_decoder_configured_without_its_cache_takes_whole_sequences() -> None:
     with torch.no_grad():
         want = model(**longer).logits.numpy()
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_when_the_export_with_the_cache_fails_the_error_says_how_to_export_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unsupported operator aten::made_up")
+
+    monkeypatch.setattr(torch.onnx, "export", refuses)
+    with pytest.raises(nbd.ExportError, match=r"set model\.config\.use_cache = False"):
+        nbd.export(_decoder("llama"), _tokens(2, 8), progress=False)

@@ -68,6 +68,16 @@ def prepare(model: Any, call: _Call, lineage: Lineage) -> tuple[Any, Lineage]:
     return wrapped, lineage.then("prepare", use_cache=True, layers=layers, why=note)
 
 
+def hint(lineage: Lineage) -> str:
+    """What to try when a decoder prepared here fails to export (empty for other models)."""
+    prepared = next((s for s in lineage.steps if s.kind == "prepare"), None)
+    if prepared is None or not prepared.detail.get("use_cache"):
+        return ""
+    return ("It was exported with its key/value cache as inputs and outputs; to export it "
+            "without (each request then computes the whole sequence), set "
+            "model.config.use_cache = False.")  # fmt: skip
+
+
 def input_names(layers: int) -> list[str]:
     """``past_key_values.0.key``, ``past_key_values.0.value``, ... for ``layers`` layers."""
     return [f"past_key_values.{i}.{kind}" for i in range(layers) for kind in KINDS]

@@ -202,7 +202,9 @@ def _to_onnx(
                 name,
                 reason,
             )
-            _legacy_onnx(model, call, feed, output_names, opset, dynamic_batch, dynamo_err, path)
+            hint = _decoders.hint(lineage)
+            _legacy_onnx(model, call, feed, output_names, opset, dynamic_batch, dynamo_err, path,
+                         hint)  # fmt: skip
             large, step = True, {"exporter": "torchscript", "dynamo_failed": reason}
         if large:
             proto = onnx.load(path, load_external_data=False)
@@ -251,6 +253,7 @@ def _legacy_onnx(
     dynamic_batch: bool,
     dynamo_err: Exception,
     path: Path,
+    hint: str = "",
 ) -> None:
     import torch
 
@@ -274,8 +277,11 @@ def _legacy_onnx(
             f"neither torch exporter could convert {_qualname(model)}"
             + (f" (failing operator: {op})" if op else "")
             + f". dynamo: {_first_line(dynamo_err)} | torchscript: {_first_line(err)}. "
-            "Try another opset=, rewrite the failing operation, or export "
-            "format='torchscript'.",
+            + (
+                hint
+                or "Try another opset=, rewrite the failing operation, or export "
+                "format='torchscript'."
+            ),
             operator=op,
         ) from err
 
