@@ -57,7 +57,9 @@ def serve(
 
     The new version loads beside the ones serving and takes traffic only once it is
     ready; if it fails to load, the old version keeps serving and the loader's reason
-    is raised. The server numbers the version, so two kernels serving one model at once
+    is raised. The version it replaces stays loaded at 0% so that ``rollback()`` is
+    instant (it holds its memory until the next version replaces it, or until
+    ``unload_idle()``). The server numbers the version, so two kernels serving one model at once
     get two distinct versions. Versions of one model share one signature: a model with
     other inputs or outputs must be served under a new name.
 
@@ -315,9 +317,24 @@ class Deployment:
             return server.set_traffic(self.name, "promote")
 
     def rollback(self) -> dict[int, float]:
-        """Send all traffic back to the previous version and unload the newest."""
+        """Send all traffic back to the previous version and unload the newest. The
+        previous version is still loaded (see :meth:`unload_idle`) unless it was
+        unloaded; then it is loaded again from the repository first."""
         with self.live.connect() as server:
             return server.set_traffic(self.name, "rollback")
+
+    def unload_idle(self) -> dict[int, float]:
+        """Unload the versions that take no traffic, freeing their memory; returns the
+        split, which is unchanged.
+
+        A new version (or a promote) keeps the one it replaced loaded at 0% so that
+        :meth:`rollback` is instant; only that one (older ones are unloaded), and it holds
+        as much memory as the version serving. A rollback after this reloads it from the
+        repository instead.
+        """
+        with self.live.connect() as server:
+            serving = {v: share for v, share in server.traffic(self.name).items() if share > 0}
+            return server.set_traffic(self.name, "set", serving)
 
     def stats(self) -> list[dict[str, Any]]:
         """Triton's statistics for every loaded version of this model."""

@@ -20,7 +20,15 @@ from . import _html
 from .server.client import VersionOverview
 from .server.stats import WINDOW_S
 
-__all__ = ["MIME_TYPE", "TryResult", "first_values", "sparkline", "versions_html", "versions_text"]
+__all__ = [
+    "MIME_TYPE",
+    "TryResult",
+    "first_values",
+    "idle_note",
+    "sparkline",
+    "versions_html",
+    "versions_text",
+]
 
 MIME_TYPE = "application/vnd.nbdeploy.deployment.v1+json"
 HEADER = ["version", "traffic", "req/s", "p50 / p95 ms", "errors", "last 5 min", "made by"]
@@ -48,17 +56,33 @@ def sparkline(history: Sequence[Mapping[str, Any]], key: str = "requests") -> st
 def versions_html(versions: Sequence[VersionOverview]) -> str:
     """One row per version: traffic, rate, latency, errors, a sparkline, lineage."""
     rows = [[f"v{v.version}" + ("" if v.ready else f" (not ready: {v.reason})"),
-             f"{v.traffic:g}%", f"{v.requests_per_s:g}", _latency(v), _errors(v),
+             _traffic(v), f"{v.requests_per_s:g}", _latency(v), _errors(v),
              _html.Raw(sparkline(v.history)), _made_by(v)]
             for v in versions]  # fmt: skip
-    return _html.table(HEADER, rows)
+    note = idle_note(versions)
+    return _html.table(HEADER, rows) + (f"<p>{escape(note)}</p>" if note else "")
+
+
+def idle_note(versions: Sequence[VersionOverview]) -> str:
+    """What the versions loaded at 0% are for, and what they cost ("" if none)."""
+    idle = [f"v{v.version}" for v in versions if v.ready and v.traffic == 0]
+    if not idle:
+        return ""
+    return (f"{', '.join(idle)} {'stays' if len(idle) == 1 else 'stay'} loaded at 0% so "
+            "that rollback() is instant, holding its memory until the next version "
+            "replaces it; unload_idle() frees it now.")  # fmt: skip
+
+
+def _traffic(v: VersionOverview) -> str:
+    return f"{v.traffic:g}%" + (" (idle, for rollback)" if v.ready and v.traffic == 0 else "")
 
 
 def versions_text(versions: Sequence[VersionOverview]) -> list[str]:
     """The same as lines of text."""
-    return [f"v{v.version}: {v.traffic:g}% · {v.requests_per_s:g} req/s · "
-            f"{_latency(v)} ms · {_errors(v)} errors · {' → '.join(v.steps) or 'made elsewhere'}"
-            for v in versions]  # fmt: skip
+    lines = [f"v{v.version}: {_traffic(v)} · {v.requests_per_s:g} req/s · "
+             f"{_latency(v)} ms · {_errors(v)} errors · "
+             f"{' → '.join(v.steps) or 'made elsewhere'}" for v in versions]  # fmt: skip
+    return lines + ([note] if (note := idle_note(versions)) else [])
 
 
 def _latency(v: VersionOverview) -> str:

@@ -61,6 +61,26 @@ def test_versions_canary_promote_rollback(repo: Path) -> None:
     assert [d.version for d in nbd.deployments(repo)] == [1]
 
 
+def test_the_replaced_version_stays_loaded_for_rollback_and_says_so(repo: Path) -> None:
+    """One previous version stays loaded at 0% (instant rollback), the card says so and
+    what it costs; unload_idle() frees it, and a rollback then reloads it from disk."""
+    nbd.serve(affine(0), name="affine", repository=repo)
+    nbd.serve(affine(1), name="affine", repository=repo)
+    dep = nbd.serve(affine(2), name="affine", repository=repo)
+    assert dep.traffic == {2: 0.0, 3: 100.0}  # v1 was unloaded when v3 replaced v2
+    client = dep.client()
+    assert client.is_model_ready("affine", "2") and not client.is_model_ready("affine", "1")
+    text, html = str(dep), dep._repr_html_()
+    assert "v2: 0% (idle, for rollback)" in text
+    assert "v2 stays loaded at 0% so that rollback() is instant" in text
+    assert "unload_idle() frees it now" in html
+    assert dep.unload_idle() == {3: 100.0}
+    assert not client.is_model_ready("affine", "2") and "stays loaded" not in str(dep)
+    assert _versions_answering(dep, 10) == Counter({"3": 10})
+    assert dep.rollback() == {2: 100.0}  # loaded again from the repository
+    assert _versions_answering(dep, 10) == Counter({"2": 10})
+
+
 def test_a_failing_version_leaves_the_old_one_serving(repo: Path) -> None:
     dep = nbd.serve(affine(0), name="affine", repository=repo)
     broken = affine(5)
