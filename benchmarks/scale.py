@@ -219,7 +219,9 @@ def ort_fp16(folder: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(folder / "direct.onnx"), keep_io_types=True)
+    # From the path: the converter then infers shapes file to file (past 2 GiB a model in
+    # memory cannot be serialized for shape inference).
+    model = convert_float_to_float16(str(folder / "direct.onnx"), keep_io_types=True)
     onnx.save(model, folder / "direct-fp16.onnx", save_as_external_data=True)
 
 
