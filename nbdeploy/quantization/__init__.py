@@ -59,6 +59,11 @@ def quantize(
 ) -> Artifact:
     """Quantize an ONNX artifact; the result's ``.report`` says where the error went.
 
+    A model kept on disk (256 MiB of weights or more) is quantized a weight at a time,
+    never whole in memory: int8-dynamic then takes its MatMul, Gemm and Gather weights
+    (where large models keep theirs) in onnxruntime's node pattern, where onnxruntime's
+    quantizer, used for smaller models, also takes convolutions and recurrent layers.
+
     Args:
         art: The artifact (unchanged).
         scheme: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``,
