@@ -148,7 +148,7 @@ def _quantize(scheme: str) -> Callable[[Path], None]:
         import nbdeploy as nbd
 
         art = _load(folder, "optimized")
-        calibration = SUBJECT.example() if scheme == "int8-static" else None
+        calibration = art.example if scheme == "int8-static" else None
         out = nbd.quantize(art, scheme, calibration=calibration, progress=False)
         out.save(folder / f"{scheme}.onnx")
 
@@ -159,7 +159,7 @@ def compare(folder: Path) -> None:
     import nbdeploy as nbd
 
     variants = [_load(folder, "optimized"), _load(folder, "int8-dynamic")]
-    nbd.compare(variants, data=SUBJECT.example(), progress=False, repeat=2, max_runs=3)
+    nbd.compare(variants, data=variants[0].example, progress=False, repeat=2, max_runs=3)
 
 
 def serve(folder: Path) -> None:
@@ -169,7 +169,7 @@ def serve(folder: Path) -> None:
     nbd.server.start(repository, http_port=0, grpc_port=0)
     try:
         dep = nbd.serve(_load(folder, "optimized"), name="model", repository=repository)
-        dep.try_it(SUBJECT.example())
+        dep.try_it()  # the example saved with the model (a decoder's includes its cache)
     finally:
         nbd.server.stop(repository)
 

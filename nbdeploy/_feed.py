@@ -125,6 +125,43 @@ def random_feed(
     return feed
 
 
+SAVED_EXAMPLE_BYTES = 4 * 2**20  # examples up to this size travel inside a saved model
+
+
+def pack(feed: Mapping[str, np.ndarray]) -> str | None:
+    """``feed`` as text for a model file's metadata (base64 of a compressed ``.npz``), or
+    ``None`` when it holds more than ``SAVED_EXAMPLE_BYTES`` or objects (strings)."""
+    import base64
+    import io
+    import zipfile
+
+    arrays = {name: np.asarray(value) for name, value in feed.items()}
+    if sum(a.nbytes for a in arrays.values()) > SAVED_EXAMPLE_BYTES:
+        return None
+    if any(a.dtype.kind == "O" for a in arrays.values()):
+        return None
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:  # an .npz
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def unpack(text: str) -> dict[str, np.ndarray] | None:
+    """The feed :func:`pack` wrote, in its order; ``None`` if the text is not one."""
+    import base64
+    import binascii
+    import io
+    import zipfile
+
+    try:
+        with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as saved:
+            return {name: saved[name] for name in saved.files}
+    except (ValueError, OSError, binascii.Error, zipfile.BadZipFile):
+        return None
+
+
 def v2_json_request(
     example: Mapping[str, Any], specs: Sequence[TensorSpec], max_values: int = 64
 ) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from . import _html
-from ._feed import as_feed
+from ._feed import as_feed, pack, unpack
 from .errors import ArtifactError, ConfigError, NbDeployError
 from .payloads import Format, OnnxPayload, Payload, TorchScriptPayload, session_options
 from .provenance import Lineage, Parity
@@ -221,9 +221,10 @@ class Artifact:
     def save(self, path: str | Path) -> Path:
         """Write the model to ``path`` (``.onnx``, or ``.pt`` for TorchScript) and return it.
 
-        Name, lineage, parity and session config go into the file's metadata, so
-        :func:`load` restores them. Models with external data (those past 2 GiB, or
-        loaded with it) write their weights beside it in one file, ``<file>.data``.
+        Name, lineage, parity, session config and the example (up to 4 MiB) go into the
+        file's metadata, so :func:`load` restores them. Models with external data (those
+        past 2 GiB, or loaded with it) write their weights beside it in one file,
+        ``<file>.data``.
         """
         path = Path(path)
         if path.suffix != self.payload.suffix:
@@ -238,6 +239,8 @@ class Artifact:
             meta["session_config"] = json.dumps(dict(self.session_config))
         if self.parity is not None:
             meta["parity"] = json.dumps(self.parity.to_dict())
+        if self.example is not None and (packed := pack(self.example)) is not None:
+            meta["example"] = packed  # later steps check parity on it, as before saving
         if isinstance(self.payload, TorchScriptPayload):  # an archive declares no signature
             meta["inputs"] = json.dumps([s.to_dict() for s in self.inputs])
             meta["outputs"] = json.dumps([s.to_dict() for s in self.outputs])
@@ -329,6 +332,7 @@ def load(path: str | Path) -> Artifact:
         outputs=outputs,
         lineage=_lineage(meta, path),
         parity=_parity(meta),
+        example=unpack(meta["example"]) if "example" in meta else None,
         session_config=json.loads(meta.get("session_config", "{}")),
     )
 

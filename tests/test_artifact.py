@@ -56,6 +56,26 @@ def test_save_and_load_keep_name_lineage_parity(tmp_path: Path) -> None:
     assert nbd.export(plain).name == "plain"
 
 
+def test_the_example_travels_with_the_saved_model_up_to_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps after a load check parity on the example, not on random inputs (which
+    cannot be right for inputs whose sizes depend on each other, like a decoder's cache
+    and mask); an example past 4 MiB is not kept."""
+    from nbdeploy import _feed
+
+    art = nbd.export(onnx_models.affine(), np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert art.example is not None
+    back = nbd.load(art.save(tmp_path / "a.onnx"))
+    assert back.example is not None and list(back.example) == list(art.example)
+    for name, value in art.example.items():
+        np.testing.assert_array_equal(back.example[name], value)
+        assert back.example[name].dtype == value.dtype
+    monkeypatch.setattr(_feed, "SAVED_EXAMPLE_BYTES", 4)
+    assert nbd.load(art.save(tmp_path / "b.onnx")).example is None
+    assert _feed.unpack("not an archive") is None
+
+
 def test_load_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(nbd.ArtifactError, match="no model file"):
         nbd.load(tmp_path / "nope.onnx")
