@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from .. import _html
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
+from .store import Store, rewrite
 from .weights import weight_tensors
 
 # Ops between two layers that keep the channel axis as it is.
@@ -84,58 +84,70 @@ def prune(art: Artifact, sparsity: float, *, structured: bool = False) -> Artifa
     """
     if not 0 <= sparsity < 1:
         raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}.")
-    model = require_onnx(art, "prune").whole()  # the artifact's own stays as it was
-    before = _count(model, nonzero=False)
-    pruned = _channels(model, sparsity) if structured else _magnitude(model, sparsity)
-    if structured:
-        del model.graph.value_info[:]  # channel counts changed; shapes are re-inferred on load
+    payload = require_onnx(art, "prune")
+
+    def change(model: onnx.ModelProto, store: Store) -> tuple[dict[str, float], int, int]:
+        before = _count(model, store, nonzero=False)
+        pruned = (
+            _channels(model, store, sparsity) if structured else _magnitude(model, store, sparsity)
+        )
+        if structured:
+            del model.graph.value_info[:]  # channel counts changed; re-inferred on load
+        return pruned, before, _count(model, store, nonzero=True)
+
+    # The artifact's own model stays as it was; one kept on disk is read a weight at a time.
+    model, (pruned, before, after) = rewrite(payload, change)
     detail = {"sparsity": sparsity, "structured": structured}
     derived = art.derive(model, step="prune", detail=detail)
     parity = derived.parity_against(art, reference="the unpruned input", atol=0.05, rtol=0.05)
-    report = PruneReport(structured, sparsity, pruned, before, _count(model, nonzero=True))
+    report = PruneReport(structured, sparsity, pruned, before, after)
     return dataclasses.replace(derived, parity=parity, report=report)
 
 
-def _count(model: onnx.ModelProto, *, nonzero: bool) -> int:
+def _count(model: onnx.ModelProto, store: Store, *, nonzero: bool) -> int:
     total = 0
     for init in model.graph.initializer:
         if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) >= 2:
-            values = numpy_helper.to_array(init)
+            values = store.read(init)
             total += int(np.count_nonzero(values)) if nonzero else int(values.size)
     return total
 
 
-def _magnitude(model: onnx.ModelProto, sparsity: float) -> dict[str, float]:
+def _magnitude(model: onnx.ModelProto, store: Store, sparsity: float) -> dict[str, float]:
     inits = {i.name: i for i in model.graph.initializer}
     reached = {}
     for name in weight_tensors(model, set()):
-        weight = numpy_helper.to_array(inits[name]).copy()
+        weight = np.array(store.read(inits[name]))  # a copy of its own, to change
         cut = int(sparsity * weight.size)
         if cut:
             order = np.argsort(np.abs(weight), axis=None)[:cut]
             weight.reshape(-1)[order] = 0.0
-        inits[name].CopyFrom(numpy_helper.from_array(weight, name))
+        inits[name].CopyFrom(store.put(weight, name))
         reached[name] = float(np.mean(weight == 0))
     return reached
 
 
-def _channels(model: onnx.ModelProto, sparsity: float) -> dict[str, float]:
+def _channels(model: onnx.ModelProto, store: Store, sparsity: float) -> dict[str, float]:
     """Remove output channels of each layer followed (through channel-preserving ops only)
     by another layer; returns the fraction removed per producing weight."""
     inits = {i.name: i for i in model.graph.initializer}
+
+    def replace(name: str, value: np.ndarray) -> None:
+        inits[name].CopyFrom(store.put(np.ascontiguousarray(value), name))
+
     reached = {}
     for first, second in _layer_pairs(model, inits):
-        w1 = numpy_helper.to_array(inits[first.input[1]])
+        w1 = store.read(inits[first.input[1]])
         axis1 = _out_axis(first)
         channels = w1.shape[axis1]
         keep_n = max(1, channels - int(sparsity * channels))
         norms = np.abs(np.moveaxis(w1, axis1, 0)).reshape(channels, -1).sum(axis=1)
         keep = np.sort(np.argsort(-norms)[:keep_n])
-        _set(inits[first.input[1]], np.take(w1, keep, axis=axis1))
+        replace(first.input[1], np.take(w1, keep, axis=axis1))
         if len(first.input) > 2 and first.input[2] in inits:
-            _set(inits[first.input[2]], numpy_helper.to_array(inits[first.input[2]])[keep])
-        w2 = numpy_helper.to_array(inits[second.input[1]])
-        _set(inits[second.input[1]], np.take(w2, keep, axis=_in_axis(second)))
+            replace(first.input[2], store.read(inits[first.input[2]])[keep])
+        w2 = store.read(inits[second.input[1]])
+        replace(second.input[1], np.take(w2, keep, axis=_in_axis(second)))
         reached[first.input[1]] = 1 - keep_n / channels
     return reached
 
@@ -180,7 +192,3 @@ def _out_axis(node: onnx.NodeProto) -> int:
 
 def _in_axis(node: onnx.NodeProto) -> int:
     return 1 - _out_axis(node) if node.op_type != "Conv" else 1
-
-
-def _set(init: onnx.TensorProto, value: np.ndarray) -> None:
-    init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value), init.name))

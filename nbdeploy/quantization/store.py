@@ -113,12 +113,17 @@ class DiskStore:
         self._written: set[str] = set()  # tensors put here, not to be carried again
 
     def read(self, tensor: onnx.TensorProto, dtype: np.dtype | None = None) -> np.ndarray:
-        """The values of ``tensor``, from the source's data file if they live there."""
+        """The values of ``tensor``: from the source's data file, or from the new one for
+        a tensor this store has written."""
         if not external_data_helper.uses_external_data(tensor):
             return MemoryStore().read(tensor, dtype)
         kind = dtype or helper.tensor_dtype_to_np_dtype(tensor.data_type)
         info = external_data_helper.ExternalDataInfo(tensor)
-        with _onnxio.data_source(self._source, info.location).open("rb") as file:
+        folder = self._source
+        if tensor.name in self._written:  # rewritten already (a step that reads it twice)
+            self._data.flush()
+            folder = self._folder
+        with _onnxio.data_source(folder, info.location).open("rb") as file:
             values = np.fromfile(file, kind, math.prod(tensor.dims), offset=info.offset or 0)
         return values.reshape(tuple(tensor.dims))
 

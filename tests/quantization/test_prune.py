@@ -64,3 +64,32 @@ def test_a_model_kept_on_disk_is_pruned(tmp_path) -> None:  # type: ignore[no-un
     x = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(pruned.run({"x": x})["y"], in_memory.run({"x": x})["y"])
     assert pruned.report.to_dict() == in_memory.report.to_dict()
+
+
+def test_a_chain_kept_on_disk_is_pruned_channel_by_channel_as_in_memory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Structured pruning reads a layer's weight again after the layer before it cut its
+    inputs: read back from the new file, never the model whole."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((8, 8)).astype(np.float32) for _ in range(3)]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w0"], ["h0"]), helper.make_node("Relu", ["h0"], ["r0"]),
+         helper.make_node("MatMul", ["r0", "w1"], ["h1"]), helper.make_node("Relu", ["h1"], ["r1"]),
+         helper.make_node("MatMul", ["r1", "w2"], ["y"])],
+        "chain", [helper.make_tensor_value_info("x", 1, ["n", 8])],
+        [helper.make_tensor_value_info("y", 1, ["n", 8])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, tmp_path / "plain.onnx")
+    in_memory = nbd.prune(nbd.load(tmp_path / "plain.onnx"), 0.5, structured=True)
+    onnx.save_model(model, tmp_path / "c.onnx", save_as_external_data=True, size_threshold=0)
+    on_disk = nbd.load(tmp_path / "c.onnx")
+    pruned = nbd.prune(on_disk, 0.5, structured=True)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(pruned.run({"x": x})["y"], in_memory.run({"x": x})["y"])
+    assert pruned.report.to_dict() == in_memory.report.to_dict()
+    shapes = {t.name: list(t.dims) for t in pruned.onnx.graph.initializer}
+    assert shapes == {"w0": [8, 4], "w1": [4, 4], "w2": [4, 8]}
