@@ -150,7 +150,8 @@ def kmeans(x: np.ndarray, *, k: int, iterations: int = 100) -> Clustered:
     at = ((np.arange(k) + 0.5) / k * (ordered.size - 1)).astype(np.int64)
     centroids = ordered[at].astype(np.float64)
     for _ in range(iterations):
-        cuts = np.concatenate(([0], np.searchsorted(ordered, _edges(centroids)), [ordered.size]))
+        edges = _float32_ceiling(_edges(centroids))  # float64 edges would copy `ordered`
+        cuts = np.concatenate(([0], np.searchsorted(ordered, edges), [ordered.size]))
         counts = np.diff(cuts)
         sums = prefix[cuts[1:]] - prefix[cuts[:-1]]
         updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
@@ -162,6 +163,16 @@ def kmeans(x: np.ndarray, *, k: int, iterations: int = 100) -> Clustered:
 
 
 _CHUNK = 2**22  # values assigned to their centroid at a time
+
+
+def _float32_ceiling(values: np.ndarray) -> np.ndarray:
+    """The smallest float32 ≥ each value: among float32 numbers, ``x ≥ v`` exactly when
+    ``x ≥ ceiling(v)``, so binary searches over float32 data find the same cuts as with
+    the float64 values, without numpy casting the whole data to float64 each time."""
+    rounded = values.astype(np.float32)
+    low = rounded < values
+    rounded[low] = np.nextafter(rounded[low], np.float32(np.inf))
+    return rounded
 
 
 def _assign(values: np.ndarray, centroids: np.ndarray, *, exact: bool = False) -> np.ndarray:
