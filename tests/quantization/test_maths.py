@@ -62,6 +62,29 @@ def test_kmeans_is_deterministic_and_exact_on_few_values() -> None:
     assert error.mean() < 0.1 * np.abs(w).mean() and np.all(np.diff(a.codebook) > 0)
 
 
+@pytest.mark.parametrize("k", [3, 16])
+def test_kmeans_finds_what_plain_lloyd_iterations_find(k: int) -> None:
+    """The sorted-values shortcuts (cuts by binary search, means from prefix sums, float32
+    searches) change nothing: the same centroids and assignments as assigning every
+    value to its nearest centroid and averaging, from the same quantile start."""
+    rng = np.random.default_rng(1)
+    w = rng.laplace(size=(40, 50)).astype(np.float32)
+    values = np.sort(w.reshape(-1).astype(np.float64))
+    centroids = values[((np.arange(k) + 0.5) / k * (values.size - 1)).astype(np.int64)]
+    for _ in range(100):
+        nearest = np.abs(values[:, None] - centroids[None, :]).argmin(axis=1)
+        sums = np.bincount(nearest, weights=values, minlength=k)
+        counts = np.bincount(nearest, minlength=k)
+        updated = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        if np.allclose(updated, centroids, rtol=0, atol=1e-12):
+            break
+        centroids = np.sort(updated)
+    result = maths.kmeans(w, k=k)
+    np.testing.assert_allclose(result.codebook, centroids.astype(np.float32), rtol=1e-6)
+    plain = np.abs(w.reshape(-1, 1) - centroids[None, :]).argmin(axis=1).reshape(w.shape)
+    np.testing.assert_array_equal(result.indices, plain)
+
+
 def test_bad_parameters_say_what_is_allowed() -> None:
     with pytest.raises(ValueError, match="between 2 and 256"):
         maths.kmeans(np.zeros(4), k=300)
