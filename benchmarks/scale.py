@@ -281,6 +281,8 @@ REASONS = {
     "kmeans-16": "onnxruntime keeps every folded intermediate (int32 indices, float32 weights) "
     "until the session is built, beside the float model's session for the parity check",
     "compare": "a session per variant, and both run",
+    "int8-dynamic": "a result under 256 MiB is held in memory and its session built from its "
+    "bytes, beside the float model's session for the parity check",
 }
 
 
