@@ -174,3 +174,31 @@ def test_float16_weights_are_bit_for_bit_those_of_onnxruntimes_converter(
     values[:10] = [0, -0.0, np.inf, -np.inf, np.nan, 65504, 5.96e-08, -5.96e-08, 65519, -7e4]
     want = convert_np_to_float16(values).view(np.uint16)
     np.testing.assert_array_equal(to_float16(values).view(np.uint16), want)
+
+
+def test_weights_spread_over_data_files_in_subfolders_are_read_where_they_are(
+    rng: np.random.Generator, tmp_path: Path, never_whole: None
+) -> None:
+    """Each tensor is read from its own file (one in a subfolder); the result gathers
+    everything it keeps into one data file of its own."""
+    model = _model(rng, embedding=False)
+    spread = onnx.ModelProto()
+    spread.CopyFrom(model)
+    (tmp_path / "m" / "data").mkdir(parents=True)
+    for i, tensor in enumerate(spread.graph.initializer):
+        location = f"data/part{i}.bin" if i % 2 else f"part{i}.bin"
+        (tmp_path / "m" / location).write_bytes(tensor.raw_data)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value=location)
+    onnx.save_model(spread, tmp_path / "m" / "model.onnx")
+    on_disk = nbd.load(tmp_path / "m" / "model.onnx")
+    assert on_disk.payload.folder is not None
+    x = rng.standard_normal((3, WIDTH)).astype(np.float32)
+    for scheme in ("int8-dynamic", "kmeans-16", "fp16"):
+        want = nbd.quantize(_in_memory(model, tmp_path), scheme, progress=False).run(x)["y"]
+        got = nbd.quantize(on_disk, scheme, progress=False).run(x)["y"]
+        if scheme == "int8-dynamic":  # onnxruntime's quantizer in memory: same maths
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(got, want)
