@@ -15,7 +15,6 @@ takes convolutions and recurrent layers.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -60,11 +59,10 @@ def int8_dynamic(
     skip = {*exclude, *(value.name for value in model.graph.input)}  # inputs can be fed
     weights = {t.name: t for t in model.graph.initializer}
     uses = [use for node in model.graph.node if (use := _use(node, weights, skip))]
-    reads = Counter(name for node in model.graph.node for name in _onnxio.reads(node))
     quantized = _quantize_weights(uses, weights, store, per_channel)
+    by_node = {id(use.node): use for use in uses if use.weight in quantized}
     nodes: list[onnx.NodeProto] = []
     activations: set[str] = set()
-    by_node = {id(use.node): use for use in uses}
     for node in model.graph.node:
         use = by_node.get(id(node))
         if use is None:
@@ -73,8 +71,10 @@ def int8_dynamic(
             nodes += _gather(use)
         else:
             nodes += _matmul(use, activations)
-    still_read = {u.weight for u in uses if reads[u.weight] > _uses_of(u.weight, uses)}
-    kept = [t for t in model.graph.initializer if t.name not in quantized or t.name in still_read]
+    # A quantized weight stays in float too when another node still reads it (a tied
+    # embedding read again through a Transpose).
+    read = {name for node in nodes for name in _onnxio.reads(node)}
+    kept = [t for t in model.graph.initializer if t.name not in quantized or t.name in read]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     del model.graph.initializer[:]
@@ -100,10 +100,6 @@ def _use(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], skip: set[s
     if node.op_type == "Gather" and _attr(node, "axis", 0) != 0:
         return None
     return _Use(node, tensor.name, transposed=False)
-
-
-def _uses_of(weight: str, uses: list[_Use]) -> int:
-    return sum(1 for use in uses if use.weight == weight)
 
 
 def _quantize_weights(

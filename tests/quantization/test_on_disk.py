@@ -202,3 +202,23 @@ def test_weights_spread_over_data_files_in_subfolders_are_read_where_they_are(
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_weight_read_two_ways_stays_float_and_the_model_still_runs(
+    rng: np.random.Generator, tmp_path: Path, never_whole: None
+) -> None:
+    """A weight a Gemm reads transposed and a MatMul reads as it is cannot be stored
+    once for both: it is left in float, and the nodes reading it left as they were."""
+    w = numpy_helper.from_array(rng.standard_normal((WIDTH, WIDTH)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1, name="gemm"),
+         helper.make_node("MatMul", ["h", "w"], ["y"], name="matmul")],
+        "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", WIDTH])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", WIDTH])], [w],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    q = nbd.quantize(_on_disk(model, tmp_path), "int8-dynamic", progress=False)
+    assert [n.op_type for n in q.onnx.graph.node] == ["Gemm", "MatMul"]
+    assert [t.name for t in q.onnx.graph.initializer] == ["w"] and q.report.tensors == ()
+    x = rng.standard_normal((2, WIDTH)).astype(np.float32)
+    np.testing.assert_array_equal(q.run(x)["y"], _in_memory(model, tmp_path).run(x)["y"])
