@@ -35,9 +35,8 @@ R = TypeVar("R")
 class Store(Protocol):
     """Reads a model's weights and makes the tensors of its rewritten copy."""
 
-    def read(self, tensor: onnx.TensorProto, dtype: np.dtype | None = None) -> np.ndarray:
-        """The values of ``tensor`` (as ``dtype`` when its type field was already
-        changed, as a converter does before the data follows)."""
+    def read(self, tensor: onnx.TensorProto) -> np.ndarray:
+        """The values of ``tensor``."""
         ...
 
     def put(self, array: np.ndarray, name: str) -> onnx.TensorProto:
@@ -77,11 +76,9 @@ def store_for(payload: OnnxPayload) -> Store:
 class MemoryStore:
     """Weights inside the protobuf: read and written with ``onnx.numpy_helper``."""
 
-    def read(self, tensor: onnx.TensorProto, dtype: np.dtype | None = None) -> np.ndarray:
+    def read(self, tensor: onnx.TensorProto) -> np.ndarray:
         """The values of an in-memory tensor."""
-        if dtype is None:
-            return numpy_helper.to_array(tensor)
-        return np.frombuffer(tensor.raw_data, dtype).reshape(tuple(tensor.dims))
+        return numpy_helper.to_array(tensor)
 
     def put(self, array: np.ndarray, name: str) -> onnx.TensorProto:
         """A tensor holding ``array``."""
@@ -112,12 +109,12 @@ class DiskStore:
         self._data: BinaryIO = (self._folder / self._location).open("wb")
         self._written: set[str] = set()  # tensors put here, not to be carried again
 
-    def read(self, tensor: onnx.TensorProto, dtype: np.dtype | None = None) -> np.ndarray:
+    def read(self, tensor: onnx.TensorProto) -> np.ndarray:
         """The values of ``tensor``: from the source's data file, or from the new one for
         a tensor this store has written."""
         if not external_data_helper.uses_external_data(tensor):
-            return MemoryStore().read(tensor, dtype)
-        kind = dtype or helper.tensor_dtype_to_np_dtype(tensor.data_type)
+            return numpy_helper.to_array(tensor)
+        kind = helper.tensor_dtype_to_np_dtype(tensor.data_type)
         info = external_data_helper.ExternalDataInfo(tensor)
         folder = self._source
         if tensor.name in self._written:  # rewritten already (a step that reads it twice)
@@ -168,16 +165,15 @@ class DiskStore:
     def _carry(self, tensor: onnx.TensorProto) -> None:
         """Copy a source tensor's bytes into the new data file and point it there."""
         info = external_data_helper.ExternalDataInfo(tensor)
-        with _onnxio.data_source(self._source, info.location).open("rb") as file:
-            file.seek(info.offset or 0)
-            offset = self._data.tell()
-            left = info.length if info.length is not None else -1
-            while left != 0:
-                chunk = file.read(_CHUNK if left < 0 else min(_CHUNK, left))
-                if not chunk:
-                    break
+        source = _onnxio.data_source(self._source, info.location)
+        start = info.offset or 0
+        left = info.length if info.length is not None else source.stat().st_size - start
+        offset = self._data.tell()
+        with source.open("rb") as file:
+            file.seek(start)
+            while left > 0 and (chunk := file.read(min(_CHUNK, left))):
                 self._data.write(chunk)
-                left = left - len(chunk) if left > 0 else left
+                left -= len(chunk)
         self._point(tensor, offset, self._data.tell() - offset)
 
     def _append(self, tensor: onnx.TensorProto, array: np.ndarray) -> None:
