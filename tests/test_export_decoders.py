@@ -104,5 +104,6 @@ def test_when_the_export_with_the_cache_fails_the_error_says_how_to_export_witho
         raise RuntimeError("unsupported operator aten::made_up")
 
     monkeypatch.setattr(torch.onnx, "export", refuses)
-    with pytest.raises(nbd.ExportError, match=r"set model\.config\.use_cache = False"):
+    with pytest.raises(nbd.ExportError, match=r"set model\.config\.use_cache = False") as info:
         nbd.export(_decoder("llama"), _tokens(2, 8), progress=False)
+    assert "convert transformers.models.llama" in str(info.value)  # the user's class

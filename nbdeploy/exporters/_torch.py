@@ -202,9 +202,8 @@ def _to_onnx(
                 name,
                 reason,
             )
-            hint = _decoders.hint(lineage)
             _legacy_onnx(model, call, feed, output_names, opset, dynamic_batch, dynamo_err, path,
-                         hint)  # fmt: skip
+                         lineage)  # fmt: skip
             large, step = True, {"exporter": "torchscript", "dynamo_failed": reason}
         if large:
             proto = onnx.load(path, load_external_data=False)
@@ -253,7 +252,7 @@ def _legacy_onnx(
     dynamic_batch: bool,
     dynamo_err: Exception,
     path: Path,
-    hint: str = "",
+    lineage: Lineage,
 ) -> None:
     import torch
 
@@ -274,11 +273,11 @@ def _legacy_onnx(
     except Exception as err:
         op = _operator(err) or _operator(dynamo_err)
         raise ExportError(
-            f"neither torch exporter could convert {_qualname(model)}"
+            f"neither torch exporter could convert {lineage.model_class}"
             + (f" (failing operator: {op})" if op else "")
             + f". dynamo: {_first_line(dynamo_err)} | torchscript: {_first_line(err)}. "
             + (
-                hint
+                _decoders.hint(lineage)
                 or "Try another opset=, rewrite the failing operation, or export "
                 "format='torchscript'."
             ),
