@@ -18,7 +18,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on disk. An unpinned torch pulls GBs of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
+	# TensorFlow the same way: the CPU build, on disk here (the `tensorflow` extra leaves
+	# the flavour to the user). TF Serving's stubs without the full tensorflow they require.
+	$(BIN)/pip install -q tensorflow-cpu==2.21.0
 	$(BIN)/pip install -q -e '.[all,test,bench]'
+	$(BIN)/pip install -q --no-deps tensorflow-serving-api==2.21.0
 	touch $@
 
 demo: $(BIN)/.installed
