@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from . import _html
+from . import _html, _tensorflow
 from ._feed import as_feed, pack, unpack
 from .errors import ArtifactError, ConfigError, NbDeployError
-from .payloads import Format, OnnxPayload, Payload, TorchScriptPayload, session_options
+from .payloads import (
+    Format,
+    OnnxPayload,
+    Payload,
+    SavedModelPayload,
+    TorchScriptPayload,
+    session_options,
+)
 from .provenance import Lineage, Parity
 from .reports import StepReport
 from .types import Output, TensorSpec, specs_from_onnx
@@ -23,6 +31,8 @@ from .types import Output, TensorSpec, specs_from_onnx
 if TYPE_CHECKING:
     import onnxruntime as ort
     from torch.jit import ScriptModule
+
+    from ._tensorflow import Signature
 
 __all__ = ["Artifact", "adopt", "load", "require_onnx"]
 
@@ -39,8 +49,9 @@ class Artifact:
 
     Attributes:
         name: A short name, used for files and deployments.
-        payload: The model itself (:class:`~nbdeploy.payloads.OnnxPayload` or
-            :class:`~nbdeploy.payloads.TorchScriptPayload`), which knows how to run and
+        payload: The model itself (:class:`~nbdeploy.payloads.OnnxPayload`,
+            :class:`~nbdeploy.payloads.TorchScriptPayload` or
+            :class:`~nbdeploy.payloads.SavedModelPayload`), which knows how to run and
             save itself.
         inputs: Input specs; a dynamic batch dimension is named ``"batch"``.
         outputs: Output specs.
@@ -131,7 +142,7 @@ class Artifact:
 
     @property
     def format(self) -> Format:
-        """``"onnx"`` or ``"torchscript"``."""
+        """``"onnx"``, ``"torchscript"`` or ``"savedmodel"``."""
         return self.payload.format
 
     @property
@@ -184,7 +195,8 @@ class Artifact:
     def run(
         self, inputs: Any, *, providers: Sequence[str] = ("CPUExecutionProvider",)
     ) -> dict[str, Output]:
-        """Run the model: onnxruntime for ONNX, torch for TorchScript.
+        """Run the model: onnxruntime for ONNX, torch for TorchScript, TensorFlow for a
+        SavedModel.
 
         Args:
             inputs: A dict by input name, a tuple in input order, or one array for a
@@ -205,8 +217,9 @@ class Artifact:
 
     def session(
         self, providers: Sequence[str] = ("CPUExecutionProvider",)
-    ) -> ort.InferenceSession | ScriptModule:
-        """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript)."""
+    ) -> ort.InferenceSession | ScriptModule | Signature:
+        """A cached ``onnxruntime.InferenceSession`` (a torch module for TorchScript, the
+        loaded signature for a SavedModel)."""
         try:
             return self.payload.session(providers, self.session_config)
         except ArtifactError as err:
@@ -219,7 +232,8 @@ class Artifact:
     # -- files ---------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write the model to ``path`` (``.onnx``, or ``.pt`` for TorchScript) and return it.
+        """Write the model to ``path`` (``.onnx``; ``.pt`` for TorchScript; a folder
+        ``.savedmodel`` for a SavedModel) and return it.
 
         Name, lineage, parity, session config and the example (up to 4 MiB) go into the
         file's metadata, so :func:`load` restores them. Models with external data (those
@@ -241,7 +255,7 @@ class Artifact:
             meta["parity"] = json.dumps(self.parity.to_dict())
         if self.example is not None and (packed := pack(self.example)) is not None:
             meta["example"] = packed  # later steps check parity on it, as before saving
-        if isinstance(self.payload, TorchScriptPayload):  # an archive declares no signature
+        if not isinstance(self.payload, OnnxPayload):  # its own signature is not ours
             meta["inputs"] = json.dumps([s.to_dict() for s in self.inputs])
             meta["outputs"] = json.dumps([s.to_dict() for s in self.outputs])
         return meta
@@ -302,26 +316,32 @@ def _signature(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[Te
 
 
 def load(path: str | Path) -> Artifact:
-    """Load an artifact saved by :meth:`Artifact.save` (or any ``.onnx`` / TorchScript file).
+    """Load an artifact saved by :meth:`Artifact.save`, or any model file nbdeploy runs:
+    ``.onnx``, TorchScript (``.pt``), a SavedModel folder, or a Keras ``.keras`` file
+    (exported to ONNX on load, its parity checked on inputs made from its signature).
 
     An ONNX model's external data files are copied, so the artifact does not depend on
     them later. They may sit in subfolders of the model's folder (``data/w.bin``), but
     never outside it nor behind links.
 
     Raises:
-        ArtifactError: The file is missing or is neither ONNX nor TorchScript; for a
-            ``.pt`` file written by ``torch.save`` (a state_dict or a pickled module) the
-            message says so, and how to export the model instead. Also when an external
-            data file is missing, outside the model's folder, or reached through a link.
+        ArtifactError: The path is missing or holds none of those; for a ``.pt`` file
+            written by ``torch.save`` (a state_dict or a pickled module) the message says
+            so, and how to export the model instead. Also when an external data file is
+            missing, outside the model's folder, or reached through a link.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"no model file at '{path}'.")
     payload: Payload
-    if path.suffix in _TORCHSCRIPT_SUFFIXES:
+    if _tensorflow.is_savedmodel(path):
+        payload, meta = SavedModelPayload.read(path)
+        inputs, outputs = _declared(meta) or payload.signature().specs()
+    elif not path.is_file():
+        raise ArtifactError(f"no model file or SavedModel folder at '{path}'.")
+    elif path.suffix == ".keras":
+        return _load_keras(path)
+    elif path.suffix in _TORCHSCRIPT_SUFFIXES:
         payload, meta = TorchScriptPayload.read(path)
-        inputs = tuple(TensorSpec.from_dict(s) for s in json.loads(meta.get("inputs", "[]")))
-        outputs = tuple(TensorSpec.from_dict(s) for s in json.loads(meta.get("outputs", "[]")))
+        inputs, outputs = _declared(meta) or ((), ())
     else:
         payload, meta = OnnxPayload.read(path)
         inputs, outputs = _signature(payload.model)
@@ -330,11 +350,34 @@ def load(path: str | Path) -> Artifact:
         payload=payload,
         inputs=inputs,
         outputs=outputs,
-        lineage=_lineage(meta, path),
+        lineage=_lineage(meta, path, payload),
         parity=_parity(meta),
         example=unpack(meta["example"]) if "example" in meta else None,
         session_config=json.loads(meta.get("session_config", "{}")),
     )
+
+
+def _declared(meta: Mapping[str, str]) -> tuple[tuple[TensorSpec, ...], ...] | None:
+    """The signature nbdeploy stored beside a model whose format keeps none of its own."""
+    if "inputs" not in meta:
+        return None
+    return tuple(
+        tuple(TensorSpec.from_dict(s) for s in json.loads(meta.get(key, "[]")))
+        for key in ("inputs", "outputs")
+    )
+
+
+def _load_keras(path: Path) -> Artifact:
+    """A ``.keras`` file's model, exported to ONNX."""
+    from .exporters import export
+
+    keras = _tensorflow.keras("Loading a .keras file")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as err:  # Keras raises many kinds for a file it cannot read
+        raise ArtifactError(f"Keras cannot load '{path}': {err}") from err
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).strip("_.-") or "model"
+    return export(model, name=name, progress=False)
 
 
 def adopt(
@@ -352,12 +395,15 @@ def adopt(
     return Artifact.from_onnx(payload, name=name, lineage=lineage, parity=parity)
 
 
-def _lineage(meta: Mapping[str, str], path: Path) -> Lineage:
+def _lineage(meta: Mapping[str, str], path: Path, payload: Payload) -> Lineage:
     if "lineage" in meta:
         try:
             return Lineage.from_json(meta["lineage"])
         except (ValueError, KeyError) as err:
             raise ArtifactError(f"'{path}' has unreadable nbdeploy lineage: {err}") from err
+    if isinstance(payload, SavedModelPayload):
+        tf = _tensorflow.tensorflow("Loading a SavedModel")
+        return Lineage("tensorflow", tf.__version__, f"file:{path.name}")
     return Lineage("onnx", onnx.__version__, f"file:{path.name}")
 
 

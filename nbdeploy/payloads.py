@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, Ty
 import numpy as np
 import onnx
 
-from . import _onnxio, _torchscript
+from . import _onnxio, _tensorflow, _torchscript
 from .errors import ArtifactError
 from .server.layout import META_PREFIX
 from .types import Output
@@ -33,9 +33,16 @@ if TYPE_CHECKING:
     import onnxruntime as ort
     from torch.jit import ScriptModule
 
-__all__ = ["Format", "OnnxPayload", "Payload", "TorchScriptPayload", "session_options"]
+__all__ = [
+    "Format",
+    "OnnxPayload",
+    "Payload",
+    "SavedModelPayload",
+    "TorchScriptPayload",
+    "session_options",
+]
 
-Format: TypeAlias = Literal["onnx", "torchscript"]
+Format: TypeAlias = Literal["onnx", "torchscript", "savedmodel"]
 Feed: TypeAlias = Mapping[str, np.ndarray]
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 TORCHSCRIPT_META = "nbdeploy.json"  # the extra file holding them in a TorchScript archive
@@ -363,8 +370,82 @@ class TorchScriptPayload:
         _torchscript.save(self.module(), path, {TORCHSCRIPT_META: json.dumps(meta)})
 
 
-Payload: TypeAlias = OnnxPayload | TorchScriptPayload
-"""The model an artifact holds; a SavedModel payload would join this union."""
+@dataclass(frozen=True, eq=False)
+class SavedModelPayload:
+    """A TensorFlow SavedModel: a folder this payload owns (deleted with it), run through
+    its ``serving_default`` signature with TensorFlow — and served by Triton's
+    ``tensorflow`` backend or TF Serving, not by onnxruntime.
+
+    Attributes:
+        folder: The SavedModel folder (``saved_model.pb``, ``variables/``, ...).
+    """
+
+    folder: Path
+    _runtimes: _Runtimes[_tensorflow.Signature] = field(
+        default_factory=_Runtimes, init=False, repr=False
+    )
+
+    format: ClassVar[Literal["savedmodel"]] = "savedmodel"
+    suffix: ClassVar[str] = ".savedmodel"
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)
+
+    @classmethod
+    def copy_of(cls, source: Path) -> SavedModelPayload:
+        """A payload owning a copy of the SavedModel folder at ``source``."""
+        folder = Path(tempfile.mkdtemp(prefix="nbdeploy-")) / "model.savedmodel"
+        try:
+            ours = shutil.ignore_patterns(_tensorflow.META_FILE.name)
+            shutil.copytree(source, folder, ignore=ours)
+        except BaseException:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            raise
+        return cls(folder)
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[SavedModelPayload, dict[str, str]]:
+        """The payload of a SavedModel folder and the nbdeploy metadata it carries."""
+        return cls.copy_of(path), _tensorflow.read_meta(path)
+
+    @functools.cached_property
+    def size_bytes(self) -> int:
+        """Size of the folder's files."""
+        return sum(f.stat().st_size for f in self.folder.rglob("*") if f.is_file())
+
+    def signature(self) -> _tensorflow.Signature:
+        """The loaded ``serving_default`` signature (cached)."""
+        return self._runtimes.get(("signature",), lambda: _tensorflow.Signature(self.folder),
+                                  self.size_bytes)  # fmt: skip
+
+    def session(
+        self,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        session_config: Mapping[str, str] | None = None,
+    ) -> _tensorflow.Signature:
+        """The loaded signature: a SavedModel runs in TensorFlow, whatever the providers."""
+        return self.signature()
+
+    def run(
+        self,
+        feed: Feed,
+        *,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        session_config: Mapping[str, str] | None = None,
+    ) -> dict[str, Output]:
+        """Run the signature with TensorFlow; outputs by the signature's names."""
+        return dict(self.signature()(feed))
+
+    def save(self, path: Path, meta: Mapping[str, str]) -> None:
+        """Copy the SavedModel to the folder ``path``, ``meta`` inside its ``assets.extra``."""
+        if path.exists():
+            raise ArtifactError(f"'{path}' exists; save a SavedModel to a new folder.")
+        shutil.copytree(self.folder, path)
+        _tensorflow.write_meta(path, meta)
+
+
+Payload: TypeAlias = OnnxPayload | TorchScriptPayload | SavedModelPayload
+"""The model an artifact holds."""
 
 
 def _call_style(meta: Mapping[str, str]) -> str | None:

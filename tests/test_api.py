@@ -77,7 +77,8 @@ def test_errors_keep_status_and_context_when_pickled() -> None:
 
 # onnx is a core dependency: the steps may load it, `import nbdeploy` may not.
 HEAVY = ("torch", "sklearn", "tritonclient", "grpc", "starlette", "uvicorn", "IPython",
-         "jupyter_server", "ipywidgets", "onnxruntime", "matplotlib", "onnx")  # fmt: skip
+         "jupyter_server", "ipywidgets", "onnxruntime", "matplotlib", "onnx", "tensorflow",
+         "keras", "tf2onnx", "kfp", "tensorflow_serving")  # fmt: skip
 # Triton's own package is where tritonclient belongs (DESIGN.md's layers).
 LOADS = {"push": {"tritonclient", "grpc"}, "PushResult": {"tritonclient", "grpc"}}
 

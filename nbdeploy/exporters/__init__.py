@@ -24,12 +24,17 @@ _FRAMEWORK_BY_BASE = {
     "torch.nn.modules.module.Module": "torch",
     "sklearn.base.BaseEstimator": "sklearn",
     "onnx.onnx_ml_pb2.ModelProto": "onnx",
+    "keras.src.models.model.Model": "tensorflow",  # Keras 3 (tf.keras is Keras 3 too)
+    "tensorflow.python.module.module.Module": "tensorflow",
 }
+# What each format can be exported from.
+_FORMATS = {"onnx": None, "torchscript": "torch", "savedmodel": "tensorflow"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def framework_of(model: Any) -> str | None:
-    """``"torch"``, ``"sklearn"`` or ``"onnx"`` for a model object or ``.onnx`` path, else None."""
+    """``"torch"``, ``"sklearn"``, ``"tensorflow"`` (Keras models and ``tf.Module``s) or
+    ``"onnx"`` for a model object or ``.onnx`` path, else None."""
     if isinstance(model, str | os.PathLike):
         return "onnx" if os.fspath(model).endswith(".onnx") else None
     for cls in type(model).__mro__:
@@ -44,7 +49,7 @@ def export(
     example: Any = None,
     *,
     name: str | None = None,
-    format: Literal["onnx", "torchscript"] = "onnx",
+    format: Literal["onnx", "torchscript", "savedmodel"] = "onnx",
     opset: int | None = None,
     dynamic_batch: bool = True,
     atol: float = 1e-4,
@@ -59,14 +64,18 @@ def export(
     beyond tolerance raises :class:`~nbdeploy.ParityError` (which carries the artifact).
 
     Args:
-        model: A ``torch.nn.Module``, a scikit-learn estimator or pipeline, an
+        model: A ``torch.nn.Module``, a scikit-learn estimator or pipeline, a Keras 3
+            model (Sequential, functional or subclassed, on TensorFlow), a ``tf.Module``
+            whose ``__call__`` is a ``tf.function`` with an input signature, an
             ``onnx.ModelProto``, or a path to an ``.onnx`` file.
         example: Model input: a tensor or array, a tuple of them (positional inputs), a
             dict of them (keyword inputs, e.g. ``input_ids``/``attention_mask``), or a
             pandas DataFrame for scikit-learn pipelines over columns. Required for
-            torch and scikit-learn; optional for ONNX (then used to prove it runs).
+            torch and scikit-learn; optional for ONNX, for Keras models that declare
+            their inputs and for ``tf.Module``s (inputs are then made from the signature).
         name: Short name for files and deployments; defaults to the class name.
-        format: ``"onnx"``, or ``"torchscript"`` for PyTorch models.
+        format: ``"onnx"``; ``"torchscript"`` for PyTorch models; ``"savedmodel"`` for
+            TensorFlow ones (served by Triton's ``tensorflow`` backend or TF Serving).
         opset: ONNX opset to target; the exporter's default when ``None``.
         dynamic_batch: Make the leading dimension of every input and output dynamic.
         atol: Absolute tolerance of the parity check.
@@ -92,14 +101,16 @@ def export(
     if framework is None:
         raise UnsupportedModelError(
             f"nbdeploy cannot export a {type(model).__module__}.{type(model).__qualname__}: "
-            "pass a torch.nn.Module, a scikit-learn estimator or pipeline, an "
-            "onnx.ModelProto, or the path of an .onnx file.",
+            "pass a torch.nn.Module, a scikit-learn estimator or pipeline, a Keras model, "
+            "a tf.Module, an onnx.ModelProto, or the path of an .onnx file.",
             type_name=type(model).__qualname__,
         )
-    if format not in ("onnx", "torchscript"):
-        raise ConfigError(f"unknown format {format!r}; choose 'onnx' or 'torchscript'.")
-    if format == "torchscript" and framework != "torch":
-        raise ConfigError(f"format='torchscript' needs a PyTorch model, not a {framework} one.")
+    if format not in _FORMATS:
+        raise ConfigError(f"unknown format {format!r}; choose one of {sorted(_FORMATS)}.")
+    if _FORMATS[format] not in (None, framework):
+        raise ConfigError(
+            f"format={format!r} needs a {_FORMATS[format]} model, not a {framework} one."
+        )
     name = name or _default_name(model, framework)
     if not _NAME.match(name):
         raise ConfigError(
@@ -122,6 +133,8 @@ def _default_name(model: Any, framework: str) -> str:
         stem = Path(model).name.removesuffix(".onnx")
     elif framework == "onnx":
         stem = model.graph.name or "model"
+    elif isinstance(getattr(model, "name", None), str) and model.name:
+        stem = re.sub(r"_\d+$", "", model.name)  # a Keras model's name, less Keras's counter
     else:
         stem = type(model).__name__
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")

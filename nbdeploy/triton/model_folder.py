@@ -14,13 +14,26 @@ from ..server import config as cfg
 
 __all__ = ["Backend", "triton_config", "version_files", "write_version"]
 
-Backend = Literal["onnxruntime", "python", "pytorch"]
+Backend = Literal["onnxruntime", "python", "pytorch", "tensorflow"]
 PYTHON_MODEL = Path(__file__).with_name("python_model.py")
+# Triton's backends for each artifact format, the native one first.
+BACKENDS: dict[str, tuple[Backend, ...]] = {
+    "onnx": ("onnxruntime", "python"),
+    "torchscript": ("pytorch",),
+    "savedmodel": ("tensorflow",),
+}
+PLATFORMS = {
+    "onnxruntime": "onnxruntime_onnx",
+    "pytorch": "pytorch_libtorch",
+    "tensorflow": "tensorflow_savedmodel",
+}
+# The file (a folder, for a SavedModel) each backend reads in a version folder.
+MODEL_FILES = {"pytorch": "model.pt", "tensorflow": "model.savedmodel"}
 
 
 def default_backend(art: Artifact) -> Backend:
     """Triton's native backend for the artifact's format."""
-    return "pytorch" if art.format == "torchscript" else "onnxruntime"
+    return BACKENDS[art.format][0]
 
 
 def triton_config(
@@ -40,8 +53,9 @@ def triton_config(
         art: The artifact (its signature gives inputs, outputs and dims).
         name: Model name.
         backend: ``"onnxruntime"`` (platform ``onnxruntime_onnx``), ``"python"`` (a
-            Python-backend model running onnxruntime) or ``"pytorch"`` (TorchScript on
-            ``pytorch_libtorch``).
+            Python-backend model running onnxruntime), ``"pytorch"`` (TorchScript on
+            ``pytorch_libtorch``) or ``"tensorflow"`` (a SavedModel on
+            ``tensorflow_savedmodel``).
         max_batch_size: Largest batch (default: 128 when the model has a batch dimension).
         instances: Model instances per device.
         dynamic_batching: Merge concurrent requests into one run.
@@ -49,12 +63,14 @@ def triton_config(
         tensorrt: Ask the onnxruntime backend for its TensorRT execution accelerator
             (FP16); needs ``gpu``.
     """
-    expected = "pytorch" if art.format == "torchscript" else ("onnxruntime", "python")
+    expected = BACKENDS[art.format]
     if backend not in expected:
-        raise ConfigError(f"a {art.format} artifact cannot use backend {backend!r}; use {expected}")
+        raise ConfigError(
+            f"a {art.format} artifact cannot use backend {backend!r}; use one of {expected}"
+        )
     if tensorrt and not (gpu and backend == "onnxruntime"):
         raise ConfigError("tensorrt=True needs gpu=True and the onnxruntime backend")
-    platform = {"onnxruntime": "onnxruntime_onnx", "pytorch": "pytorch_libtorch"}.get(backend, "")
+    platform = PLATFORMS.get(backend, "")
     config = cfg.build_config(
         name, art.inputs, art.outputs, platform=platform,
         backend="python" if backend == "python" else "", max_batch_size=max_batch_size,
@@ -75,7 +91,7 @@ def version_files(art: Artifact, version: int, backend: Backend) -> dict[str, by
     external data and ``model.py`` included), as Triton's ``file:`` overrides want them."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / str(version)
-        art.save(folder / ("model.pt" if backend == "pytorch" else "model.onnx"))
+        art.save(folder / MODEL_FILES.get(backend, "model.onnx"))
         if backend == "python":
             shutil.copyfile(PYTHON_MODEL, folder / "model.py")
         return {
