@@ -103,7 +103,7 @@ def serve(
 
         art = export(art, example, name=name)
     require_onnx(art, "the local server", hint="Export with format='onnx', or push "
-                 "TorchScript to Triton with nbd.push.")  # fmt: skip
+                 "TorchScript or a SavedModel to Triton with nbd.push.")  # fmt: skip
     name = name or art.name
     try:
         check_model_name(name)

@@ -102,7 +102,7 @@ def push(
     load it from disk, with nothing large on the wire.
 
     Args:
-        art: ONNX or TorchScript artifact.
+        art: ONNX, TorchScript or SavedModel artifact.
         target: ``host:port`` / ``http://host:port`` / ``grpc://host:port`` of a Triton
             started with ``--model-control-mode=explicit``; or a folder (existing, or a
             path with a separator) to write a repository into; or a target
@@ -111,8 +111,9 @@ def push(
         version: Version number (default: one more than the newest known).
         backend: ``"onnxruntime"`` (native ONNX), ``"python"`` (onnxruntime inside Triton's
             Python backend: works where the stub environment has onnxruntime), ``"pytorch"``
-            (TorchScript), or ``"auto"``: native, falling back to Python with a warning
-            when the server has no onnxruntime backend.
+            (TorchScript), ``"tensorflow"`` (SavedModel), or ``"auto"``: native, falling
+            back to Python (ONNX only) with a warning when the server has no onnxruntime
+            backend.
         max_batch_size: Largest batch (default 128 for models with a batch dimension).
         instances: Model instances.
         dynamic_batching: Merge concurrent requests.
