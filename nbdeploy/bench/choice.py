@@ -85,7 +85,8 @@ def choose(
     if not mine:
         return None
     reference, quality = mine[0], _Quality.of(mine[0], higher_is_better)
-    allowed = [r for r in mine if quality.within(r, reference, metric_drop)]
+    # The source model sets the bar when it comes first, but cannot be served: not a choice.
+    allowed = [r for r in mine if not r.source and quality.within(r, reference, metric_drop)]
     if not allowed:
         return None
     fastest = min(allowed, key=_p50)

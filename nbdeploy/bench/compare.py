@@ -20,15 +20,17 @@ from . import metrics as metrics_mod
 from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
 from .results import Comparison
 from .rows import ComparisonRow
+from .source import Source, is_source
 from .timing import Timing, time_call
 
 __all__ = ["compare"]
 log = logging.getLogger(__name__)
 _EVAL_BATCH = 256
+Variant = Artifact | Source
 
 
 def compare(
-    variants: Sequence[Artifact],
+    variants: Sequence[Artifact | Any],
     *,
     data: tuple[Any, Any] | Any = None,
     metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
@@ -45,7 +47,11 @@ def compare(
     """Measure every variant on every provider: metric, agreement, latency, size, memory.
 
     Args:
-        variants: Artifacts to compare; the first is the reference for agreement.
+        variants: Artifacts to compare; the first is the reference for agreement. The
+            model they were exported from (a ``torch.nn.Module``, a Keras model) may be
+            one of them too: it runs in its own framework on the same inputs, as the row
+            ``<name> [torch eager]`` / ``[keras]`` — first, it is the reference the
+            exports are held to. It is measured, never chosen (it cannot be served).
         data: ``(X, y)`` to score the metric on, or just ``X`` (agreement and latency
             only); ``None`` uses the first variant's example.
         metric: ``"accuracy"`` or ``"top5"`` (percent), ``"mse"``, ``"mae"``, or any
@@ -69,22 +75,21 @@ def compare(
         Ctrl-C or ``cancel`` stops early and returns the rows measured so far, marked
         partial.
     """
-    if not variants:
-        raise ConfigError("compare needs at least one variant.")
+    measured = _variants(variants)
     for name in providers:
         provider_name(name)  # unknown names fail before any work
     chosen = metrics_mod.resolve(metric)
-    x, y = _data(data, variants[0])
+    x, y = _data(data, next(v for v in measured if isinstance(v, Artifact)))
     loaded: dict[tuple[int, str], _Loaded] = {}  # one session and one scoring per pair
 
-    def load(art: Artifact, provider: str) -> _Loaded:
+    def load(art: Variant, provider: str) -> _Loaded:
         key = (id(art), provider)
         if key not in loaded:
             loaded[key] = _Loaded.of(art, provider, x)
         return loaded[key]
 
-    reference = load(variants[0], "cpu").predicted
-    grid = [(v, p, b) for v in variants for p in providers for b in batch_sizes]
+    reference = load(measured[0], "cpu").predicted
+    grid = [(v, p, b) for v in measured for p in providers for b in batch_sizes]
     rows: list[ComparisonRow] = []
     timer = partial(time_call, warmup=warmup, repeat=repeat, stable_within=stable_within,
                     max_runs=max_runs)  # fmt: skip
@@ -102,9 +107,20 @@ def compare(
     except KeyboardInterrupt:
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True
-    by_label = {v.variant: v for v in variants}
+    by_label = {v.variant: v for v in measured if isinstance(v, Artifact)}
     return Comparison(rows, chosen.name, chosen.higher_is_better, partial=stopped,
                       variants=by_label)  # fmt: skip
+
+
+def _variants(variants: Sequence[Artifact | Any]) -> list[Variant]:
+    """The variants, a source model among them fed like the first artifact."""
+    artifacts = [v for v in variants if isinstance(v, Artifact)]
+    if not artifacts:
+        raise ConfigError(
+            "compare needs at least one artifact (nbd.export(model, example)); a source "
+            "model is measured next to the artifacts exported from it."
+        )
+    return [Source.of(v, artifacts[0]) if is_source(v) else v for v in variants]
 
 
 def _data(data: Any, first: Artifact) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -138,14 +154,14 @@ class _Loaded:
     memory_mb: float
 
     @classmethod
-    def of(cls, art: Artifact, provider: str, x: dict[str, np.ndarray]) -> _Loaded:
+    def of(cls, art: Variant, provider: str, x: dict[str, np.ndarray]) -> _Loaded:
         rss = _rss()
-        session = session_for(art, provider)
+        session = art.session(provider) if isinstance(art, Source) else session_for(art, provider)
         predicted = _predict_all(art, x, session)
         return cls(session, predicted, max(0.0, (_rss() - rss) / 2**20))
 
 
-def _predict_all(art: Artifact, x: dict[str, np.ndarray], session: Any) -> np.ndarray:
+def _predict_all(art: Variant, x: dict[str, np.ndarray], session: Any) -> np.ndarray:
     names = [o.name for o in session.get_outputs()]
     parts = []
     for start in range(0, batch_size(x), _EVAL_BATCH):
@@ -161,10 +177,10 @@ def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
 
 
 def _row(
-    art: Artifact,
+    art: Variant,
     provider: str,
     batch: int,
-    load: Callable[[Artifact, str], _Loaded],
+    load: Callable[[Variant, str], _Loaded],
     x: dict[str, np.ndarray],
     y: np.ndarray | None,
     reference: np.ndarray,
@@ -172,9 +188,13 @@ def _row(
     timer: Callable[[Callable[[], object]], Timing],
 ) -> ComparisonRow:
     """One table row: skipped with the reason, or measured."""
+    source = isinstance(art, Source)
     row = ComparisonRow(variant=art.variant, provider=provider, batch_size=batch,
-                        metric_name=metric.name)  # fmt: skip
-    reason = unavailable_reason(provider)
+                        metric_name=metric.name, source=source)  # fmt: skip
+    if isinstance(art, Source):
+        reason = art.unavailable_reason(provider)
+    else:
+        reason = unavailable_reason(provider)
     if reason is not None:
         return replace(row, skipped=reason)
     loaded = load(art, provider)
@@ -186,7 +206,7 @@ def _row(
 
 def _measure(
     row: ComparisonRow,
-    art: Artifact,
+    art: Variant,
     loaded: _Loaded,
     x: dict[str, np.ndarray],
     timer: Callable[[Callable[[], object]], Timing],
@@ -196,7 +216,9 @@ def _measure(
     feed = as_feed(_batch_feed(x, row.batch_size), art.inputs)
     session = loaded.session
     timing = timer(lambda: session.run(None, feed))
-    fallback = _fallback_note(art, row.provider, feed) if row.provider != "cpu" else ""
+    fallback = ""
+    if isinstance(art, Artifact) and row.provider != "cpu":
+        fallback = _fallback_note(art, row.provider, feed)
     low, high = timing.p50_interval
     return replace(
         row, p50_ms=timing.p50 * 1e3, p50_low_ms=low * 1e3, p50_high_ms=high * 1e3,

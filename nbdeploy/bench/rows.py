@@ -44,6 +44,8 @@ class ComparisonRow:
         memory_mb: Memory that loading and scoring the variant took.
         note: Warnings (nodes that fell back to the CPU, runs that varied wildly).
         skipped: Why the row could not run (the provider is unavailable), else ``None``.
+        source: The row measured the source model itself (torch eager, Keras), which is
+            compared but never chosen: it cannot be served.
     """
 
     variant: str
@@ -64,6 +66,7 @@ class ComparisonRow:
     memory_mb: float | None = None
     note: str = ""
     skipped: str | None = None
+    source: bool = False
 
     @property
     def p50_interval_ms(self) -> tuple[float, float] | None:
@@ -89,6 +92,8 @@ class ComparisonRow:
         row: dict[str, Cell] = {
             "variant": self.variant, "provider": self.provider, "batch_size": self.batch_size,
         }  # fmt: skip
+        if self.source:
+            row["source"] = True
         if self.skipped is not None:
             return row | {"skipped": self.skipped}
         row[self.metric_name] = self.metric

@@ -51,6 +51,7 @@ class _Call:
     invoke: Callable[[list[Any]], Any]
     feed: Feed
     framework: str
+    style: str  # how the model takes them: "one", "list", "dict" (Keras), "positional"
 
     def serve(self, *tensors: Any) -> dict[str, Any]:
         """The model on positional tensors, outputs flattened into ``{name: tensor}``."""
@@ -105,7 +106,7 @@ def _to_onnx(
     proto = _renamed(proto, [s.name for s in inputs], {v: k for k, v in tf_outputs.items()})
     _onnxio.name_batch_dim(proto, BATCH)
     lineage = lineage.then("export", exporter=f"tf2onnx {tf2onnx.__version__}",
-                           opset=_onnxio.opset(proto))  # fmt: skip
+                           opset=_onnxio.opset(proto), call=call.style)  # fmt: skip
     return Artifact.from_onnx(proto, name=options.name, lineage=lineage, example=call.feed)
 
 
@@ -169,7 +170,7 @@ def _to_savedmodel(
     outputs = payload.signature().specs()[1]
     tf = _tensorflow.tensorflow("Exporting a SavedModel")
     lineage = lineage.then("export", exporter=f"tf.saved_model {tf.__version__}",
-                           signature=_tensorflow.SIGNATURE)  # fmt: skip
+                           signature=_tensorflow.SIGNATURE, call=call.style)  # fmt: skip
     by_name = {spec.name: _batch(spec, options.dynamic_batch) for spec in outputs}
     ordered = tuple(by_name[name] for name in call.reference(call.feed))
     return Artifact(options.name, payload, inputs, ordered, lineage, example=call.feed)
@@ -194,8 +195,8 @@ def _keras_call(model: Any, example: Any) -> _Call:
         if not declared:
             raise ExampleError("pass example= a batch of inputs: this model declares none.")
         specs = tuple(_declared_spec(t, i, len(declared)) for i, t in enumerate(declared))
-        return _Call(specs, _invoker(model, specs, "list" if len(specs) > 1 else "one"),
-                     random_feed(specs), "keras")  # fmt: skip
+        style = "list" if len(specs) > 1 else "one"
+        return _Call(specs, _invoker(model, specs, style), random_feed(specs), "keras", style)
     structure, arrays = _structure(example)
     names = _names(structure, example, declared)
     dtypes = [_dtype(a, declared[i] if len(declared) == len(arrays) else None)
@@ -204,7 +205,7 @@ def _keras_call(model: Any, example: Any) -> _Call:
         TensorSpec(n, d, tuple(a.shape)) for n, d, a in zip(names, dtypes, arrays, strict=True)
     )
     feed = as_feed({s.name: a for s, a in zip(specs, arrays, strict=True)}, specs)
-    return _Call(specs, _invoker(model, specs, structure), feed, "keras")
+    return _Call(specs, _invoker(model, specs, structure), feed, "keras", structure)
 
 
 def _built(model: Any) -> bool:
@@ -277,7 +278,18 @@ def _module_call(module: Any, example: Any) -> _Call:
         structure, arrays = _structure(example)
         names = [str(k) for k in example] if structure == "dict" else [s.name for s in specs]
         feed = as_feed(dict(zip(names, arrays, strict=True)), specs)
-    return _Call(specs, lambda tensors: function(*tensors), feed, "tensorflow")
+    return _Call(specs, lambda tensors: function(*tensors), feed, "tensorflow", "positional")
+
+
+def call_of(model: Any, inputs: tuple[TensorSpec, ...], style: str) -> _Call:
+    """How to call a model exported before with these inputs, taken the way its export
+    recorded (``style``); for running the source model beside its artifacts."""
+    if not _is_keras(model):
+        return _module_call(model, None)
+    keras_style = (
+        style if style in ("one", "list", "dict") else ("one" if len(inputs) == 1 else "list")
+    )
+    return _Call(inputs, _invoker(model, inputs, keras_style), {}, "keras", keras_style)
 
 
 def _parameters(function: Any) -> list[str]:

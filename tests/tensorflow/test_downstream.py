@@ -42,9 +42,13 @@ def test_every_step_after_export_works_on_a_keras_model(repo: Path, tmp_path: Pa
     assert nbd.diff(art, opt) is not None
     q8 = nbd.quantize(opt, "int8-dynamic", progress=False)
     half = nbd.quantize(opt, "fp16", progress=False)
-    table = nbd.compare([art, opt, q8, half], data=(x, y), progress=False, repeat=1)
+    table = nbd.compare([model, art, opt, q8, half], data=(x, y), progress=False, repeat=1)
     accuracy = {row.variant: row.metric for row in table.rows}
-    assert accuracy["digits_cnn"] == 100.0 and accuracy["digits_cnn [fp16]"] >= 95.0
+    assert accuracy["digits_cnn [keras]"] == accuracy["digits_cnn"] == 100.0
+    assert accuracy["digits_cnn [fp16]"] >= 95.0
+    source = table.rows[0]
+    assert source.source and source.max_abs_diff == 0.0 and source.p50_ms is not None
+    assert "digits_cnn [keras]" in table.to_html()
     dep = nbd.serve(opt, name="keras_cnn", repository=repo)
     client = dep.client()
     item = httpclient.InferInput("input", [3, 8, 8, 1], "FP32")
