@@ -46,7 +46,8 @@ def studio(
     """An interactive panel over one model: optimize, quantize, compare, deploy.
 
     Args:
-        model_or_artifact: An :class:`Artifact`, or a model :func:`nbd.export` accepts.
+        model_or_artifact: An :class:`Artifact`, or a model :func:`nbd.export` accepts
+            (then the model itself is measured too, as the table's first row).
         example: Example input (needed to export a model).
         data: ``(X, y)`` to score ``metric`` on (or ``X``: agreement and latency only).
         metric: As in :func:`nbd.compare`.
@@ -54,14 +55,14 @@ def studio(
         name: Model name (default: the artifact's).
     """
     if isinstance(model_or_artifact, Artifact):
-        art = model_or_artifact
-    else:
-        from ..exporters import export
+        return Studio(model_or_artifact, data=data, metric=metric, calibration=calibration)
+    from ..exporters import export
 
-        if example is None:
-            raise ConfigError("studio needs example= to export a model (or pass an Artifact)")
-        art = export(model_or_artifact, example, name=name or "model")
-    return Studio(art, data=data, metric=metric, calibration=calibration)
+    if example is None:
+        raise ConfigError("studio needs example= to export a model (or pass an Artifact)")
+    art = export(model_or_artifact, example, name=name or "model")
+    return Studio(art, data=data, metric=metric, calibration=calibration,
+                  source=model_or_artifact)  # fmt: skip
 
 
 class Studio:
@@ -74,13 +75,16 @@ class Studio:
         deployed: What the last deploy returned (a Deployment or a PushResult).
     """
 
-    def __init__(self, art: Artifact, *, data: Any, metric: str, calibration: Any) -> None:
+    def __init__(
+        self, art: Artifact, *, data: Any, metric: str, calibration: Any, source: Any = None
+    ) -> None:
         import ipywidgets as w
 
         from ..bench.providers import unavailable_reason
         from ..graph.optimize import PASSES
 
         self.original = art
+        self.source = source  # the model art was exported from, measured as a row too
         self.data, self.metric = data, metric
         self.calibration = calibration if calibration is not None else _calibration(data)
         self.variants: dict[str, Artifact] = {}
@@ -160,7 +164,7 @@ class Studio:
 
         providers, schemes = list(self.providers.value), self.schemes.value
         live = resolve(self.metric)
-        due = (2 + len(schemes)) * len(providers)
+        due = (2 + len(schemes) + (self.source is not None)) * len(providers)
         self.progress.max, self.progress.value = 1 + len(schemes) + due, 0
         self._say("optimizing")
         made = [self.original, optimize(self.original, list(self.passes.value), progress=False)]
@@ -180,7 +184,8 @@ class Studio:
             self.table.value = report.html(table, title=title, choose=False)
 
         self._say("comparing")
-        return self._finish(compare(made, data=self.data, metric=self.metric,
+        measured = made if self.source is None else [self.source, *made]
+        return self._finish(compare(measured, data=self.data, metric=self.metric,
                                     providers=providers, progress=False, on_row=arrived,
                                     cancel=self._cancel))  # fmt: skip
 
@@ -188,7 +193,8 @@ class Studio:
         """Show a finished (or cancelled) comparison: table, plot, the chosen variant."""
         self.comparison, self.progress.value = comparison, self.progress.max
         self.table.value = comparison._repr_html_()
-        self.variants = {row.variant: comparison.artifact(row) for row in comparison.measured}
+        self.variants = {row.variant: comparison.artifact(row)
+                         for row in comparison.measured if not row.source}  # fmt: skip
         choice = comparison.choice()
         self.chosen.options = list(self.variants)
         self.chosen.value = choice.variant if choice else next(iter(self.variants), None)

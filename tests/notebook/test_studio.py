@@ -48,9 +48,14 @@ def test_run_fills_the_table_plots_and_deploys_the_chosen_row(
     assert panel.deploy_button.disabled  # nothing to deploy before a run
     panel.run_button.click()  # runs in a thread
     cmp = panel.wait()
-    assert cmp is not None and len(cmp.measured) == 4 and len(cmp.skipped) == 4
+    # the model itself (torch eager), the export, optimized, two schemes; on cpu and cuda
+    assert cmp is not None and len(cmp.measured) == 5 and len(cmp.skipped) == 5
+    assert cmp.measured[0].variant == "mlp [torch eager]" and cmp.measured[0].source
     assert all(r["accuracy"] > 90 for r in cmp.measured) and not cmp.partial
-    assert "mlp [fp16]" in panel.table.value and panel.table.value.count("skipped on cuda") == 1
+    # skips said once per reason: onnxruntime's for the exports, torch's for the model
+    assert "mlp [fp16]" in panel.table.value and panel.table.value.count("skipped on cuda") == 2
+    assert "torch sees no GPU here" in panel.table.value
+    assert "mlp [torch eager]" not in panel.variants  # measured, but it cannot be deployed
     choice = cmp.choice()
     assert choice is not None and panel.chosen.value == choice.variant
     assert f"chosen: {choice.reason}" in panel.status.value.replace("&#x27;", "'")
@@ -96,7 +101,8 @@ def test_run_is_disabled_while_running_and_cancel_keeps_the_rows_measured(
     digits_mlp: tuple[torch.nn.Module, examples.Digits],
 ) -> None:
     model, data = digits_mlp
-    panel = nbd.studio(model, example=data.x_val[:4], data=(data.x_val, data.y_val), name="mlp")
+    art = nbd.export(model, data.x_val[:4], name="mlp", progress=False)  # no source row
+    panel = nbd.studio(art, data=(data.x_val, data.y_val))
     panel.schemes.value, panel.providers.value = ["fp16"], ["cpu", "cuda"]
     seen: list[tuple[bool, bool, bool, str]] = []
 
