@@ -1,6 +1,7 @@
 """The gRPC front end: Triton's ``GRPCInferenceService`` (the stubs tritonclient ships)
 on ``grpc.aio``, over the same dataplane as HTTP. :class:`ProtocolError` s become the
-matching status codes; the token, when set, is checked by an interceptor.
+matching status codes and the token, when set, is checked by an interceptor, both from
+``grpc_common`` (which TF Serving's gRPC front end shares).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import nbdeploy as nbd
+from nbdeploy.errors import ServerError
 from tests.servers import Endpoint, affine, expected
 
 tf = pytest.importorskip("tensorflow")
@@ -314,13 +315,17 @@ def test_status_records_the_tfs_url(tfs: TfsServer) -> None:
     status = nbd.server.status(tfs.http.repository)
     assert status.tfs_grpc_url == tfs.url and tfs.url.startswith("127.0.0.1:")
     assert f"{tfs.url} (TF Serving gRPC)" in str(status)
+    maps = Path(f"/proc/{status.pid}/maps").read_text()  # the check the next test relies on
+    assert "libtensorflow" in maps
 
 
 def test_a_server_without_the_option_never_imports_tensorflow(local: Endpoint) -> None:
     status = nbd.server.status(local.repository)
     assert status.tfs_grpc_url == ""
-    maps = Path(f"/proc/{status.pid}/maps").read_text()
-    assert "tensorflow" not in maps
+    maps = Path(f"/proc/{status.pid}/maps").read_text()  # every shared library it loaded
+    assert "_pywrap_tensorflow" not in maps and "libtensorflow" not in maps
+    with pytest.raises(ServerError, match="does not serve TF Serving's gRPC API"):
+        nbd.server.start(local.repository, tfs_grpc_port=0)  # not silently without it
 
 
 def test_without_the_package_the_error_says_what_to_install(tmp_path: Path) -> None:
