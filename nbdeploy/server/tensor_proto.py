@@ -71,12 +71,19 @@ def type_name(number: int) -> str:
     return TF_TYPES[numpy].name if numpy else _OTHERS.get(number, f"DataType {number}")
 
 
-def to_array(proto: TensorProto, name: str) -> np.ndarray:
+def to_array(proto: TensorProto, name: str, max_bytes: int) -> np.ndarray:
     """The array a ``TensorProto`` holds (strings as an object array of ``bytes``).
+
+    Args:
+        proto: The message.
+        name: The input's name, for messages.
+        max_bytes: Largest array to build: TensorFlow's short form (one value repeated
+            over a shape) could otherwise ask for any size in a few bytes.
 
     Raises:
         ProtocolError: The type is not one the server carries, the shape is not fully
-            defined, or the values do not fill it; the message names the input.
+            defined, the values do not fill it, or it is larger than ``max_bytes``
+            (413); the message names the input.
     """
     numpy = BY_NUMBER.get(proto.dtype)
     if numpy is None:
@@ -88,6 +95,13 @@ def to_array(proto: TensorProto, name: str) -> np.ndarray:
     shape = _shape(proto, name)
     count = math.prod(shape)
     dtype = np.dtype(numpy)
+    if count * dtype.itemsize > max_bytes:
+        raise ProtocolError(
+            f"input '{name}': shape {shape} of {TF_TYPES[numpy].name} needs "
+            f"{count * dtype.itemsize} bytes, more than the server's limit of {max_bytes} "
+            "(max_request_bytes); send smaller batches",
+            status=413,
+        )
     if proto.tensor_content and numpy != "object":
         content: bytes = proto.tensor_content
         if len(content) != count * dtype.itemsize:
@@ -96,20 +110,24 @@ def to_array(proto: TensorProto, name: str) -> np.ndarray:
                 f"of {TF_TYPES[numpy].name} needs {count * dtype.itemsize}"
             )
         return np.frombuffer(content, dtype=dtype).reshape(shape)
-    values = list(getattr(proto, TF_TYPES[numpy].field))
-    if len(values) > count:
-        raise ProtocolError(
-            f"input '{name}': {len(values)} values do not fit shape {shape} ({count} values)"
-        )
-    if values and len(values) < count:  # TensorFlow's short form: the last value repeats
-        values += [values[-1]] * (count - len(values))
-    if numpy == "object":
-        flat = np.array(values or [b""] * count, dtype=object)
-    elif numpy in _BITS:
-        flat = np.array(values, np.uint16).view(dtype) if values else np.zeros(count, dtype)
-    else:
-        flat = np.array(values, dtype=dtype) if values else np.zeros(count, dtype)
-    return flat.reshape(shape)
+    return _from_values(list(getattr(proto, TF_TYPES[numpy].field)), numpy, shape, name)
+
+
+def _from_values(values: list[Any], numpy: str, shape: list[int], name: str) -> np.ndarray:
+    """Typed values as TensorFlow reads them: fewer than the shape holds repeat the last
+    (none: zeros, or empty strings)."""
+    count, given = math.prod(shape), len(values)
+    if given > count:
+        raise ProtocolError(f"input '{name}': {given} values do not fit shape {shape}")
+    stored = np.dtype(np.uint16) if numpy in _BITS else np.dtype(numpy)
+    flat = np.empty(count, stored)
+    try:
+        flat[:given] = values
+    except (OverflowError, ValueError, TypeError) as err:
+        raise ProtocolError(f"input '{name}': values out of range for "
+                            f"{TF_TYPES[numpy].name}: {err}") from err  # fmt: skip
+    flat[given:] = flat[given - 1] if given else (b"" if numpy == "object" else 0)
+    return (flat.view(np.dtype(numpy)) if numpy in _BITS else flat).reshape(shape)
 
 
 def _shape(proto: TensorProto, name: str) -> list[int]:

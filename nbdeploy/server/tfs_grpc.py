@@ -62,7 +62,8 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
             ("grpc.so_reuseport", 0),
         ],
     )
-    prediction_grpc.add_PredictionServiceServicer_to_server(_Prediction(dataplane), server)
+    prediction = _Prediction(dataplane, guard.max_request_bytes)
+    prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_grpc.add_ModelServiceServicer_to_server(_Models(dataplane), server)
     return server, server.add_insecure_port(address)
 
@@ -70,8 +71,9 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
 class _Prediction:
     """``tensorflow.serving.PredictionService``."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, max_bytes: int) -> None:
         self.dp = dataplane
+        self.max_bytes = max_bytes  # the largest input tensor built from a request
 
     @translating
     async def Predict(self, request: Any, context: Context) -> Any:
@@ -84,7 +86,8 @@ class _Prediction:
         filtered = list(request.output_filter)
         if len(set(filtered)) != len(filtered):
             raise ProtocolError(f"output_filter names an output twice: {filtered}")
-        inputs = {key: to_array(tensor, key) for key, tensor in request.inputs.items()}
+        limit = self.max_bytes
+        inputs = {key: to_array(tensor, key, limit) for key, tensor in request.inputs.items()}
         version = _version(self.dp, spec)
         wanted = dict.fromkeys(filtered, True)  # none: every output
         result = await self.dp.infer(spec.name, version, InferRequest(inputs, wanted))

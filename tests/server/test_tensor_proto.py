@@ -17,6 +17,7 @@ from nbdeploy.server.tensor_proto import TF_TYPES, fill, to_array
 from nbdeploy.server.tfserving import label_version, version_states
 
 tf = pytest.importorskip("tensorflow")
+LIMIT = 2**20  # the largest array to_array may build
 
 
 def sample(numpy: str) -> np.ndarray:
@@ -36,7 +37,7 @@ def test_what_tensorflow_encodes_decodes_to_the_same_array(numpy: str) -> None:
     array = sample(numpy)
     proto = tf.make_tensor_proto(array)
     assert proto.dtype == TF_TYPES[numpy].number
-    decoded = to_array(proto, "x")
+    decoded = to_array(proto, "x", LIMIT)
     assert decoded.dtype == array.dtype and decoded.shape == array.shape
     np.testing.assert_array_equal(decoded, array)
 
@@ -77,7 +78,7 @@ def test_typed_fields_decode_as_tensorflow_reads_them(
     for size in shape:
         proto.tensor_shape.dim.add(size=size)
     getattr(proto, field).extend(values)
-    ours, theirs = to_array(proto, "x"), tf.make_ndarray(proto)
+    ours, theirs = to_array(proto, "x", LIMIT), tf.make_ndarray(proto)
     assert ours.dtype == theirs.dtype
     np.testing.assert_array_equal(ours, theirs)
 
@@ -86,12 +87,12 @@ def test_scalars_and_python_lists_from_make_tensor_proto() -> None:
     for proto in (tf.make_tensor_proto(3.0), tf.make_tensor_proto([[1, 2], [3, 4]]),
                   tf.make_tensor_proto(5.0, shape=[2, 3]),
                   tf.make_tensor_proto(["a", "b"])):  # fmt: skip
-        np.testing.assert_array_equal(to_array(proto, "x"), tf.make_ndarray(proto))
+        np.testing.assert_array_equal(to_array(proto, "x", LIMIT), tf.make_ndarray(proto))
 
 
 def test_tensor_content_is_viewed_not_copied() -> None:
     proto = tf.make_tensor_proto(np.ones((1000, 10), np.float32))
-    assert not to_array(proto, "x").flags.owndata
+    assert not to_array(proto, "x", LIMIT).flags.owndata
 
 
 def test_text_from_onnxruntime_travels_as_utf8() -> None:
@@ -103,7 +104,7 @@ def test_text_from_onnxruntime_travels_as_utf8() -> None:
 
 def test_bfloat16_bits_travel_in_half_val() -> None:
     proto = tf.make_tensor_proto(np.array([1.0, -2.0], np.float32), dtype=tf.bfloat16)
-    decoded = to_array(proto, "x")
+    decoded = to_array(proto, "x", LIMIT)
     assert decoded.dtype == ml_dtypes.bfloat16 and decoded.tolist() == [1.0, -2.0]
 
 
@@ -122,7 +123,7 @@ def test_bad_tensors_are_refused_naming_the_input(
     proto = tf.make_tensor_proto(np.zeros((2, 3), np.float32))
     tamper(proto)
     with pytest.raises(ProtocolError, match=message):
-        to_array(proto, "x")
+        to_array(proto, "x", LIMIT)
 
 
 def test_too_many_typed_values_are_refused() -> None:
@@ -130,7 +131,22 @@ def test_too_many_typed_values_are_refused() -> None:
     proto.float_val[:] = [1.0, 2.0, 3.0]
     proto.tensor_shape.dim.add(size=2)
     with pytest.raises(ProtocolError, match=r"3 values do not fit shape \[2\]"):
-        to_array(proto, "x")
+        to_array(proto, "x", LIMIT)
+
+
+def test_a_short_form_cannot_ask_for_more_than_the_limit() -> None:
+    proto = tf.make_tensor_proto(1.0, shape=[LIMIT, 1])  # one float_val, 4 MiB once built
+    assert len(proto.SerializeToString()) < 100
+    with pytest.raises(ProtocolError, match=r"needs 4194304 bytes, more than .* 1048576") as e:
+        to_array(proto, "x", LIMIT)
+    assert e.value.status == 413
+
+
+def test_typed_values_out_of_range_are_refused() -> None:
+    proto = tf.make_tensor_proto(0, dtype=tf.uint8)
+    proto.int_val[:] = [300]
+    with pytest.raises(ProtocolError, match="out of range for DT_UINT8"):
+        to_array(proto, "x", LIMIT)
 
 
 def test_outputs_without_a_tensorflow_type_are_refused() -> None:

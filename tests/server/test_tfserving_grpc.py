@@ -284,6 +284,29 @@ def test_what_a_predict_signature_cannot_do_says_what_to_call(tfs: TfsServer) ->
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "nbd.serve" in err.details()
 
 
+def test_a_model_still_loading_after_a_restart_is_unavailable_and_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dataplane's 503 is gRPC's UNAVAILABLE here too, and GetModelStatus says LOADING."""
+    nbd.serve(affine(), name="affine", repository=tmp_path)
+    nbd.server.stop(tmp_path)
+    monkeypatch.setenv("NBDEPLOY_SLOW_RESTORE_S", "600")  # still loading when we ask
+    status = nbd.server.start(tmp_path, http_port=0, grpc_port=0, tfs_grpc_port=0)
+    try:
+        channel = grpc.insecure_channel(status.tfs_grpc_url)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_request("affine", x=np.ones((1, 3), np.float32))
+        err = failure(lambda: stub.Predict(request, 10.0))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE and "still loading" in err.details()
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        ask = get_model_status_pb2.GetModelStatusRequest()
+        ask.model_spec.name = "affine"
+        states = [s.state for s in models.GetModelStatus(ask, 10.0).model_version_status]
+        assert states == [get_model_status_pb2.ModelVersionStatus.LOADING]
+    finally:
+        nbd.server.stop(tmp_path)
+
+
 # -- guards, status, and the option being off -----------------------------------------------
 
 
