@@ -73,7 +73,7 @@ class _Prediction:
 
     def __init__(self, dataplane: DataPlane, max_bytes: int) -> None:
         self.dp = dataplane
-        self.max_bytes = max_bytes  # the largest input tensor built from a request
+        self.max_bytes = max_bytes  # the most bytes of input arrays built from a request
 
     @translating
     async def Predict(self, request: Any, context: Context) -> Any:
@@ -86,8 +86,10 @@ class _Prediction:
         filtered = list(request.output_filter)
         if len(set(filtered)) != len(filtered):
             raise ProtocolError(f"output_filter names an output twice: {filtered}")
-        limit = self.max_bytes
-        inputs = {key: to_array(tensor, key, limit) for key, tensor in request.inputs.items()}
+        inputs, budget = {}, self.max_bytes  # all inputs together, as built
+        for key, tensor in request.inputs.items():
+            inputs[key] = to_array(tensor, key, budget)
+            budget -= inputs[key].nbytes
         version = _version(self.dp, spec)
         wanted = dict.fromkeys(filtered, True)  # none: every output
         result = await self.dp.infer(spec.name, version, InferRequest(inputs, wanted))

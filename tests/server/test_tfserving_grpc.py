@@ -332,6 +332,12 @@ def test_an_oversize_request_is_refused(guarded: str) -> None:
     err = failure(lambda: stub.Predict(predict_request("affine", x=big), 10.0, metadata=metadata))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in err.details()
+    request = predict_pb2.PredictRequest()  # a few bytes that would unfold past the limit
+    request.model_spec.name = "affine"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(1.0, shape=[LIMIT, 3]))
+    err = failure(lambda: stub.Predict(request, 10.0, metadata=metadata))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "input 'x'" in err.details() and "max_request_bytes" in err.details()
 
 
 def test_status_records_the_tfs_url(tfs: TfsServer) -> None:
