@@ -48,6 +48,14 @@ def torch_mlp() -> nbd.Artifact:
     return nbd.export(model.eval(), torch.randn(2, 4), name="mlp")
 
 
+def sklearn_classifier() -> nbd.Artifact:
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.random.default_rng(0).standard_normal((60, 4)).astype(np.float32)
+    model = LogisticRegression(max_iter=200).fit(x, (x[:, 0] > 0) + (x[:, 1] > 0))
+    return nbd.export(model, x[:8], name="classifier")
+
+
 def texts() -> nbd.Artifact:
     """Strings in; the numbers they spell (int32) and the strings themselves out."""
     from onnx import TensorProto, helper
@@ -62,7 +70,8 @@ def texts() -> nbd.Artifact:
     return nbd.export(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
-MODELS: dict[str, Callable[[], nbd.Artifact]] = {"mlp": torch_mlp, "texts": texts}
+MODELS: dict[str, Callable[[], nbd.Artifact]] = {
+    "mlp": torch_mlp, "classifier": sklearn_classifier, "texts": texts}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,8 @@ class TfsServer:
 
 @pytest.fixture(scope="module")
 def tfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TfsServer]:
-    """``mlp`` (torch), ``texts`` (strings), and ``affine`` v1 (offset 0) with v2 (offset 10)
-    as a 50% canary."""
+    """The MODELS (torch, scikit-learn, strings), and ``affine`` (ONNX) v1 (offset 0) with
+    v2 (offset 10) as a 50% canary."""
     repo = tmp_path_factory.mktemp("tfs")
     status = nbd.server.start(repo, http_port=0, grpc_port=0, tfs_grpc_port=0)
     try:
@@ -138,6 +147,19 @@ def test_predict_a_torch_model_as_the_tutorials_do(tfs: TfsServer) -> None:
                                art.run(x)[output], rtol=1e-6, atol=1e-6)  # fmt: skip
     assert response.model_spec.name == "mlp" and response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "serving_default"
+
+
+def test_predict_a_scikit_learn_classifier_every_output(tfs: TfsServer) -> None:
+    art = tfs.artifacts["classifier"]
+    x = np.random.default_rng(1).standard_normal((7, 4)).astype(np.float32)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(tfs.url))
+    response = stub.Predict(predict_request("classifier", **{art.inputs[0].name: x}), 10.0)
+    want = art.run(x)
+    assert set(response.outputs) == set(want) and len(want) >= 2  # labels and probabilities
+    for name, value in want.items():
+        got = tf.make_ndarray(response.outputs[name])
+        assert got.dtype == np.asarray(value).dtype
+        np.testing.assert_allclose(got, value, rtol=1e-6, atol=1e-6)
 
 
 def test_a_version_number_picks_the_version(tfs: TfsServer) -> None:
