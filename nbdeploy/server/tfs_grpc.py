@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 
 from .._deps import require
-from ..errors import ProtocolError
+from ..errors import ProtocolError, ServerError
 from ..types import TensorSpec
 from .codecs import V2_TO_NUMPY, InferRequest
 from .dataplane import DataPlane
@@ -55,7 +55,11 @@ _ERROR_UNKNOWN = 2  # tensorflow.error.Code.UNKNOWN: a version that failed to lo
 
 def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc.aio.Server, int]:
     """A ``grpc.aio`` server with TF Serving's two services bound to ``address``
-    (host:port), and the port it got. The token and the size limit are the V2 ones."""
+    (host:port), and the port it got. The token and the size limit are the V2 ones.
+
+    Raises:
+        ServerError: The address cannot be bound (the port is taken).
+    """
     server = grpc.aio.server(
         interceptors=[TokenCheck(guard)] if guard.token else [],
         options=[
@@ -67,7 +71,11 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
     prediction = _Prediction(dataplane, guard.max_request_bytes)
     prediction_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_grpc.add_ModelServiceServicer_to_server(_Models(dataplane), server)
-    return server, server.add_insecure_port(address)
+    try:
+        return server, server.add_insecure_port(address)
+    except RuntimeError as err:  # grpc's "Failed to bind": a TF Serving may hold 8500
+        raise ServerError(f"cannot listen on {address} for TF Serving's gRPC API ({err}); "
+                          "choose another tfs_grpc_port (0: any free)") from err  # fmt: skip
 
 
 class _Prediction:

@@ -372,6 +372,21 @@ def test_status_records_the_tfs_url(tfs: TfsServer) -> None:
     assert "libtensorflow" in maps
 
 
+def test_a_port_taken_is_a_server_error_naming_it(tfs: TfsServer, tmp_path: Path) -> None:
+    import asyncio
+
+    from nbdeploy.server import tfs_grpc
+    from nbdeploy.server.dataplane import DataPlane
+    from nbdeploy.server.repository import Repository
+    from nbdeploy.server.security import Guard
+
+    async def bind() -> None:
+        tfs_grpc.build_server(DataPlane(Repository(tmp_path)), Guard(), tfs.url)
+
+    with pytest.raises(ServerError, match=rf"cannot listen on {tfs.url} .* tfs_grpc_port"):
+        asyncio.run(bind())
+
+
 def test_a_server_without_the_option_never_imports_tensorflow(local: Endpoint) -> None:
     status = nbd.server.status(local.repository)
     assert status.tfs_grpc_url == ""
