@@ -12,6 +12,7 @@ always writes ``tensor_content`` (``string_val`` for strings).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -19,8 +20,12 @@ import ml_dtypes  # noqa: F401 - registers numpy's bfloat16
 import numpy as np
 
 from ..errors import ProtocolError
+from ..types import TensorSpec
 
-__all__ = ["BY_NUMBER", "TF_TYPES", "TensorProto", "TfType", "fill", "to_array", "type_name"]
+__all__ = [
+    "BY_NUMBER", "TF_TYPES", "TensorProto", "TfType", "check_types", "fill", "to_array",
+    "type_name",
+]  # fmt: skip
 
 TensorProto: TypeAlias = Any  # tensorflow.core.framework.tensor_pb2.TensorProto (no type hints)
 
@@ -164,3 +169,22 @@ def fill(proto: TensorProto, array: np.ndarray, name: str) -> None:
     else:
         little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
         proto.tensor_content = little.tobytes()
+
+
+def check_types(inputs: Mapping[str, np.ndarray], specs: Sequence[TensorSpec], model: str) -> None:
+    """Refuse an input whose type is not the signature's, in TensorFlow's words (names
+    and shapes are the dataplane's to check).
+
+    Raises:
+        ProtocolError: Naming the input, both types, and the ``dtype`` to send.
+    """
+    wanted = {s.name: s.dtype for s in specs}
+    for key, array in inputs.items():
+        sent = "object" if array.dtype.kind == "O" else array.dtype.name
+        expected = wanted.get(key, sent)
+        if sent != expected and expected in TF_TYPES:
+            raise ProtocolError(
+                f"input '{key}' of model '{model}' is {TF_TYPES[sent].name}, but the signature "
+                f"takes {TF_TYPES[expected].name}; send tf.make_tensor_proto(value, "
+                f"dtype=tf.{'string' if expected == 'object' else expected})"
+            )

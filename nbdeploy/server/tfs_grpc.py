@@ -20,16 +20,14 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import grpc
-import numpy as np
 
 from .._deps import require
 from ..errors import ProtocolError, ServerError
-from ..types import TensorSpec
 from .codecs import V2_TO_NUMPY, InferRequest
 from .dataplane import DataPlane
 from .grpc_common import Context, TokenCheck, translating
 from .security import Guard
-from .tensor_proto import TF_TYPES, fill, to_array
+from .tensor_proto import TF_TYPES, check_types, fill, to_array
 from .tfserving import label_version, version_states
 
 __all__ = ["SIGNATURE", "build_server"]
@@ -101,7 +99,7 @@ class _Prediction:
             inputs[key] = to_array(tensor, key, budget)
             budget -= inputs[key].nbytes
         version = _version(self.dp, spec)
-        _check_types(inputs, self.dp.inputs(spec.name, version), spec.name)
+        check_types(inputs, self.dp.inputs(spec.name, version), spec.name)
         wanted = dict.fromkeys(filtered, True)  # none: every output
         result = await self.dp.infer(spec.name, version, InferRequest(inputs, wanted))
         response = predict_pb2.PredictResponse()
@@ -214,21 +212,6 @@ def _check_signature(spec: Any) -> None:
             f"'{spec.name}' serves one signature, '{SIGNATURE}'",
             status=409,
         )
-
-
-def _check_types(inputs: dict[str, np.ndarray], specs: list[TensorSpec], model: str) -> None:
-    """Refuse an input of another type in TensorFlow's words (every version of a model has
-    one signature, so the serving one's says it); names and shapes are the dataplane's."""
-    wanted = {s.name: s.dtype for s in specs}
-    for key, array in inputs.items():
-        sent = "object" if array.dtype.kind == "O" else array.dtype.name
-        expected = wanted.get(key, sent)
-        if sent != expected and expected in TF_TYPES:
-            raise ProtocolError(
-                f"input '{key}' of model '{model}' is {TF_TYPES[sent].name}, but the signature "
-                f"takes {TF_TYPES[expected].name}; send tf.make_tensor_proto(value, "
-                f"dtype=tf.{'string' if expected == 'object' else expected})"
-            )
 
 
 def _version(dp: DataPlane, spec: Any) -> str:

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from nbdeploy.errors import ProtocolError
-from nbdeploy.server.tensor_proto import TF_TYPES, fill, to_array
+from nbdeploy.server.tensor_proto import TF_TYPES, check_types, fill, to_array
 from nbdeploy.server.tfserving import label_version, version_states
+from nbdeploy.types import TensorSpec
 
 tf = pytest.importorskip("tensorflow")
 LIMIT = 2**20  # the largest array to_array may build
@@ -154,6 +155,15 @@ def test_outputs_without_a_tensorflow_type_are_refused() -> None:
     with pytest.raises(ProtocolError, match="complex64") as caught:
         fill(proto, np.zeros(2, np.complex64), "y")
     assert caught.value.status == 409
+
+
+def test_a_type_other_than_the_signatures_is_refused_in_tensorflows_words() -> None:
+    specs = [TensorSpec("text", "object", ("batch", 2)), TensorSpec("x", "float32", (3,))]
+    check_types({"text": np.array([[b"a", b"b"]], dtype=object)}, specs, "m")
+    check_types({"other": np.zeros(1)}, specs, "m")  # the dataplane names unknown inputs
+    with pytest.raises(ProtocolError, match=r"input 'text' of model 'm' is DT_FLOAT, but the "
+                       r"signature takes DT_STRING; .*dtype=tf\.string\)"):  # fmt: skip
+        check_types({"text": np.zeros((1, 2), np.float32)}, specs, "m")
 
 
 def test_version_labels_come_from_the_traffic_split() -> None:
