@@ -146,7 +146,7 @@ async def _serve(options: ServerOptions) -> None:
     if http.started:
         _write_state(repository, state)
         note = _register(repository)
-        tfs = f" and {state['tfs_grpc_url']} (TF Serving)" if tfs_port is not None else ""
+        tfs = f"; TF Serving's gRPC on {state['tfs_grpc_url']}" if tfs_port is not None else ""
         log.warning("serving %s on %s and %s%s", repository.root, state["http_url"],
                     state["grpc_url"], tfs)  # fmt: skip
     # Live at once; the models of the last run come back one by one, each ready as it

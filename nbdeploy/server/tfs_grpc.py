@@ -16,6 +16,7 @@ inputs instead.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -34,6 +35,11 @@ __all__ = ["SIGNATURE", "build_server"]
 
 
 def _stubs(module: str) -> ModuleType:
+    # The stubs import tensorflow, whose C++ start-up notes (oneDNN, CPU features) would
+    # fill the server log; the server runs no TF op, it uses only the protos. A setting of
+    # the user's wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     return require(f"tensorflow_serving.apis.{module}", extra="tfserving",
                    feature="TF Serving's gRPC API (tfs_grpc_port)",
                    package="tensorflow-serving-api")  # fmt: skip
