@@ -396,21 +396,27 @@ def test_a_server_without_the_option_never_imports_tensorflow(local: Endpoint) -
         nbd.server.start(local.repository, tfs_grpc_port=0)  # not silently without it
 
 
+def without_the_stubs(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter on this nbdeploy, tensorflow_serving unimportable."""
+    root = Path(nbd.__file__).resolve().parents[1]
+    code = f"import sys; sys.modules['tensorflow_serving'] = None\n{code}"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
 def test_without_the_package_the_error_says_what_to_install(tmp_path: Path) -> None:
     """The server (and nbd.server.start before it) as if tensorflow-serving-api were
     not installed."""
-    root = Path(nbd.__file__).resolve().parents[1]
-    code = ("import sys; sys.modules['tensorflow_serving'] = None\n"
-            "from nbdeploy.server.process import main\n"
-            f"sys.exit(main([{str(tmp_path)!r}, '--http-port=0', '--grpc-port=0', "
-            "'--tfs-grpc-port=0']))")  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
-    assert run.returncode == 1
-    assert "pip install 'nbdeploy[tfserving]'" in run.stderr
-    code = ("import sys; sys.modules['tensorflow_serving'] = None\nimport nbdeploy as nbd\n"
-            f"try:\n    nbd.server.start({str(tmp_path)!r}, tfs_grpc_port=0)\n"
-            "except nbd.errors.MissingDependencyError as err:\n    print(err)")  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
-    assert "pip install 'nbdeploy[tfserving]'" in run.stdout, run.stderr
+    server = without_the_stubs(
+        "from nbdeploy.server.process import main\n"
+        f"sys.exit(main([{str(tmp_path)!r}, '--http-port=0', '--grpc-port=0', "
+        "'--tfs-grpc-port=0']))"
+    )
+    assert server.returncode == 1
+    assert "pip install 'nbdeploy[tfserving]'" in server.stderr
+    notebook = without_the_stubs(
+        f"import nbdeploy as nbd\ntry:\n    nbd.server.start({str(tmp_path)!r}, tfs_grpc_port=0)\n"
+        "except nbd.errors.MissingDependencyError as err:\n    print(err)"
+    )
+    assert "pip install 'nbdeploy[tfserving]'" in notebook.stdout, notebook.stderr
