@@ -48,7 +48,6 @@ def _stubs(module: str) -> ModuleType:
 predict_pb2 = _stubs("predict_pb2")
 metadata_pb2 = _stubs("get_model_metadata_pb2")
 status_pb2 = _stubs("get_model_status_pb2")
-management_pb2 = _stubs("model_management_pb2")
 prediction_grpc = _stubs("prediction_service_pb2_grpc")
 model_grpc = _stubs("model_service_pb2_grpc")
 
