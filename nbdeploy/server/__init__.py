@@ -14,9 +14,11 @@ Layers, bottom up, one file each: ``layout`` (file names, no dependencies),
 (onnxruntime, Triton's reshape), ``classification``, ``shared_memory`` (system shared
 memory regions), ``batcher`` (dynamic batching and Triton's queue policy), ``loading``
 (versions loaded as one transaction, restored one by one), ``settings`` (trace and log
-settings), ``dataplane`` (no HTTP in sight), ``http_api`` (Starlette) and ``grpc_api``
-(grpc.aio), ``security``, ``process`` (the server process); on the notebook side,
-``client`` (the typed client of the server's own API) and ``control`` (start, status,
+settings), ``dataplane`` (no HTTP in sight), ``http_api`` (Starlette, with TF Serving's
+REST predict from ``tfserving``) and ``grpc_api`` (grpc.aio), sharing ``grpc_common``
+with ``tfs_grpc`` (TF Serving's gRPC API, on its own port when asked for; its tensors
+through ``tensor_proto``), ``security``, ``process`` (the server process); on the
+notebook side, ``client`` (the typed client of the server's own API) and ``control`` (start, status,
 stop, the registry of running servers).
 """
 

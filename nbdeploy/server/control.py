@@ -8,6 +8,7 @@ the state file it writes in the repository is how a new kernel finds it again.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ServerError
+from ..errors import MissingDependencyError, ServerError
 from .client import LocalServer
 from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
 from .security import check_token
@@ -55,6 +56,7 @@ class ServerStatus:
         grpc_url: ``host:port`` for gRPC.
         metrics_url: Prometheus metrics.
         models: Repository index rows (name, version, state, reason).
+        tfs_grpc_url: ``host:port`` of TF Serving's gRPC API ("" when not served).
     """
 
     running: bool
@@ -65,15 +67,17 @@ class ServerStatus:
     metrics_url: str = ""
     models: list[dict[str, str]] = field(default_factory=list)
     token: str | None = field(default=None, repr=False)
+    tfs_grpc_url: str = ""
 
     def __str__(self) -> str:
         if not self.running:
             return f"nbdeploy server: not running (repository {self.repository})"
         ready = sorted({m["name"] for m in self.models if m.get("state") == "READY"})
         damaged = [f"{m['name']} v{m['version']}: {m['reason']}" for m in self.damaged]
+        tfs = f", {self.tfs_grpc_url} (TF Serving gRPC)" if self.tfs_grpc_url else ""
         return (
-            f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC), "
-            f"metrics {self.metrics_url}\n  repository {self.repository}\n"
+            f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC)"
+            f"{tfs}, metrics {self.metrics_url}\n  repository {self.repository}\n"
             f"  models ready: {', '.join(ready) or 'none'}"
             + (f"\n  loading after a restart: {', '.join(self.loading)}" if self.loading else "")
             + "".join(f"\n  not served: {line}" for line in damaged)
@@ -129,6 +133,7 @@ class ServerStatus:
                 ("pid", self.pid),
                 ("HTTP", self.http_url),
                 ("gRPC", self.grpc_url),
+                *([("TF Serving gRPC", self.tfs_grpc_url)] if self.tfs_grpc_url else []),
                 ("metrics", self.metrics_url),
                 ("repository", self.repository),
             ]
@@ -147,6 +152,7 @@ def start(
     host: str = "127.0.0.1",
     http_port: int | None = None,
     grpc_port: int | None = None,
+    tfs_grpc_port: int | None = None,
     token: str | None = None,
     max_request_bytes: int | None = None,
     allowed_origins: Sequence[str] = (),
@@ -160,6 +166,9 @@ def start(
         http_port: HTTP port (default: the one this repository's server used last, else
             8000, when free; else any free port).
         grpc_port: gRPC port (likewise, 8001).
+        tfs_grpc_port: Also serve TF Serving's gRPC API (``PredictionService``,
+            ``ModelService``) on this port (0: any free; TF Serving's own is 8500).
+            ``None`` (the default): not served, and the server never imports tensorflow.
         token: Bearer token clients must send (``Authorization: Bearer <token>``).
         max_request_bytes: Largest request body accepted (default 64 MiB).
         allowed_origins: Web origins (``https://dash.example``) whose pages may call the
@@ -173,17 +182,30 @@ def start(
 
     Raises:
         ConfigError: The token cannot travel in a header (not printable ASCII).
-        ServerError: The server exited or did not answer in time; the message carries
-            the end of its log.
+        MissingDependencyError: ``tfs_grpc_port`` without ``tensorflow-serving-api``.
+        ServerError: The server exited or did not answer in time (the message carries
+            the end of its log), or the one running does not serve TF Serving's gRPC API
+            that ``tfs_grpc_port`` asks for.
     """
     check_token(token)
+    if tfs_grpc_port is not None and importlib.util.find_spec("tensorflow_serving") is None:
+        raise MissingDependencyError("tensorflow-serving-api", "tfserving",
+                                     "TF Serving's gRPC API (tfs_grpc_port)")  # fmt: skip
     root = resolve(repository)
     root.mkdir(parents=True, exist_ok=True)
     with _starting(root):  # two kernels starting at once get one server
         current = status(root)
         if current.running:
+            if tfs_grpc_port is not None and not current.tfs_grpc_url:
+                raise ServerError(
+                    f"the server running for {root} (pid {current.pid}) does not serve TF "
+                    "Serving's gRPC API; nbd.server.stop() it first, then start it with "
+                    "tfs_grpc_port=...",
+                    status=409,
+                )
             return current
         extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
+        extra += [f"--tfs-grpc-port={tfs_grpc_port}"] if tfs_grpc_port is not None else []
         extra += [f"--allow-origin={origin}" for origin in allowed_origins]
         before = _last_state(root).get("http_url")
         started = _start(root, host, http_port, grpc_port, token, extra, timeout)
@@ -327,7 +349,7 @@ def status(
             return ServerStatus(False, root)
     return ServerStatus(
         True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
-        rows, state.get("token"),
+        rows, state.get("token"), state.get("tfs_grpc_url") or "",
     )  # fmt: skip
 
 

@@ -1,13 +1,13 @@
 """The gRPC front end: Triton's ``GRPCInferenceService`` (the stubs tritonclient ships)
 on ``grpc.aio``, over the same dataplane as HTTP. :class:`ProtocolError` s become the
-matching status codes; the token, when set, is checked by an interceptor.
+matching status codes and the token, when set, is checked by an interceptor, both from
+``grpc_common`` (which TF Serving's gRPC front end shares).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 import numpy as np
@@ -27,25 +27,15 @@ from .codecs import (
     timeout_us,
 )
 from .dataplane import DataPlane
+from .grpc_common import Context, TokenCheck, translating
 from .parameters import decode_load
 from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Context: TypeAlias = grpc.aio.ServicerContext
 
 __all__ = ["build_server"]
 
-STATUS_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.FAILED_PRECONDITION,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 OPEN_METHODS = ("/inference.GRPCInferenceService/ServerLive",
                 "/inference.GRPCInferenceService/ServerReady")  # fmt: skip
 
@@ -63,7 +53,7 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
     and the port it got."""
     limit = guard.max_request_bytes
     server = grpc.aio.server(
-        interceptors=[_TokenCheck(guard)] if guard.token else [],
+        interceptors=[TokenCheck(guard, OPEN_METHODS)] if guard.token else [],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
@@ -75,88 +65,42 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
     return server, port
 
 
-class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, guard: Guard) -> None:
-        self._guard = guard
-
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], details: Any
-    ) -> Any:
-        metadata = dict(details.invocation_metadata or ())
-        if details.method in OPEN_METHODS or self._guard.token_ok(metadata.get("authorization")):
-            return await continuation(details)
-
-        async def refuse(request: object, context: Context) -> None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "this server needs 'authorization: Bearer <token>'"
-            )
-
-        if details.method.endswith("StreamInfer"):
-            return grpc.stream_stream_rpc_method_handler(refuse)
-        return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-def _translating(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn a ProtocolError into the matching gRPC status, like HTTP's error handler."""
-
-    async def wrapper(self: _Service, request: object, context: Context) -> T:
-        try:
-            return await method(self, request, context)
-        except ProtocolError as err:
-            code = STATUS_CODES.get(err.status, grpc.StatusCode.INVALID_ARGUMENT)
-            await _abort(context, code, str(err))
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:  # a bug of ours: logged, no internals in the reply
-            log.error("%s failed", method.__name__, exc_info=err)
-            message = f"internal error ({type(err).__name__}); see the server log"
-            await _abort(context, grpc.StatusCode.INTERNAL, message)
-
-    wrapper.__name__ = method.__name__
-    return wrapper
-
-
-async def _abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
-    await context.abort(code, message)
-    raise AssertionError("grpc.aio's abort always raises")
-
-
 class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     def __init__(self, dataplane: DataPlane) -> None:
         self.dp = dataplane
 
-    @_translating
+    @translating
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Context
     ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    @_translating
+    @translating
     async def ServerReady(
         self, request: pb.ServerReadyRequest, context: Context
     ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dp.ready())
 
-    @_translating
+    @translating
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
         return pb.ModelReadyResponse(ready=self.dp.model_ready(request.name, request.version))
 
-    @_translating
+    @translating
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
         return json_format.ParseDict(self.dp.server_metadata(), pb.ServerMetadataResponse())
 
-    @_translating
+    @translating
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
         doc = self.dp.model_metadata(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelMetadataResponse())
 
-    @_translating
+    @translating
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: Context
     ) -> pb.ModelConfigResponse:
@@ -164,14 +108,14 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         response.config.CopyFrom(self.dp.model_config(request.name, request.version))
         return response
 
-    @_translating
+    @translating
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context
     ) -> pb.ModelStatisticsResponse:
         doc = self.dp.statistics(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse())
 
-    @_translating
+    @translating
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
@@ -179,7 +123,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r)
                                                   for r in rows])  # fmt: skip
 
-    @_translating
+    @translating
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
@@ -189,14 +133,14 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         await self.dp.load(request.model_name, **vars(decode_load(texts, files)))
         return pb.RepositoryModelLoadResponse()
 
-    @_translating
+    @translating
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
         await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    @_translating
+    @translating
     async def TraceSetting(
         self, request: pb.TraceSettingRequest, context: Context
     ) -> pb.TraceSettingResponse:
@@ -207,7 +151,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
             response.settings[key].value.extend(value if isinstance(value, list) else [value])
         return response
 
-    @_translating
+    @translating
     async def LogSettings(
         self, request: pb.LogSettingsRequest, context: Context
     ) -> pb.LogSettingsResponse:
@@ -220,7 +164,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
             setattr(response.settings[key], kind, value)
         return response
 
-    @_translating
+    @translating
     async def SystemSharedMemoryStatus(
         self, request: pb.SystemSharedMemoryStatusRequest, context: Context
     ) -> pb.SystemSharedMemoryStatusResponse:
@@ -230,7 +174,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
                 pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))  # fmt: skip
         return response
 
-    @_translating
+    @translating
     async def SystemSharedMemoryRegister(
         self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
     ) -> pb.SystemSharedMemoryRegisterResponse:
@@ -238,32 +182,32 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         self.dp.shm.register(request.name, request.key, request.offset, request.byte_size)
         return pb.SystemSharedMemoryRegisterResponse()
 
-    @_translating
+    @translating
     async def SystemSharedMemoryUnregister(
         self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
     ) -> pb.SystemSharedMemoryUnregisterResponse:
         self.dp.shm.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
-    @_translating
+    @translating
     async def CudaSharedMemoryStatus(
         self, request: pb.CudaSharedMemoryStatusRequest, context: Context
     ) -> pb.CudaSharedMemoryStatusResponse:
         return pb.CudaSharedMemoryStatusResponse()  # none can be registered here
 
-    @_translating
+    @translating
     async def CudaSharedMemoryRegister(
         self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
     ) -> pb.CudaSharedMemoryRegisterResponse:
         raise ProtocolError(CUDA_SHM_REFUSAL)
 
-    @_translating
+    @translating
     async def CudaSharedMemoryUnregister(
         self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
     ) -> pb.CudaSharedMemoryUnregisterResponse:
         return pb.CudaSharedMemoryUnregisterResponse()
 
-    @_translating
+    @translating
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:

@@ -1,5 +1,6 @@
-"""The server process: HTTP (uvicorn) and gRPC (grpc.aio) on one event loop over one
-dataplane, with a state file in the repository so notebooks can find it again.
+"""The server process: HTTP (uvicorn) and gRPC (grpc.aio; and TF Serving's gRPC API when
+asked for) on one event loop over one dataplane, with a state file in the repository so
+notebooks can find it again.
 
 Run it with ``nbdeploy serve REPO`` or ``python -m nbdeploy.server REPO``; notebooks use
 :func:`nbdeploy.server.start`, which launches this detached.
@@ -42,6 +43,8 @@ class ServerOptions:
         host: Address to listen on; anything but loopback needs ``token``.
         http_port: HTTP port (0: any free port).
         grpc_port: gRPC port (0: any free port).
+        tfs_grpc_port: Port for TF Serving's gRPC API (0: any free port); ``None``: off,
+            and tensorflow is never imported.
         token: Bearer token clients must send.
         allowed_hosts: Extra ``Host`` names accepted without a token.
         max_request_bytes: Largest request accepted.
@@ -54,6 +57,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     http_port: int = 0
     grpc_port: int = 0
+    tfs_grpc_port: int | None = None
     token: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -115,13 +119,22 @@ async def _serve(options: ServerOptions) -> None:
     http_socket = _bind(options.host, options.http_port)
     address = f"{_url_host(options.host)}:{options.grpc_port}"
     grpc_server, grpc_port = build_server(dataplane, options.guard, address)
+    servers = [grpc_server]
+    tfs_port = None
+    if options.tfs_grpc_port is not None:
+        from . import tfs_grpc  # imports tensorflow: only when asked for
+
+        tfs_address = f"{_url_host(options.host)}:{options.tfs_grpc_port}"
+        tfs_server, tfs_port = tfs_grpc.build_server(dataplane, options.guard, tfs_address)
+        servers.append(tfs_server)
     restoring = dataplane.begin_restore()
     app = build_app(dataplane, options.guard)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, http="httptools", loop="none"
     )
     http = uvicorn.Server(config)
-    await grpc_server.start()
+    for server in servers:
+        await server.start()
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal into the
     # handlers it found: make those no-ops, so the cleanup below runs and we exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,13 +142,13 @@ async def _serve(options: ServerOptions) -> None:
     task = asyncio.create_task(http.serve(sockets=[http_socket]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)
-    state = _state(options, http_socket.getsockname()[1], grpc_port)
+    state = _state(options, http_socket.getsockname()[1], grpc_port, tfs_port)
     if http.started:
         _write_state(repository, state)
         note = _register(repository)
-        log.warning(
-            "serving %s on %s and %s", repository.root, state["http_url"], state["grpc_url"]
-        )
+        tfs = f"; TF Serving's gRPC on {state['tfs_grpc_url']}" if tfs_port is not None else ""
+        log.warning("serving %s on %s and %s%s", repository.root, state["http_url"],
+                    state["grpc_url"], tfs)  # fmt: skip
     # Live at once; the models of the last run come back one by one, each ready as it
     # loads (requests for one still loading get a 503 that says so).
     restore = asyncio.create_task(_restore(dataplane, len(restoring)))
@@ -146,7 +159,8 @@ async def _serve(options: ServerOptions) -> None:
         repository.state_file.unlink(missing_ok=True)
         if http.started:
             note.unlink(missing_ok=True)
-        await grpc_server.stop(grace=2)
+        for server in servers:
+            await server.stop(grace=2)
         await dataplane.close()
 
 
@@ -171,7 +185,9 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _state(options: ServerOptions, http_port: int, grpc_port: int) -> dict[str, Any]:
+def _state(
+    options: ServerOptions, http_port: int, grpc_port: int, tfs_grpc_port: int | None
+) -> dict[str, Any]:
     host = _url_host("127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host)
     return {
         "pid": os.getpid(),
@@ -180,6 +196,8 @@ def _state(options: ServerOptions, http_port: int, grpc_port: int) -> dict[str, 
         "grpc_port": grpc_port,
         "http_url": f"http://{host}:{http_port}",
         "grpc_url": f"{host}:{grpc_port}",
+        "tfs_grpc_port": tfs_grpc_port,
+        "tfs_grpc_url": f"{host}:{tfs_grpc_port}" if tfs_grpc_port is not None else "",
         "metrics_url": f"http://{host}:{http_port}/metrics",
         "repository": str(Path(options.repository).resolve()),
         "token": options.token,
@@ -216,6 +234,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (0: any free)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: any free)")
     parser.add_argument(
+        "--tfs-grpc-port", type=int, default=None, metavar="PORT",
+        help="also serve TF Serving's gRPC API (PredictionService, ModelService) on PORT "
+        "(0: any free; TF Serving's own is 8500); needs pip install 'nbdeploy[tfserving]'",
+    )  # fmt: skip
+    parser.add_argument(
         "--allow-host", action="append", default=[], help="extra Host name to accept"
     )
     parser.add_argument(
@@ -237,7 +260,8 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
     which other users can read in the process list)."""
     return ServerOptions(
         repository=args.repository, host=args.host, http_port=args.http_port,
-        grpc_port=args.grpc_port, token=os.environ.get("NBDEPLOY_TOKEN") or None,
+        grpc_port=args.grpc_port, tfs_grpc_port=args.tfs_grpc_port,
+        token=os.environ.get("NBDEPLOY_TOKEN") or None,
         allowed_hosts=tuple(args.allow_host), max_request_bytes=args.max_request_bytes,
         allowed_origins=tuple(args.allow_origin), max_json_bytes=args.max_json_bytes,
     )  # fmt: skip

@@ -1,10 +1,11 @@
 """TensorFlow Serving's REST predict body (``instances`` row format, ``inputs`` columnar
-format), as pure functions onto the same :class:`InferRequest` the V2 path uses.
+format), as pure functions onto the same :class:`InferRequest` the V2 path uses; and what
+its REST and gRPC APIs share: version labels and version states.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,12 @@ from ..errors import ProtocolError
 from ..types import TensorSpec
 from .codecs import InferRequest, dumps, loads
 
-__all__ = ["decode_predict", "encode_predict"]
+__all__ = ["decode_predict", "encode_predict", "label_version", "version_states"]
+
+# TF Serving's ModelVersionStatus.State per repository-index state (Triton's words).
+STATES = {"READY": 30, "LOADING": 20, "UNAVAILABLE": 50}  # AVAILABLE, LOADING, END
+# Reasons of versions that are not served on purpose (TF Serving's END with an OK status).
+NOT_ERRORS = frozenset({"", "unloaded", "not loaded (no traffic)", "loading after a restart"})
 
 
 def decode_predict(body: bytes, inputs: Sequence[TensorSpec]) -> tuple[InferRequest, bool]:
@@ -79,3 +85,52 @@ def _plain(array: np.ndarray) -> Any:
         flat = [v.decode() if isinstance(v, bytes) else v for v in array.ravel()]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()
+
+
+def label_version(name: str, label: str, traffic: Mapping[str, float]) -> str:
+    """The version a TF Serving ``version_label`` names, from the model's traffic split
+    (as ``traffic.canary`` makes it): with one version taking traffic, that one is
+    ``stable``; with more, the newest is the ``canary`` and ``stable`` the one of the others
+    taking the most (the newer on a tie).
+
+    Raises:
+        ProtocolError: 404 for a label that names no version now; the message lists those
+            that do.
+    """
+    serving = [int(v) for v, share in traffic.items() if share > 0]
+    labels: dict[str, int] = {}
+    if len(serving) > 1:
+        labels["canary"] = max(serving)
+        serving.remove(labels["canary"])
+    if serving:
+        labels["stable"] = max(serving, key=lambda v: (traffic[str(v)], v))
+    if label not in labels:
+        known = ", ".join(f"{k} (version {v})" for k, v in labels.items()) or "none"
+        raise ProtocolError(
+            f"model '{name}' has no version labelled '{label}'; its labels now: {known}. "
+            "Labels follow the traffic split: 'stable' and, during a canary, 'canary'",
+            status=404,
+        )
+    return str(labels[label])
+
+
+def version_states(
+    name: str, rows: Sequence[Mapping[str, str]], version: int | None = None
+) -> list[tuple[int, int, str]]:
+    """``(version, ModelVersionStatus.State, error message)`` per version of ``name`` in
+    the repository index (``version``: that one only).
+
+    Raises:
+        ProtocolError: 404 when the model, or the version asked for, is not there.
+    """
+    mine = [row for row in rows if row["name"] == name and row["version"]]
+    states = [
+        (int(row["version"]), STATES.get(row["state"], 0),
+         "" if row["reason"] in NOT_ERRORS else row["reason"])
+        for row in mine
+        if version is None or int(row["version"]) == version
+    ]  # fmt: skip
+    if not states:
+        which = f"version {version} of model '{name}'" if version is not None else f"model '{name}'"
+        raise ProtocolError(f"Could not find any versions of {which}", status=404)
+    return states
