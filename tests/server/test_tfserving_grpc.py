@@ -70,8 +70,16 @@ def texts() -> nbd.Artifact:
     return nbd.export(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
+def keras_heads() -> nbd.Artifact:
+    """A functional Keras model: input ``image``, outputs ``logits`` and ``score``."""
+    from tests.tensorflow.conftest import two_heads
+
+    return nbd.export(two_heads(), name="heads")
+
+
 MODELS: dict[str, Callable[[], nbd.Artifact]] = {
-    "mlp": torch_mlp, "classifier": sklearn_classifier, "texts": texts}  # fmt: skip
+    "mlp": torch_mlp, "classifier": sklearn_classifier, "texts": texts,
+    "heads": keras_heads}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,23 @@ def test_predict_a_torch_model_as_the_tutorials_do(tfs: TfsServer) -> None:
                                art.run(x)[output], rtol=1e-6, atol=1e-6)  # fmt: skip
     assert response.model_spec.name == "mlp" and response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "serving_default"
+
+
+def test_predict_a_keras_model_as_the_tutorials_do(tfs: TfsServer) -> None:
+    from tests.tensorflow.conftest import two_heads
+
+    x = np.random.default_rng(2).random((3, 8, 8, 1), dtype=np.float32)
+    channel = grpc.insecure_channel(tfs.url)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "heads"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["image"].CopyFrom(tf.make_tensor_proto(x))
+    response = stub.Predict(request, 10.0)
+    keras_answer = two_heads()(x)  # the same seeded weights as the model served
+    for name in ("logits", "score"):
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs[name]),
+                                   keras_answer[name].numpy(), atol=1e-5)  # fmt: skip
 
 
 def test_predict_a_scikit_learn_classifier_every_output(tfs: TfsServer) -> None:
