@@ -23,7 +23,10 @@ _LEGACY = {"Serverless": "Knative", "RawDeployment": "Standard"}
 
 
 def _mode_of(service: Object) -> str | None:
-    value = (service.get("metadata", {}).get("annotations") or {}).get(MODE_ANNOTATION)
+    """The mode KServe runs ``service`` in: its status says (KServe records the mode it
+    chose there first), else its annotation."""
+    status = (service.get("status") or {}).get("deploymentMode")
+    value = status or (service.get("metadata", {}).get("annotations") or {}).get(MODE_ANNOTATION)
     return _LEGACY.get(value, value) if isinstance(value, str) else None
 
 

@@ -76,5 +76,12 @@ def test_the_mode_of_a_running_service_is_kept(candidate: Path, tmp_path: Path) 
     with pytest.raises(nbd.ConfigError, match="runs in Standard mode and KServe refuses"):
         rollout.write_release(candidate, tmp_path / "r", name="digits", storage_uri="s3://b/x",
                               mode="serverless", current=legacy)  # fmt: skip
+    # A service without the annotation runs in the cluster's default mode, in its status.
+    defaulted = _previous("serverless")
+    del defaulted["metadata"]["annotations"]  # type: ignore[attr-defined]
+    defaulted["status"] = {"deploymentMode": "Serverless"}
+    with pytest.raises(nbd.ConfigError, match="runs in Knative mode"):
+        rollout.write_release(candidate, tmp_path / "s", name="digits", storage_uri="s3://b/x",
+                              mode="standard", current=defaulted)  # fmt: skip
     assert rollout.storage_uri_for("minio://mlpipeline/a") == "s3://mlpipeline/a"
     assert rollout.storage_uri_for("gs://b/a") == "gs://b/a"
