@@ -11,7 +11,9 @@ chosen deployment mode honours (read from KServe 0.20's Go types, webhook and co
   ``spec.predictor``; the webhook refuses that list in any other mode, and refuses
   ``maxReplicas``/``scaleMetric``/``scaleTarget``/``autoScaling`` on a canary predictor
   (a canary runs fixed replicas). So the manifest names both models: the stable one
-  (``stable_uri``) and the new one.
+  (``stable_uri``) and the new one. KServe 0.20.0 itself sizes the canary's replicas from
+  ``trafficPercent`` but routes no traffic to it; weighted HTTPRoute backends came after
+  it, on KServe's main branch (kserve/kserve#5912).
 """
 
 from __future__ import annotations

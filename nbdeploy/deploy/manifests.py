@@ -137,7 +137,8 @@ def manifests(
             ``canaryTrafficPercent``, Knative keeping the previous revision;
             ``"standard"`` runs plain Deployments and takes the canary (KServe 0.20 and
             later) as a ``spec.canary`` entry beside the stable predictor, which needs
-            ``stable_uri``.
+            ``stable_uri`` (KServe 0.20.0 runs that canary but weights traffic to it only
+            from the release after; see docs/beyond-one-machine.md).
         stable_uri: ``mode="standard"`` with ``canary``: the storage URI of the model
             serving now, which keeps ``100 - canary`` percent of the traffic.
         autoscale: Scale between bounds on CPU (or Triton's queue time).
