@@ -99,6 +99,22 @@ def pipeline(
         apply: bool = apply,
         scheme: str = quantize or "",  # last: KFP passes the parameters in order
     ) -> None:
+        """Export, optimize, (quantize,) check parity and deploy a trained model file.
+
+        Args:
+            model_uri: The model file a training step wrote (.onnx, joblib/pickle, TorchScript).
+            data_uri: A .npy batch of model inputs (example, calibration, parity rows).
+            name: Model and InferenceService name.
+            mode: KServe deployment mode: serverless or standard.
+            canary: Percent of traffic for the new model; 0 for all of it.
+            storage_uri: Where KServe reads the repository; empty: the deploy output's URI.
+            namespace: The InferenceService's namespace; empty: the run's.
+            kind: The model file's kind, or auto.
+            atol: Absolute tolerance of the parity step.
+            rtol: Relative tolerance of the parity step.
+            apply: False writes the repository and manifest without touching the cluster.
+            scheme: The nbdeploy quantization scheme.
+        """
         model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model).output
         data = dsl.importer(artifact_uri=data_uri, artifact_class=dsl.Dataset).output
         exported = steps.export(model=model, data=data, name=name, kind=kind).outputs["exported"]
@@ -123,6 +139,7 @@ def pipeline(
     if not with_quantize:  # KFP reads the run's parameters from the signature: no `scheme`
         signature = inspect.signature(nbdeploy_pipeline)
         kept = [p for p in signature.parameters.values() if p.name != "scheme"]
+        # typeshed gives functions no __signature__; inspect.signature reads it all the same.
         nbdeploy_pipeline.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
     description = "nbdeploy: export, optimize, quantize, check parity, deploy to KServe"
     return dsl.pipeline(name=pipeline_name or f"nbdeploy-{name}", description=description)(

@@ -5,19 +5,20 @@ or patch call that would send the result is the one thing not run here)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import nbdeploy as nbd
+from nbdeploy.deploy.kserve import Mode
 from nbdeploy.kubeflow import rollout, steps
 from tests.deploy import kserve_schema
 from tests.servers import affine
 
 
-def _previous(mode: str, uri: str = "s3://b/digits/run-1") -> dict[str, object]:
-    made = nbd.manifests(affine(), target="kserve", name="digits", storage_uri=uri,
-                         mode=mode)  # type: ignore[arg-type]  # fmt: skip
-    service: dict[str, object] = made.objects[0]
+def _previous(mode: Mode, uri: str = "s3://b/digits/run-1") -> dict[str, Any]:
+    made = nbd.manifests(affine(), target="kserve", name="digits", storage_uri=uri, mode=mode)
+    service: dict[str, Any] = made.objects[0]
     return service
 
 
@@ -70,7 +71,7 @@ def test_the_patch_removes_the_canary_fields_the_new_release_does_not_have(
 
 def test_the_mode_of_a_running_service_is_kept(candidate: Path, tmp_path: Path) -> None:
     legacy = _previous("standard")
-    legacy["metadata"]["annotations"] = {  # type: ignore[index]
+    legacy["metadata"]["annotations"] = {
         "serving.kserve.io/deploymentMode": "RawDeployment"  # the name before KServe 0.16
     }
     with pytest.raises(nbd.ConfigError, match="runs in Standard mode and KServe refuses"):
@@ -78,7 +79,7 @@ def test_the_mode_of_a_running_service_is_kept(candidate: Path, tmp_path: Path) 
                               mode="serverless", current=legacy)  # fmt: skip
     # A service without the annotation runs in the cluster's default mode, in its status.
     defaulted = _previous("serverless")
-    del defaulted["metadata"]["annotations"]  # type: ignore[attr-defined]
+    del defaulted["metadata"]["annotations"]
     defaulted["status"] = {"deploymentMode": "Serverless"}
     with pytest.raises(nbd.ConfigError, match="runs in Knative mode"):
         rollout.write_release(candidate, tmp_path / "s", name="digits", storage_uri="s3://b/x",
