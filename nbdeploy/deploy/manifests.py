@@ -22,7 +22,7 @@ from .alerts import Alerts, prometheus_rule, rule_groups
 from .kserve import Mode, Rollout, inference_service
 from .kubernetes import TRITON_IMAGE, triton_objects
 
-__all__ = ["Alerts", "Autoscale", "Manifests", "manifests"]
+__all__ = ["Alerts", "Autoscale", "Manifests", "check_name", "manifests"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 Object = dict[str, Any]
@@ -104,6 +104,20 @@ class Manifests:
         )
 
 
+def check_name(name: str) -> str:
+    """``name`` when it is a Kubernetes name (a DNS label).
+
+    Raises:
+        ConfigError: It is not; the message shows one that is.
+    """
+    if not _DNS_LABEL.match(name):
+        raise ConfigError(
+            f"{name!r} is not a Kubernetes name: use lowercase letters, digits and '-' "
+            "(at most 63), e.g. name='digits-v2'"
+        )
+    return name
+
+
 def manifests(
     art: Artifact,
     *,
@@ -151,12 +165,7 @@ def manifests(
         ConfigError: a name that is not a DNS label, a canary or mode for plain Triton, a
             mode-specific argument in the other mode, bad bounds.
     """
-    name = name or art.name
-    if not _DNS_LABEL.match(name):
-        raise ConfigError(
-            f"{name!r} is not a Kubernetes name: use lowercase letters, digits and '-' "
-            "(at most 63), e.g. name='digits-v2'"
-        )
+    name = check_name(name or art.name)
     if replicas < 1:
         raise ConfigError(f"replicas must be at least 1, not {replicas}")
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}

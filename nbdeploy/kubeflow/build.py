@@ -10,6 +10,7 @@ from typing import Any
 from kfp import dsl
 
 from ..deploy.kserve import MODES, Mode, Rollout
+from ..deploy.manifests import check_name
 from ..errors import ConfigError
 from .kfp_components import components
 
@@ -75,8 +76,10 @@ def pipeline(
         The pipeline (a KFP ``GraphComponent``), for ``kfp.compiler.Compiler().compile``.
 
     Raises:
-        ConfigError: A mode or canary KServe cannot take.
+        ConfigError: A name that is not a Kubernetes name, a mode or canary KServe cannot
+            take.
     """
+    check_name(name)
     if mode not in MODES:
         raise ConfigError(f"mode must be 'serverless' or 'standard', not {mode!r}")
     # The checks manifests() makes, now rather than in a run (the stable URI comes later,

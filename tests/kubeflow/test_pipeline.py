@@ -87,6 +87,7 @@ def test_without_a_scheme_there_is_no_quantize_step(tmp_path: Path) -> None:
     [
         ({"mode": "raw"}, "mode must be 'serverless' or 'standard'"),
         ({"canary": 150}, "between 0 and 100"),
+        ({"name": "Digits_v2"}, "not a Kubernetes name"),
     ],
 )
 def test_a_pipeline_kserve_cannot_run_is_refused_when_built(

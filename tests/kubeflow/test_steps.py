@@ -6,12 +6,15 @@ the kubernetes client's create/patch (``cluster.py``) is not run: no cluster her
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
 import joblib
 import numpy as np
+import onnx
 import pytest
+import skl2onnx
 import yaml
 from google.protobuf import text_format
 from sklearn.datasets import load_digits
@@ -30,22 +33,29 @@ KFP_URI = "minio://mlpipeline/v2/artifacts/nbdeploy-digits/run-1/deploy/reposito
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """What a training step leaves: the fitted model (joblib) and a batch of inputs."""
+    """What a training step leaves: the fitted model (joblib) and a batch of inputs; beside
+    them the same model as a plain ONNX file (skl2onnx, no nbdeploy metadata)."""
     folder = tmp_path_factory.mktemp("training")
     x, y = load_digits(return_X_y=True)
     model = make_pipeline(StandardScaler(), MLPClassifier((32,), max_iter=300, random_state=0))
     model.fit(x, y)
     joblib.dump(model, folder / "digits.joblib")
     np.save(folder / "rows.npy", x[:128].astype(np.float32))  # what the models take
+    proto = skl2onnx.to_onnx(model, x[:1].astype(np.float32), options={"zipmap": False})
+    onnx.save(proto, folder / "digits.onnx")
     return folder / "digits.joblib", folder / "rows.npy"
 
 
-def test_a_joblib_model_goes_through_every_step_to_a_triton_folder(
-    trained: tuple[Path, Path], tmp_path: Path
+@pytest.mark.parametrize("file", ["digits.joblib", "digits.onnx"])
+def test_a_model_file_goes_through_every_step_to_a_triton_folder(
+    trained: tuple[Path, Path], tmp_path: Path, file: str
 ) -> None:
-    model, rows = trained
+    model, rows = trained[0].with_name(file), trained[1]
     exported = steps.export_model(model, rows, tmp_path / "exported", name="digits")
-    assert exported.parity is not None and exported.parity.ok
+    if file.endswith(".onnx"):
+        assert exported.parity is None  # a passthrough: the parity step checks against the file
+    else:
+        assert exported.parity is not None and exported.parity.ok
     steps.optimize_model(tmp_path / "exported", tmp_path / "optimized")
     quantized = steps.quantize_model(tmp_path / "optimized", rows, tmp_path / "quantized",
                                      scheme="int8-dynamic")  # fmt: skip
@@ -61,7 +71,7 @@ def test_a_joblib_model_goes_through_every_step_to_a_triton_folder(
         (tmp_path / "repository/digits/config.pbtxt").read_text(), model_config_pb2.ModelConfig()
     )
     assert (config.name, config.platform) == ("digits", "onnxruntime_onnx")
-    assert [i.name for i in config.input] == ["X"] and list(config.input[0].dims) == [64]
+    assert len(config.input) == 1 and list(config.input[0].dims) == [64]
     assert {o.name for o in config.output} == {"label", "probabilities"}
     served = nbd.load(tmp_path / "repository/digits/1/model.onnx")
     x = np.load(rows)[:8].astype(np.float32)
@@ -95,12 +105,16 @@ def test_onnx_and_torchscript_files_even_without_a_suffix(
     )
     net = torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
     torch.jit.trace(net.eval(), torch.zeros(2, 64)).save(str(tmp_path / "net.pt"))
-    files = [(onnx_file, "onnx"), (model, "sklearn"), (tmp_path / "net.pt", "torchscript")]
+    with (tmp_path / "digits.pkl").open("wb") as stream:  # plain pickle, not joblib
+        pickle.dump(joblib.load(model), stream)
+    files = [(onnx_file, "onnx"), (model, "sklearn"), (tmp_path / "digits.pkl", "sklearn"),
+             (tmp_path / "net.pt", "torchscript")]  # fmt: skip
     for source, kind in files:
-        bare = shutil.copy(source, tmp_path / f"{kind}-model")  # as a KFP artifact's file
+        bare = shutil.copy(source, tmp_path / f"{Path(source).suffix[1:]}-model")  # as in KFP
         assert kind_of(bare).name == kind
-        art = steps.export_model(bare, rows, tmp_path / f"{kind}-out", name=kind)
-        parity = steps.check_parity(bare, tmp_path / f"{kind}-out", tmp_path / f"{kind}-out", rows)
+        out = tmp_path / f"{Path(source).suffix[1:]}-out"
+        art = steps.export_model(bare, rows, out, name=kind)
+        parity = steps.check_parity(bare, out, out, rows)
         assert art.format == "onnx" and parity.ok and parity.reference == str(bare)
     with pytest.raises(nbd.ConfigError, match=r"one of \['onnx', 'sklearn', 'torchscript'\]"):
         kind_of(model, "keras")
