@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..artifact import Artifact
 from ..errors import ConfigError
+from .kubernetes import resources
 
 if TYPE_CHECKING:
     from .manifests import Autoscale
@@ -74,8 +75,6 @@ class Rollout:
 
 
 def _model(art: Artifact, storage_uri: str, gpu: bool) -> Object:
-    from .kubernetes import resources
-
     return {
         "modelFormat": {"name": "pytorch" if art.format == "torchscript" else "onnx"},
         "runtime": "kserve-tritonserver",
