@@ -91,7 +91,8 @@ def _is_zip(path: Path, head: bytes) -> bool:
 KINDS: tuple[SourceKind, ...] = (
     SourceKind("torchscript", (".pt", ".pth", ".torchscript"), _is_zip, _load_torchscript,
                _torch_reference),
-    # joblib writes a pickle stream (protocol 2+ starts with 0x80), or a compressed one.
+    # A pickle (protocol 2+) and an uncompressed joblib file start with 0x80; a compressed
+    # joblib file needs its suffix, or kind="sklearn".
     SourceKind("sklearn", (".joblib", ".pkl", ".pickle"),
                lambda _, head: head[:1] == b"\x80", _load_pickle, _sklearn_reference),
     # An ONNX file is a protobuf with no magic number: the kind left when others refuse.

@@ -6,6 +6,7 @@ the kubernetes client's create/patch (``cluster.py``) is not run: no cluster her
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from tritonclient.grpc import model_config_pb2
 
 import nbdeploy as nbd
-from nbdeploy.kubeflow import rollout, steps
+from nbdeploy.kubeflow import rollout, sources, steps
 from nbdeploy.kubeflow.sources import kind_of
 from tests.deploy import kserve_schema
 
@@ -120,3 +121,16 @@ def test_onnx_and_torchscript_files_even_without_a_suffix(
         kind_of(model, "keras")
     with pytest.raises(nbd.ConfigError, match=r"numpy\.save"):
         steps.load_rows(model)
+
+
+def test_a_kind_that_cannot_run_here_is_checked_against_the_previous_step(
+    trained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a .keras row would be where TensorFlow is not installed: no reference runner.
+    onnx_file, rows = trained[0].with_name("digits.onnx"), trained[1]
+    kinds = tuple(dataclasses.replace(k, reference=None) for k in sources.KINDS)
+    monkeypatch.setattr(sources, "KINDS", kinds)
+    steps.export_model(onnx_file, rows, tmp_path / "exported", name="digits")
+    steps.quantize_model(tmp_path / "exported", rows, tmp_path / "q", scheme="fp16")
+    parity = steps.check_parity(onnx_file, tmp_path / "q", tmp_path / "exported", rows, atol=1e-2)
+    assert parity.ok and parity.reference == f"the previous step ({tmp_path / 'exported'})"
