@@ -45,14 +45,15 @@ def pipeline(
                             "data_uri": "s3://bucket/digits-x.npy"})
 
     The run takes ``model_uri`` (the file a training step wrote: ``.onnx``, a joblib or
-    pickle of a scikit-learn model, or TorchScript) and ``data_uri`` (a ``.npy`` batch of
-    inputs: the export's example, the calibration set, the parity check's rows). The
-    other arguments here are the defaults of the run's parameters of the same names
-    (``quantize`` is the parameter ``scheme``); a run may override them.
+    pickle of a scikit-learn model, TorchScript, or ``.keras``) and ``data_uri`` (a
+    ``.npy`` batch of inputs: the export's example, the calibration set, the parity
+    check's rows). The other arguments here are the defaults of the run's parameters of
+    the same names (``quantize`` is the parameter ``scheme``); a run may override them.
 
     Args:
         base_image: The image every step runs in: nbdeploy with the ``kubeflow`` extra
-            (and ``sklearn``/``torch`` for those models); see ``docs/kubeflow.Dockerfile``.
+            (and ``sklearn``, ``torch`` or ``tensorflow`` for those models); see
+            ``docs/kubeflow.Dockerfile``.
         name: Model and ``InferenceService`` name (a DNS label).
         quantize: An nbdeploy scheme (``"int8-dynamic"``, ``"fp16"``...), or ``None`` for
             no quantize step.
@@ -105,7 +106,7 @@ def pipeline(
         """Export, optimize, (quantize,) check parity and deploy a trained model file.
 
         Args:
-            model_uri: The model file a training step wrote (.onnx, joblib/pickle, TorchScript).
+            model_uri: The model file a training step wrote (.onnx, joblib, TorchScript, .keras).
             data_uri: A .npy batch of model inputs (example, calibration, parity rows).
             name: Model and InferenceService name.
             mode: KServe deployment mode: serverless or standard.

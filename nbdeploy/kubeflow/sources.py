@@ -1,13 +1,15 @@
 """The model files a training step leaves, by kind: how to recognise one, load it into
 what :func:`nbdeploy.export` takes, and run it as the reference of a parity check.
 
-One row per kind in :data:`KINDS`; a new kind (a ``.keras`` file, say) is one more row.
+One row per kind in :data:`KINDS`; a new kind is one more row.
 A KFP artifact's file often has no suffix (``.../model``), so each kind also recognises
 its first bytes.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,13 +86,43 @@ def _torch_reference(model: Any, example: Any, outputs: tuple[TensorSpec, ...]) 
     return source_reference(model, example)
 
 
-def _is_zip(path: Path, head: bytes) -> bool:
-    return head.startswith(b"PK") and zipfile.is_zipfile(path)
+def _load_keras(path: Path) -> Any:
+    from .. import _tensorflow
+
+    keras = _tensorflow.keras("Loading a .keras file")
+    if path.suffix == ".keras":
+        return keras.saving.load_model(str(path))
+    with tempfile.TemporaryDirectory() as tmp:  # Keras reads the format from the suffix
+        named = Path(tmp) / "model.keras"
+        shutil.copyfile(path, named)
+        return keras.saving.load_model(str(named))
+
+
+def _keras_reference(model: Any, example: Any, outputs: tuple[TensorSpec, ...]) -> Reference:
+    from ..exporters._tensorflow import source_reference
+
+    return source_reference(model, example)
+
+
+def _zip_names(path: Path, head: bytes) -> set[str]:
+    if not head.startswith(b"PK") or not zipfile.is_zipfile(path):
+        return set()
+    with zipfile.ZipFile(path) as archive:
+        return set(archive.namelist())
+
+
+def _is_torchscript(path: Path, head: bytes) -> bool:
+    return any(name.endswith("data.pkl") for name in _zip_names(path, head))
+
+
+def _is_keras(path: Path, head: bytes) -> bool:
+    return {"config.json", "metadata.json"} <= _zip_names(path, head)
 
 
 KINDS: tuple[SourceKind, ...] = (
-    SourceKind("torchscript", (".pt", ".pth", ".torchscript"), _is_zip, _load_torchscript,
-               _torch_reference),
+    SourceKind("torchscript", (".pt", ".pth", ".torchscript"), _is_torchscript,
+               _load_torchscript, _torch_reference),
+    SourceKind("keras", (".keras",), _is_keras, _load_keras, _keras_reference),
     # A pickle (protocol 2+) and an uncompressed joblib file start with 0x80; a compressed
     # joblib file needs its suffix, or kind="sklearn".
     SourceKind("sklearn", (".joblib", ".pkl", ".pickle"),

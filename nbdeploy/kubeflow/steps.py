@@ -81,12 +81,14 @@ def export_model(
     """Export the model file a training step wrote, with parity checked against it.
 
     Args:
-        model: An ``.onnx`` file, a scikit-learn model saved with joblib or pickle, or a
-            TorchScript file (recognised by suffix, else by content; see ``sources.KINDS``).
+        model: An ``.onnx`` file, a scikit-learn model saved with joblib or pickle, a
+            TorchScript file or a ``.keras`` file (recognised by suffix, else by content;
+            see ``sources.KINDS``).
         data: A ``.npy`` batch of inputs (the export's example).
         out: The folder to save the artifact into.
         name: The model's name.
-        kind: ``"auto"``, or a kind by name (``"onnx"``, ``"sklearn"``, ``"torchscript"``).
+        kind: ``"auto"``, or a kind by name (``"onnx"``, ``"sklearn"``, ``"torchscript"``,
+            ``"keras"``).
         atol: Absolute tolerance of the export's parity check.
         rtol: Relative tolerance of the export's parity check.
 
