@@ -75,7 +75,7 @@ _LAZY = {
     "studio": "notebook.studio",
     "Manifests": "deploy.manifests",
 }
-_SUBMODULES = {"server"}  # namespaces: nbd.server.start(), .status(), .stop()
+_SUBMODULES = {"server", "kubeflow"}  # namespaces: nbd.server.start(), nbd.kubeflow.pipeline()
 
 __all__ = [
     "Artifact",
@@ -108,6 +108,7 @@ __all__ = [
     "diff",
     "export",
     "inspect",
+    "kubeflow",
     "load",
     "manifests",
     "optimize",

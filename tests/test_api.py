@@ -11,7 +11,7 @@ import nbdeploy as nbd
 CURATED = {
     # the flow
     "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
-    "serve", "deployments", "server", "push", "manifests", "studio",
+    "serve", "deployments", "server", "push", "manifests", "studio", "kubeflow",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
     "Deployment", "PushResult", "Manifests",
@@ -78,7 +78,8 @@ def test_errors_keep_status_and_context_when_pickled() -> None:
 # onnx is a core dependency: the steps may load it, `import nbdeploy` may not.
 HEAVY = ("torch", "sklearn", "tritonclient", "grpc", "starlette", "uvicorn", "IPython",
          "jupyter_server", "ipywidgets", "onnxruntime", "matplotlib", "onnx", "tensorflow",
-         "keras", "tf2onnx", "kfp", "tensorflow_serving")  # fmt: skip
+         "keras", "tf2onnx", "kfp", "tensorflow_serving",
+         "kubernetes")  # fmt: skip
 # Triton's own package is where tritonclient belongs (DESIGN.md's layers).
 LOADS = {"push": {"tritonclient", "grpc"}, "PushResult": {"tritonclient", "grpc"}}
 

@@ -1,25 +1,23 @@
 """The Kubernetes objects themselves: Triton as a Deployment, Service and
-HorizontalPodAutoscaler, or a KServe InferenceService. Plain dicts, validated in tests
-against the Kubernetes schemas and KServe's CRD."""
+HorizontalPodAutoscaler (the InferenceService is in ``kserve.py``). Plain dicts, validated
+in tests against the Kubernetes schemas."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..artifact import Artifact
-from ..errors import ConfigError
-
 if TYPE_CHECKING:
     from .manifests import Autoscale
 
-__all__ = ["PORTS", "TRITON_IMAGE", "inference_service", "triton_objects"]
+__all__ = ["PORTS", "TRITON_IMAGE", "resources", "triton_objects"]
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, as the tests run
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 Object = dict[str, Any]
 
 
-def _resources(gpu: bool) -> Object:
+def resources(gpu: bool) -> Object:
+    """CPU and memory requests and limits of one serving pod (and a GPU when asked)."""
     resources: Object = {
         "requests": {"cpu": "1", "memory": "2Gi"},
         "limits": {"cpu": "2", "memory": "4Gi"},
@@ -59,7 +57,7 @@ def triton_objects(
             "initialDelaySeconds": 15,
             **probe,
         },
-        "resources": _resources(gpu),
+        "resources": resources(gpu),
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -122,40 +120,4 @@ def _hpa(meta: Object, labels: dict[str, str], autoscale: Autoscale) -> Object:
             "maxReplicas": autoscale.max_replicas,
             "metrics": [metric],
         },
-    }
-
-
-def inference_service(
-    art: Artifact,
-    meta: Object,
-    labels: dict[str, str],
-    storage_uri: str,
-    replicas: int,
-    canary: float | None,
-    autoscale: Autoscale | None,
-    gpu: bool,
-) -> Object:
-    model_format = "pytorch" if art.format == "torchscript" else "onnx"
-    predictor: Object = {
-        "minReplicas": autoscale.min_replicas if autoscale else replicas,
-        "maxReplicas": autoscale.max_replicas if autoscale else replicas,
-        "model": {
-            "modelFormat": {"name": model_format},
-            "runtime": "kserve-tritonserver",
-            "protocolVersion": "v2",
-            "storageUri": storage_uri,
-            "resources": _resources(gpu),
-        },
-    }
-    if autoscale:
-        predictor |= {"scaleMetric": "cpu", "scaleTarget": autoscale.cpu_percent}
-    if canary is not None:
-        if not 0 < canary < 100:
-            raise ConfigError(f"canary must be a percentage between 0 and 100, not {canary}")
-        predictor["canaryTrafficPercent"] = round(canary)
-    return {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {**meta, "labels": labels},
-        "spec": {"predictor": predictor},
     }

@@ -19,9 +19,10 @@ from typing import Any, Literal
 from ..artifact import Artifact
 from ..errors import ConfigError
 from .alerts import Alerts, prometheus_rule, rule_groups
-from .kubernetes import TRITON_IMAGE, inference_service, triton_objects
+from .kserve import Mode, Rollout, inference_service
+from .kubernetes import TRITON_IMAGE, triton_objects
 
-__all__ = ["Alerts", "Autoscale", "Manifests", "manifests"]
+__all__ = ["Alerts", "Autoscale", "Manifests", "check_name", "manifests"]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 Object = dict[str, Any]
@@ -103,6 +104,20 @@ class Manifests:
         )
 
 
+def check_name(name: str) -> str:
+    """``name`` when it is a Kubernetes name (a DNS label).
+
+    Raises:
+        ConfigError: It is not; the message shows one that is.
+    """
+    if not _DNS_LABEL.match(name):
+        raise ConfigError(
+            f"{name!r} is not a Kubernetes name: use lowercase letters, digits and '-' "
+            "(at most 63), e.g. name='digits-v2'"
+        )
+    return name
+
+
 def manifests(
     art: Artifact,
     *,
@@ -111,6 +126,8 @@ def manifests(
     name: str | None = None,
     replicas: int = 1,
     canary: float | None = None,
+    mode: Mode | None = None,
+    stable_uri: str | None = None,
     autoscale: Autoscale | None = None,
     gpu: bool = False,
     namespace: str | None = None,
@@ -126,7 +143,18 @@ def manifests(
         storage_uri: Where the model repository lives (``s3://bucket/models``...).
         name: Kubernetes name (default: the artifact's name); a DNS label.
         replicas: Pods (the minimum when autoscaling).
-        canary: KServe only: percent of traffic for the newest revision.
+        canary: KServe only: percent of traffic for the new model.
+        mode: KServe's deployment mode, written as the annotation
+            ``serving.kserve.io/deploymentMode``: ``"serverless"`` (the default: KServe
+            0.20's own install manifests and Helm chart set ``defaultDeploymentMode`` to
+            Serverless/Knative) runs on Knative and takes the canary as
+            ``canaryTrafficPercent``, Knative keeping the previous revision;
+            ``"standard"`` runs plain Deployments and takes the canary (KServe 0.20 and
+            later) as a ``spec.canary`` entry beside the stable predictor, which needs
+            ``stable_uri`` (KServe 0.20.0 runs that canary but weights traffic to it only
+            from the release after; see docs/beyond-one-machine.md).
+        stable_uri: ``mode="standard"`` with ``canary``: the storage URI of the model
+            serving now, which keeps ``100 - canary`` percent of the traffic.
         autoscale: Scale between bounds on CPU (or Triton's queue time).
         gpu: Request one NVIDIA GPU per pod.
         namespace: Namespace for every object.
@@ -134,28 +162,25 @@ def manifests(
         image: Triton's container image (``target="triton"``).
 
     Raises:
-        ConfigError: a name that is not a DNS label, a canary for plain Triton, bad bounds.
+        ConfigError: a name that is not a DNS label, a canary or mode for plain Triton, a
+            mode-specific argument in the other mode, bad bounds.
     """
-    name = name or art.name
-    if not _DNS_LABEL.match(name):
-        raise ConfigError(
-            f"{name!r} is not a Kubernetes name: use lowercase letters, digits and '-' "
-            "(at most 63), e.g. name='digits-v2'"
-        )
+    name = check_name(name or art.name)
     if replicas < 1:
         raise ConfigError(f"replicas must be at least 1, not {replicas}")
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "nbdeploy"}
     if target == "triton":
-        if canary is not None:
+        if canary is not None or mode is not None or stable_uri is not None:
             raise ConfigError(
-                "canary needs target='kserve' (KServe splits traffic between revisions); "
-                "plain Deployments cannot"
+                "canary, mode and stable_uri need target='kserve' (KServe splits traffic "
+                "between models); plain Deployments cannot"
             )
         objects = triton_objects(meta, labels, storage_uri, replicas, autoscale, gpu, image)
     elif target == "kserve":
+        rollout = Rollout(mode or "serverless", canary, stable_uri)
         objects = [
-            inference_service(art, meta, labels, storage_uri, replicas, canary, autoscale, gpu)
+            inference_service(art, meta, labels, storage_uri, replicas, rollout, autoscale, gpu)
         ]
     else:
         raise ConfigError(f"target must be 'triton' or 'kserve', not {target!r}")

@@ -97,6 +97,15 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     return dataclasses.replace(art, parity=parity, report=ExportReport.of(lineage, parity))
 
 
+def source_reference(
+    model: Any, example: Any, outputs: tuple[TensorSpec, ...]
+) -> Callable[[Feed], Outputs]:
+    """Run the estimator itself on a feed, its results named like the export's ``outputs``
+    (what the parity check compares with; also for checks after later steps)."""
+    _, rebuild = _feed_and_rebuild(example)
+    return _reference(model, rebuild, outputs)
+
+
 def _feed_and_rebuild(example: Any) -> tuple[Feed, Callable[[Feed], Any]]:
     """The ONNX feed for the example, and how to turn a feed back into sklearn's input."""
     if hasattr(example, "columns") and hasattr(example, "dtypes"):  # a pandas DataFrame

@@ -281,6 +281,13 @@ def _module_call(module: Any, example: Any) -> _Call:
     return _Call(specs, lambda tensors: function(*tensors), feed, "tensorflow", "positional")
 
 
+def source_reference(model: Any, example: Any) -> Callable[[Feed], Outputs]:
+    """Run a Keras model or ``tf.Module`` itself on a feed, outputs named like an export's
+    of it from the same ``example`` (for checks after later steps)."""
+    call = _keras_call(model, example) if _is_keras(model) else _module_call(model, example)
+    return call.reference
+
+
 def call_of(model: Any, inputs: tuple[TensorSpec, ...], style: str) -> _Call:
     """How to call a model exported before with these inputs, taken the way its export
     recorded (``style``); for running the source model beside its artifacts."""

@@ -65,6 +65,19 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     return dataclasses.replace(art, parity=parity, report=ExportReport.of(art.lineage, parity))
 
 
+def source_reference(model: Any, example: Any) -> Callable[[Feed], Outputs]:
+    """Run the module itself (in eval mode, without gradients) on a feed, its results
+    named like an export's outputs (for checks after later steps)."""
+    torch = require("torch", extra="torch", feature="Running a PyTorch model")
+    reference = _Call.from_example(model, example).reference(model)
+
+    def run(feed: Feed) -> Outputs:
+        with _eval_mode(model), torch.no_grad():
+            return reference(feed)
+
+    return run
+
+
 class _Call:
     """How the model is called: positional tensors or keyword tensors, and their names."""
 

@@ -1,6 +1,8 @@
 """The structure of KServe's InferenceService, read from the models of the kserve SDK
 (generated from the CRD's OpenAPI schema) without importing it: the wheel is downloaded
-once into the cache and its model files parsed with ``ast``."""
+once from PyPI into the cache and its model files parsed with ``ast``. 0.20 is the first
+SDK whose models carry the Standard-mode canary (``V1beta1CanarySpec``, ``spec.canary``,
+``predictor.name``)."""
 
 from __future__ import annotations
 
@@ -13,18 +15,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-KSERVE = "kserve==0.16.0"
+VERSION = "0.20.0"
 
 
 @cache
 def _models() -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     """SDK class name -> (openapi_types, attribute_map)."""
     folder = Path(os.environ.get("NBDEPLOY_CACHE", "~/.cache/nbdeploy")).expanduser() / "kserve"
-    if not any(folder.glob("kserve-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", KSERVE,
-                        "-d", str(folder)], check=True, capture_output=True)  # fmt: skip
+    if not any(folder.glob(f"kserve-{VERSION}-*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        f"kserve=={VERSION}", "-d", str(folder)], check=True,
+                       capture_output=True)  # fmt: skip
     models = {}
-    with zipfile.ZipFile(next(folder.glob("kserve-*.whl"))) as wheel:
+    with zipfile.ZipFile(next(folder.glob(f"kserve-{VERSION}-*.whl"))) as wheel:
         for member in wheel.namelist():
             if member.startswith("kserve/models/v1beta1_") and member.endswith(".py"):
                 models.update(_parse(wheel.read(member).decode()))
@@ -57,8 +60,14 @@ def problems(
             found.append(f"{at}{key}: not a field of {model}")
             continue
         kind = types[by_json[key]]
+        item = kind.removeprefix("list[").removesuffix("]")
         if kind in _models() and isinstance(value, dict):
             found += problems(value, kind, f"{at}{key}.")
+        elif kind.startswith("list[") and not isinstance(value, list):
+            found.append(f"{at}{key}: {value!r} is not a list")
+        elif kind.startswith("list[") and item in _models():
+            for index, element in enumerate(value):
+                found += problems(element, item, f"{at}{key}[{index}].")
         elif kind == "int" and not isinstance(value, int):
             found.append(f"{at}{key}: {value!r} is not an int")
         elif kind == "str" and not isinstance(value, str):

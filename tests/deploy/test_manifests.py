@@ -49,18 +49,57 @@ def test_queue_time_autoscaling_uses_tritons_metric() -> None:
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "nv_inference_queue_duration_us"
 
 
-def test_kserve_inference_service_with_canary_fits_the_crd() -> None:
+MODE = "serving.kserve.io/deploymentMode"
+
+
+def test_serverless_canary_is_canary_traffic_percent_and_fits_the_crd() -> None:
     made = nbd.manifests(affine(), target="kserve", storage_uri="s3://bucket/models/affine",
                          canary=10, autoscale=Autoscale(1, 3))  # fmt: skip
     service = made.objects[0]
     assert service["kind"] == "InferenceService"
+    assert service["metadata"]["annotations"] == {MODE: "Knative"}  # the default mode
     assert kserve_schema.problems(service) == []
     predictor = service["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 10 and predictor["maxReplicas"] == 3
     assert predictor["model"]["modelFormat"] == {"name": "onnx"}
+    assert predictor["model"]["storageUri"] == "s3://bucket/models/affine"
+    assert "canary" not in service["spec"]
     assert kserve_schema.problems({"spec": {"predictor": {"canaryPercent": 5}}}) == [
         "spec.predictor.canaryPercent: not a field of V1beta1PredictorSpec"
     ]  # the check can fail
+
+
+def test_standard_canary_is_a_canary_entry_beside_the_stable_predictor() -> None:
+    made = nbd.manifests(affine(), target="kserve", mode="standard", canary=20,
+                         storage_uri="s3://b/affine/v2", stable_uri="s3://b/affine/v1",
+                         autoscale=Autoscale(2, 4))  # fmt: skip
+    service = made.objects[0]
+    assert service["metadata"]["annotations"] == {MODE: "Standard"}
+    assert kserve_schema.problems(service) == []
+    predictor = service["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in predictor  # KServe 0.20 ignores it in Standard mode
+    assert predictor["model"]["storageUri"] == "s3://b/affine/v1"
+    assert predictor["minReplicas"] == 2 and predictor["maxReplicas"] == 4
+    [canary] = service["spec"]["canary"]
+    assert canary["trafficPercent"] == 20
+    assert canary["predictor"]["name"] == "canary"
+    assert canary["predictor"]["model"]["storageUri"] == "s3://b/affine/v2"
+    # KServe's webhook refuses autoscaling fields on a canary predictor (fixed replicas).
+    autoscaling = {"maxReplicas", "scaleMetric", "scaleTarget", "autoScaling"}
+    assert not autoscaling & set(canary["predictor"])
+    # The check reads list items too: a misspelt field inside spec.canary is caught.
+    assert kserve_schema.problems({"spec": {"canary": [{"percent": 5}]}}) == [
+        "spec.canary[0].percent: not a field of V1beta1CanarySpec"
+    ]
+
+
+def test_standard_without_canary_is_one_predictor_with_the_mode_annotation() -> None:
+    made = nbd.manifests(affine(), target="kserve", mode="standard", storage_uri="s3://b/m")
+    service = made.objects[0]
+    assert service["metadata"]["annotations"] == {MODE: "Standard"}
+    assert kserve_schema.problems(service) == []
+    assert set(service["spec"]) == {"predictor"}
+    assert "canaryTrafficPercent" not in service["spec"]["predictor"]
 
 
 def test_alerts_use_metric_names_the_local_server_exports(local: Endpoint) -> None:
@@ -75,7 +114,12 @@ def test_alerts_use_metric_names_the_local_server_exports(local: Endpoint) -> No
     ("kwargs", "message"),
     [
         ({"name": "Not_A_Name"}, "not a Kubernetes name"),
-        ({"canary": 10}, "canary needs target='kserve'"),
+        ({"canary": 10}, "need target='kserve'"),
+        ({"mode": "standard"}, "need target='kserve'"),
+        ({"target": "kserve", "mode": "raw"}, "mode must be 'serverless'"),
+        ({"target": "kserve", "mode": "standard", "canary": 10}, "pass stable_uri="),
+        ({"target": "kserve", "canary": 10, "stable_uri": "s3://b/v1"}, "is for mode='standard'"),
+        ({"target": "kserve", "mode": "standard", "stable_uri": "s3://b/v1"}, "only goes with"),
         ({"target": "nomad"}, "target must be 'triton' or 'kserve'"),
         ({"replicas": 0}, "at least 1"),
         ({"target": "kserve", "canary": 150}, "between 0 and 100"),
