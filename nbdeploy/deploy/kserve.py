@@ -74,9 +74,13 @@ class Rollout:
             raise ConfigError("stable_uri= only goes with canary=; without a canary drop it")
 
 
+# KServe's model format (its Triton runtime lists each) for nbdeploy's artifact formats.
+MODEL_FORMATS = {"onnx": "onnx", "torchscript": "pytorch", "savedmodel": "tensorflow"}
+
+
 def _model(art: Artifact, storage_uri: str, gpu: bool) -> Object:
     return {
-        "modelFormat": {"name": "pytorch" if art.format == "torchscript" else "onnx"},
+        "modelFormat": {"name": MODEL_FORMATS[art.format]},
         "runtime": "kserve-tritonserver",
         "protocolVersion": "v2",
         "storageUri": storage_uri,

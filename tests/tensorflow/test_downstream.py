@@ -95,3 +95,14 @@ def test_a_savedmodel_repository_folder_has_a_config_triton_reads(tmp_path: Path
         httpclient.InferenceServerClient(http).load_model("heads")
     # Triton read the config and stopped only at the backend this build lacks.
     assert "unable to find backend library for backend 'tensorflow'" in info.value.message()
+
+
+def test_a_savedmodel_is_a_tensorflow_model_format_for_kserve() -> None:
+    from tests.deploy import kserve_schema
+
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    art = nbd.export(two_heads(), x, format="savedmodel", progress=False)
+    made = nbd.manifests(art, target="kserve", storage_uri="s3://bucket/repo", name="heads")
+    (service,) = made.objects[:1]
+    assert service["spec"]["predictor"]["model"]["modelFormat"] == {"name": "tensorflow"}
+    assert kserve_schema.problems(service) == []
