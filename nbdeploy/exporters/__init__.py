@@ -27,8 +27,9 @@ _FRAMEWORK_BY_BASE = {
     "keras.src.models.model.Model": "tensorflow",  # Keras 3 (tf.keras is Keras 3 too)
     "tensorflow.python.module.module.Module": "tensorflow",
 }
-# What each format can be exported from.
+# What each format can be exported from, and that framework's name for people.
 _FORMATS = {"onnx": None, "torchscript": "torch", "savedmodel": "tensorflow"}
+_FRAMEWORK_NAMES = {"torch": "PyTorch", "tensorflow": "TensorFlow or Keras"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -108,9 +109,8 @@ def export(
     if format not in _FORMATS:
         raise ConfigError(f"unknown format {format!r}; choose one of {sorted(_FORMATS)}.")
     if _FORMATS[format] not in (None, framework):
-        raise ConfigError(
-            f"format={format!r} needs a {_FORMATS[format]} model, not a {framework} one."
-        )
+        wanted = _FRAMEWORK_NAMES[_FORMATS[format] or ""]
+        raise ConfigError(f"format={format!r} needs a {wanted} model, not a {framework} one.")
     name = name or _default_name(model, framework)
     if not _NAME.match(name):
         raise ConfigError(

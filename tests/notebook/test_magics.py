@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    shell = start_ipython()
+    start_ipython()  # the one shell of this process (returns None once started)
+    shell = get_ipython()
     repo = tmp_path_factory.mktemp("magic-repo")
     shell.run_line_magic("load_ext", "nbdeploy")
     shell.run_line_magic("load_ext", "nbdeploy")  # idempotent

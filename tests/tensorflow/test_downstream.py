@@ -60,9 +60,11 @@ def test_every_step_after_export_works_on_a_keras_model(repo: Path, tmp_path: Pa
 
 
 def test_deploy_magic_takes_a_keras_model(repo: Path) -> None:
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
-    shell = start_ipython()
+    start_ipython()  # the one shell of this process (returns None once started)
+    shell = get_ipython()
     shell.run_line_magic("load_ext", "nbdeploy")
     shell.run_line_magic("config", f"NbDeployMagics.repository = {str(repo)!r}")
     model, x, _ = _data()

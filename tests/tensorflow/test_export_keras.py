@@ -146,7 +146,7 @@ def test_mistakes_say_what_to_do(images, tmp_path: Path) -> None:
         nbd.export(tf.Module())
     with pytest.raises(nbd.ExampleError, match="example="):
         nbd.export(Subclassed())
-    with pytest.raises(nbd.ConfigError, match=r"savedmodel.*tensorflow model"):
+    with pytest.raises(nbd.ConfigError, match=r"savedmodel.*TensorFlow or Keras model"):
         nbd.export(
             onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), format="savedmodel"
         )
