@@ -16,12 +16,12 @@ import signal
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._warnings import warn
 from ..errors import MissingDependencyError, ServerError
 from .client import LocalServer
 from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
@@ -210,11 +210,10 @@ def start(
         before = _last_state(root).get("http_url")
         started = _start(root, host, http_port, grpc_port, token, extra, timeout)
         if before and http_port is None and before != started.http_url:
-            warnings.warn(
+            warn(
                 f"the local server moved from {before} to {started.http_url} (another process "
                 "holds its old port): snippets and cards made before point at the old URL; "
-                "Deployment objects follow the server",
-                stacklevel=2,
+                "Deployment objects follow the server"
             )
         return started
 

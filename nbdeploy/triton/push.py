@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from .._warnings import warn
 from ..artifact import Artifact
 from ..errors import ConfigError, PushError
 from ..provenance import Parity
@@ -269,10 +269,9 @@ def _falls_back(chosen: str, backend: str, message: str, name: str, address: str
     """Whether a refusal means: no onnxruntime backend there, try Python (and say so)."""
     if backend != "auto" or chosen != "onnxruntime" or NO_ORT_BACKEND not in message:
         return False
-    warnings.warn(
+    warn(
         f"Triton at {address} has no onnxruntime backend; serving '{name}' with a "
-        "Python-backend model that runs onnxruntime instead",
-        stacklevel=5,
+        "Python-backend model that runs onnxruntime instead"
     )
     return True
 

@@ -35,8 +35,9 @@ def _answer(
 
 
 def test_auto_falls_back_to_python_and_checks_parity_through_the_wire(triton: Endpoint) -> None:
-    with pytest.warns(UserWarning, match="no onnxruntime backend"):
+    with pytest.warns(UserWarning, match="no onnxruntime backend") as caught:
         first = nbd.push(affine(0), triton.http, name="pushed")
+    assert caught[0].filename == __file__  # it points at the caller's line, not at nbdeploy
     assert (first.version, first.backend) == (1, "python")
     assert first.parity is not None and first.parity.ok
     assert "pushed v1 (python)" in str(first)
