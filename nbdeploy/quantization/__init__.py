@@ -34,7 +34,7 @@ from .schemes import (
     WeightOnly,
     parse_scheme,
 )
-from .store import Store, rewrite
+from .store import DiskStore, MemoryStore, Store, rewrite
 from .weights import TensorError, error_of, quantize_weights
 
 __all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
@@ -234,11 +234,17 @@ def _int4_matmul(
     payload: OnnxPayload, config: Int4MatMul, exclude: list[str]
 ) -> int4_matmul.Outcome:
     """onnxruntime's MatMulNBits quantizer works on a model in memory: one kept on disk
-    is read whole (its 4-bit result, ~1/6 of it, goes back to disk if still large)."""
-    source = payload.whole() if payload.path is not None else payload.model
-    model = onnx.ModelProto()
-    model.CopyFrom(source)
-    return int4_matmul.int4_matmul(model, source, config, exclude)
+    is read whole once (its 4-bit result, ~1/6 of it, goes back to disk if still large),
+    and the errors read its float weights one at a time from its files."""
+    if payload.path is None:
+        model = onnx.ModelProto()
+        model.CopyFrom(payload.model)
+        return int4_matmul.int4_matmul(model, payload.model, MemoryStore().read, config, exclude)
+    store = DiskStore(payload.path)
+    try:
+        return int4_matmul.int4_matmul(payload.whole(), payload.model, store.read, config, exclude)
+    finally:
+        store.discard()  # it wrote nothing
 
 
 def _method(method: str | CalibrationMethod) -> CalibrationMethod:

@@ -10,6 +10,7 @@ reads the 4-bit blocks back afterwards to measure each weight's error.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,16 +59,23 @@ class Outcome:
 
 
 def int4_matmul(
-    model: onnx.ModelProto, source: onnx.ModelProto, scheme: Int4MatMul, exclude: list[str]
+    model: onnx.ModelProto,
+    source: onnx.ModelProto,
+    read: Callable[[onnx.TensorProto], np.ndarray],
+    scheme: Int4MatMul,
+    exclude: list[str],
 ) -> Outcome:
-    """Quantize ``model`` (a copy of ``source`` with every weight in memory, changed in
-    place) with onnxruntime's MatMulNBits; errors are measured against ``source``.
+    """Quantize ``model`` (the caller's copy of ``source`` with every weight in memory,
+    changed in place) with onnxruntime's MatMulNBits. The errors are measured against
+    ``source``'s weights, which ``read`` gives one at a time (from its files, for a model
+    kept on disk, rather than a second copy in memory).
 
     Raises:
         ConfigError: The model has no weight this scheme can take.
     """
     kept: dict[str, str] = {}
     targets = _plan(model, scheme, set(exclude), kept)
+
     if not targets:
         why = "; ".join(f"{node}: {reason}" for node, reason in list(kept.items())[:3])
         raise ConfigError(
@@ -96,7 +104,7 @@ def int4_matmul(
         rewritten[f"{target.op} → {node.op_type}"] += 1
         restored = _restore(node, weights)
         restored = restored.T if target.transposed else restored  # as the source stores it
-        weight = numpy_helper.to_array(originals[target.weight]).reshape(restored.shape)
+        weight = read(originals[target.weight]).reshape(restored.shape)
         errors.append(error_of(target.weight, weight, restored))
     return Outcome(quantized, errors, dict(rewritten), kept)
 

@@ -182,6 +182,7 @@ def test_a_model_kept_on_disk_is_quantized_too(
     assert q.payload.folder is not None  # still "large": kept on disk
     x = np.random.default_rng(5).standard_normal((4, 64)).astype(np.float32)
     np.testing.assert_array_equal(q.run(x)["y"], in_memory.run(x)["y"])
+    assert q.report.tensors == in_memory.report.tensors  # float weights read from its files
 
 
 def test_the_users_root_logger_is_left_alone() -> None:
