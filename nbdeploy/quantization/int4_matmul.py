@@ -26,6 +26,11 @@ from .weights import TensorError, error_of
 __all__ = ["Outcome", "int4_matmul"]
 
 _FLOAT = onnx.TensorProto.FLOAT
+_CONVOLUTIONS = frozenset({"Conv", "ConvTranspose"})
+_CONVOLUTION = (
+    "a convolution: MatMulNBits has no convolution kernel "
+    "('int8-static' or 'int4-weight-symmetric' quantize these weights)"
+)
 # Ops whose meaning changed between opset 20 and 21, which int4 Gather data (opset 21)
 # would silently reinterpret.
 _CHANGED_AT_21 = frozenset({"GroupNormalization"})
@@ -119,7 +124,12 @@ def _plan(
     targets: list[_Target] = []
     seen: dict[str, str] = {}
     for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm", "Gather") or node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in _CONVOLUTIONS and node.input[1] in weights:
+            kept[node.name or node.output[0]] = _CONVOLUTION
+            continue
+        if node.op_type not in ("MatMul", "Gemm", "Gather"):
             continue
         node.name = node.name or f"{node.op_type}_{node.output[0]}"
         index = 0 if node.op_type == "Gather" else 1

@@ -136,6 +136,8 @@ def test_a_model_without_constant_matmul_weights_is_a_clear_error() -> None:
                      progress=False)  # fmt: skip
     with pytest.raises(nbd.ConfigError, match=r"constant weights of MatMul.*'int8-dynamic'"):
         nbd.quantize(art, "int4-matmul", progress=False)
+    with pytest.raises(nbd.ConfigError, match=r"conv: a convolution: .*'int8-static'"):
+        nbd.quantize(art, "int4-matmul", progress=False)
 
 
 @pytest.mark.parametrize(
