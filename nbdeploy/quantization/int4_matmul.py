@@ -93,6 +93,7 @@ def int4_matmul(
             _gemm_as_matmul(model, target)
     wanted = {t.node for t in targets}
     candidates = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gather")]
+    candidates += _inside_subgraphs(model.graph, kept)
     ops = ["MatMul", "Gather"] if any(t.op == "Gather" for t in targets) else ["MatMul"]
     quantized = ort_adapter.matmul_nbits(
         model, scheme, ops=ops, exclude=[n for n in candidates if n not in wanted]
@@ -147,6 +148,23 @@ def _plan(
         transposed = node.op_type == "Gemm" and _attr(node, "transB", 0) == 1
         targets.append(_Target(node.name, node.op_type, weight.name, transposed))
     return targets
+
+
+def _inside_subgraphs(graph: onnx.GraphProto, kept: dict[str, str]) -> list[str]:
+    """The MatMul and Gather nodes in the bodies of If/Loop/Scan nodes, named if they were
+    not: onnxruntime's quantizer would take them too, and their weights (often in an
+    outer scope) are out of this scheme's sight, so they stay float."""
+    names = []
+    for node in graph.node:
+        for attribute in node.attribute:
+            for body in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                for inner in body.node:
+                    if inner.op_type in ("MatMul", "Gather"):
+                        inner.name = inner.name or f"{inner.op_type}_{inner.output[0]}"
+                        names.append(inner.name)
+                        kept[inner.name] = f"inside the body of {node.op_type} {node.name!r}"
+                names += _inside_subgraphs(body, kept)
+    return names
 
 
 def _refusal(

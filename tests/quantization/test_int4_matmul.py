@@ -123,6 +123,33 @@ def test_embeddings_become_gather_block_quantized_where_the_opset_allows() -> No
     assert "opset" in old.report.kept_float["embed"] and _onnxio.opset(old.onnx) == 17
 
 
+def test_matmuls_inside_if_branches_are_left_in_float_and_said_so() -> None:
+    rng = np.random.default_rng(6)
+
+    def branch(name: str) -> onnx.GraphProto:
+        out = helper.make_tensor_value_info(f"{name}_y", FLOAT, None)
+        node = helper.make_node("MatMul", ["h", "w"], [out.name])
+        return helper.make_graph([node], name, [], [out])
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+         helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0, name="sum"),
+         helper.make_node("Greater", ["total", "zero"], ["positive"], name="test"),
+         helper.make_node("If", ["positive"], ["y"], then_branch=branch("yes"),
+                          else_branch=branch("no"), name="choose")],
+        "branches", [helper.make_tensor_value_info("x", FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 64])],
+        [_weight(rng, "w", 64, 64), numpy_helper.from_array(np.float32(0), "zero")],
+    )  # fmt: skip
+    art = nbd.export(_model(graph, 20), rng.standard_normal((1, 64)).astype(np.float32),
+                     name="branches", progress=False)  # fmt: skip
+    q = nbd.quantize(art, "int4-matmul", progress=False)
+    assert q.report.rewritten == {"MatMul → MatMulNBits": 1}
+    assert [v for k, v in q.report.kept_float.items()] == ["inside the body of If 'choose'"] * 2
+    bodies = [a.g for n in q.onnx.graph.node if n.op_type == "If" for a in n.attribute]
+    assert [n.op_type for body in bodies for n in body.node] == ["MatMul", "MatMul"]
+
+
 def test_a_model_without_constant_matmul_weights_is_a_clear_error() -> None:
     rng = np.random.default_rng(4)
     graph = helper.make_graph(
