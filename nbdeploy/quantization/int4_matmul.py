@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from .. import _onnxio
 from ..errors import ConfigError
-from . import ort_adapter
+from . import nbits, ort_adapter
 from .schemes import Int4MatMul
 from .weights import TensorError, error_of
 
@@ -108,7 +108,7 @@ def int4_matmul(
             kept[target.node] = "onnxruntime's quantizer left it in float"
             continue
         rewritten[f"{target.op} → {node.op_type}"] += 1
-        restored = _restore(node, weights)
+        restored = nbits.restore(node, weights)
         restored = restored.T if target.transposed else restored  # as the source stores it
         weight = read(originals[target.weight]).reshape(restored.shape)
         errors.append(error_of(target.weight, weight, restored))
@@ -184,9 +184,11 @@ def _refusal(
         return "its weight is a graph input (it can be fed at run time)"
     if weight.data_type != _FLOAT:
         return f"its weight is {helper.tensor_dtype_to_np_dtype(weight.data_type)}, not float32"
-    if node.op_type == "Gather":
-        return gathers if gathers else None if _attr(node, "axis", 0) == 0 else "Gather axis ≠ 0"
     dims = list(weight.dims)
+    if node.op_type == "Gather":
+        if gathers or len(dims) != 2:
+            return gathers or f"its table has shape {dims}: only 2-D embedding tables are taken"
+        return None if _attr(node, "axis", 0) == 0 else "Gather axis ≠ 0"
     if len(dims) < 2 or any(d != 1 for d in dims[:-2]):
         return f"its weight has shape {dims}: MatMulNBits takes 2-D weights"
     if node.op_type == "Gemm" and (
@@ -233,39 +235,6 @@ def _gemm_as_matmul(model: onnx.ModelProto, target: _Target) -> None:
     del model.graph.node[index]
     for offset, node in enumerate(nodes):
         model.graph.node.insert(index + offset, node)
-
-
-def _restore(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> np.ndarray:
-    """The float weight a MatMulNBits (K, N) or GatherBlockQuantized node holds."""
-
-    def array(i: int) -> np.ndarray | None:
-        name = node.input[i] if len(node.input) > i else ""
-        return numpy_helper.to_array(weights[name]) if name else None
-
-    block = int(_attr(node, "block_size", 0))
-    if node.op_type == "MatMulNBits":
-        k, n = int(_attr(node, "K", 0)), int(_attr(node, "N", 0))
-        q, scales, zero = array(1), array(2), array(3)
-        assert q is not None and scales is not None
-        values = _nibbles(q).reshape(n, -1, block).astype(np.float32)
-        scales = scales.reshape(n, -1, 1).astype(np.float32)
-        offset = 8.0 if zero is None else _nibbles(zero)[:, : values.shape[1], None]
-        matrix: np.ndarray = ((values - offset) * scales).reshape(n, -1)[:, :k].T
-        return matrix
-    q, scales, zero = array(0), array(2), array(3)
-    assert q is not None and scales is not None
-    width = q.shape[1]
-    values = q.astype(np.float32)
-    scale = np.repeat(scales.astype(np.float32), block, axis=1)[:, :width]
-    shift = 0.0 if zero is None else np.repeat(zero.astype(np.float32), block, axis=1)[:, :width]
-    restored: np.ndarray = (values - shift) * scale
-    return restored
-
-
-def _nibbles(packed: np.ndarray) -> np.ndarray:
-    """uint8 bytes as their 4-bit halves, low half first: (..., n) → (..., 2n)."""
-    halves = np.stack([packed & 0x0F, packed >> 4], axis=-1)
-    return halves.reshape(*packed.shape[:-1], -1)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: float) -> float:

@@ -94,6 +94,7 @@ def test_settings_reach_the_kernel_and_exclude_is_honoured() -> None:
     assert [(a["block_size"], a["accuracy_level"]) for a in attrs] == [(16, 4)] * 3
     assert "tiny" not in q.report.kept_float  # K=4 in one 16-value block: 12 bytes, not 16
     assert all(len(n.input) == 4 for n in nbits)  # asymmetric: zero points
+    assert all(t.snr_db > 20 for t in q.report.tensors)  # read back with their zero points
     assert q.report.kept_float["fc2"] == "excluded"
     assert q.report.settings["block_size"] == 16 and q.report.settings["symmetric"] is False
 
