@@ -20,12 +20,13 @@ from .._progress import detail, steps
 from ..artifact import Artifact, require_onnx
 from ..errors import ConfigError
 from ..payloads import OnnxPayload
-from . import dynamic, ort_adapter
+from . import dynamic, int4_matmul, ort_adapter
 from .calibration import batches
 from .report import QuantizationReport, onnxruntime_errors
 from .schemes import (
     CalibrationMethod,
     Float16,
+    Int4MatMul,
     Int8Dynamic,
     Int8Static,
     KMeans,
@@ -33,7 +34,7 @@ from .schemes import (
     WeightOnly,
     parse_scheme,
 )
-from .store import Store, rewrite
+from .store import DiskStore, MemoryStore, Store, rewrite
 from .weights import TensorError, error_of, quantize_weights
 
 __all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
@@ -68,7 +69,10 @@ def quantize(
         art: The artifact (unchanged).
         scheme: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``,
             ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``),
-            ``"kmeans-<k>"``; or a scheme config object.
+            ``"kmeans-<k>"``, ``"int4-matmul"`` (onnxruntime's 4-bit ``MatMulNBits`` for
+            transformers' MatMul/Gemm weights and Gather embeddings; ``-b64``, ``-asym``,
+            ``-acc4`` or :class:`~nbdeploy.quantization.schemes.Int4MatMul` for its
+            settings); or a scheme config object.
         calibration: For ``int8-static``: an array, a tuple/dict of arrays, or an
             iterable of batches of those.
         per_channel: One scale per output channel (default) or per tensor.
@@ -91,7 +95,11 @@ def quantize(
     with steps(f"quantize {art.name}", [config.name, "measure the change"],
                enabled=progress) as job:  # fmt: skip
         job.step(config.name)
-        model, tensors = _apply(payload, config, art, calibration, per_channel, skip)
+        outcome = _int4_matmul(payload, config, skip) if isinstance(config, Int4MatMul) else None
+        model, tensors = (
+            (outcome.model, outcome.errors) if outcome
+            else _apply(payload, config, art, calibration, per_channel, skip)
+        )  # fmt: skip
         quantized = art.derive(
             model,
             step="quantize",
@@ -108,6 +116,8 @@ def quantize(
         settings["method"] = config.method.value
     if isinstance(config, WeightOnly):
         settings["bits"] = config.bits
+    if isinstance(config, Int4MatMul):
+        settings = {"bits": 4, **dataclasses.asdict(config)}
     report = QuantizationReport(
         config.name,
         settings,
@@ -115,6 +125,8 @@ def quantize(
         art.size_bytes,
         quantized.size_bytes,
         {c.output: c.max_abs for c in parity.checks},
+        rewritten=outcome.rewritten if outcome else {},
+        kept_float=outcome.kept if outcome else {},
     )
     return dataclasses.replace(quantized, parity=parity, report=report)
 
@@ -216,6 +228,23 @@ def _with_onnxruntime(
         model = onnx.load(target)
     original = payload.whole() if payload.path is not None else payload.model
     return model, onnxruntime_errors(original, model)
+
+
+def _int4_matmul(
+    payload: OnnxPayload, config: Int4MatMul, exclude: list[str]
+) -> int4_matmul.Outcome:
+    """onnxruntime's MatMulNBits quantizer works on a model in memory: one kept on disk
+    is read whole once (its 4-bit result, ~1/6 of it, goes back to disk if still large),
+    and the errors read its float weights one at a time from its files."""
+    if payload.path is None:
+        model = onnx.ModelProto()
+        model.CopyFrom(payload.model)
+        return int4_matmul.int4_matmul(model, payload.model, MemoryStore().read, config, exclude)
+    store = DiskStore(payload.path)
+    try:
+        return int4_matmul.int4_matmul(payload.whole(), payload.model, store.read, config, exclude)
+    finally:
+        store.discard()  # it wrote nothing
 
 
 def _method(method: str | CalibrationMethod) -> CalibrationMethod:

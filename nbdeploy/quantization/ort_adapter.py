@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError
-from .schemes import CalibrationMethod, Int8Static
+from .schemes import CalibrationMethod, Int4MatMul, Int8Static
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +161,44 @@ def to_float16(values: np.ndarray) -> np.ndarray:
 
 def _value_info(tensor: onnx.TensorProto) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+
+
+@contextlib.contextmanager
+def _logger_kept(name: str | None, level: int | None = None) -> Iterator[None]:
+    """The logger ``name`` (the root for ``None``) as it was once the block ends, at
+    ``level`` inside it. Importing onnxruntime's MatMulNBits quantizer calls
+    ``logging.basicConfig(level=INFO)``, which would give the user's root logger a
+    handler and print a line for every node it quantizes."""
+    logger = logging.getLogger(name)
+    handlers, before = list(logger.handlers), logger.level
+    if level is not None:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(before)
+
+
+def matmul_nbits(
+    model: onnx.ModelProto, scheme: Int4MatMul, *, ops: Sequence[str], exclude: Sequence[str]
+) -> onnx.ModelProto:
+    """onnxruntime's 4-bit block-wise round-to-nearest quantization (``MatMulNBits``, and
+    ``GatherBlockQuantized`` when ``ops`` has Gather) of ``model``, changed in place and
+    returned. Nodes named in ``exclude`` stay as they are; the quantizer works in memory
+    and writes no files."""
+    with _logger_kept(None):
+        from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    # Its warnings (the opset raised to 21 for int4 Gather data) are decided by the caller.
+    with _quiet(), _logger_kept(nbits.__name__, logging.ERROR):
+        quantizer = nbits.MatMulNBitsQuantizer(
+            model, bits=4, block_size=scheme.block_size, is_symmetric=scheme.symmetric,
+            accuracy_level=scheme.accuracy_level, nodes_to_exclude=list(exclude),
+            op_types_to_quantize=tuple(ops),
+        )  # fmt: skip
+        quantizer.process()
+    result = quantizer.model.model
+    if not isinstance(result, onnx.ModelProto):
+        raise ConfigError("onnxruntime's MatMulNBits quantizer returned no model")
+    return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,9 @@ class QuantizationReport:
         size_before: Model bytes before.
         size_after: Model bytes after.
         output_max_abs: Per output, the largest change on the example inputs.
+        rewritten: Per node rewrite, how many (``"MatMul → MatMulNBits": 72``), for
+            schemes that replace operators.
+        kept_float: Per node such a scheme left in float, why.
     """
 
     scheme: str
@@ -32,6 +35,8 @@ class QuantizationReport:
     size_before: int
     size_after: int
     output_max_abs: dict[str, float]
+    rewritten: dict[str, int] = field(default_factory=dict)
+    kept_float: dict[str, str] = field(default_factory=dict)
 
     @property
     def size_ratio(self) -> float:
@@ -48,6 +53,7 @@ class QuantizationReport:
             "scheme": self.scheme, "settings": self.settings,
             "tensors": [asdict(t) for t in self.tensors], "size_before": self.size_before,
             "size_after": self.size_after, "output_max_abs": self.output_max_abs,
+            "rewritten": self.rewritten, "kept_float": self.kept_float,
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -57,6 +63,8 @@ class QuantizationReport:
             f"{len(self.tensors)} weights quantized; output change "
             + ", ".join(f"{k}: {v:.3g}" for k, v in self.output_max_abs.items())
         ]
+        lines += [f"  {rule}: {count}" for rule, count in self.rewritten.items()]
+        lines += [f"  kept float: {node} ({why})" for node, why in self.kept_float.items()]
         for t in self.worst():
             lines.append(f"  {t.name:<40} SNR {t.snr_db:6.1f} dB  max |Δ| {t.max_abs:.3g}")
         return "\n".join(lines)
@@ -70,7 +78,10 @@ class QuantizationReport:
                      f"{_html.human_bytes(self.size_after)} ({self.size_ratio:.2f}×)"),
             ("settings", ", ".join(f"{k}={v}" for k, v in self.settings.items())),
             ("output change", ", ".join(f"{k}: {v:.3g}" for k, v in self.output_max_abs.items())),
+            *((rule, str(count)) for rule, count in self.rewritten.items()),
         ])  # fmt: skip
+        if self.kept_float:
+            table += _html.table(["kept float", "why"], list(self.kept_float.items()))
         return _html.card(f"Quantization {self.scheme}", head + table)
 
 

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 __all__ = [
     "CalibrationMethod",
     "Float16",
+    "Int4MatMul",
     "Int8Dynamic",
     "Int8Static",
     "KMeans",
@@ -81,7 +82,57 @@ class KMeans:
         return f"kmeans-{self.k}"
 
 
-Scheme = Int8Dynamic | Int8Static | Float16 | WeightOnly | KMeans
+@dataclass(frozen=True)
+class Int4MatMul:
+    """onnxruntime's 4-bit weight-only ``MatMulNBits``: each constant MatMul (and Gemm)
+    weight stored as 4-bit blocks along K with one scale per block, multiplied by a
+    kernel that never materialises the float weight. Embedding ``Gather`` weights become
+    ``GatherBlockQuantized`` (``embeddings=True``).
+
+    Attributes:
+        block_size: Values per scale along K: 16, 32, 64, 128 or 256 (smaller: more
+            accurate, more scales to store).
+        symmetric: ``q = round(x/S)`` if True, else with a 4-bit zero point per block.
+        accuracy_level: The kernel's compute type: ``None`` (onnxruntime's default),
+            1 float32, 2 float16, 3 bfloat16, 4 int8 (activations quantized per block;
+            the fastest on x86 CPUs).
+        embeddings: Also store Gather embedding tables in 4 bits.
+    """
+
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int | None = None
+    embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        if self.accuracy_level == 0:  # onnxruntime's "unset": one config per behaviour
+            object.__setattr__(self, "accuracy_level", None)
+        if self.block_size not in _BLOCK_SIZES:
+            sizes = ", ".join(map(str, _BLOCK_SIZES))
+            raise ConfigError(f"int4-matmul block_size {self.block_size}: choose {sizes}.")
+        if self.accuracy_level not in (None, 0, 1, 2, 3, 4):
+            raise ConfigError(
+                f"int4-matmul accuracy_level {self.accuracy_level}: choose None, 1 (float32), "
+                "2 (float16), 3 (bfloat16) or 4 (int8)."
+            )
+
+    @property
+    def name(self) -> str:
+        """The scheme's short name: ``int4-matmul`` plus what differs from the defaults."""
+        parts = ["int4-matmul"]
+        if self.block_size != 32:
+            parts.append(f"b{self.block_size}")
+        if not self.symmetric:
+            parts.append("asym")
+        if self.accuracy_level:
+            parts.append(f"acc{self.accuracy_level}")
+        if not self.embeddings:
+            parts.append("noembed")
+        return "-".join(parts)
+
+
+_BLOCK_SIZES = (16, 32, 64, 128, 256)
+Scheme = Int8Dynamic | Int8Static | Float16 | WeightOnly | KMeans | Int4MatMul
 
 _BY_NAME: dict[str, Scheme] = {
     "int8-dynamic": Int8Dynamic(),
@@ -90,15 +141,23 @@ _BY_NAME: dict[str, Scheme] = {
     "int8-weight-symmetric": WeightOnly(symmetric=True),
     "int8-weight-asymmetric": WeightOnly(symmetric=False),
 }
-NAMES = (*_BY_NAME, "intN-weight-symmetric", "intN-weight-asymmetric", "kmeans-<k>")
+NAMES = (
+    *_BY_NAME,
+    "intN-weight-symmetric",
+    "intN-weight-asymmetric",
+    "kmeans-<k>",
+    "int4-matmul[-b<block>][-asym][-acc<level>][-noembed]",
+)
 # One of each family, for menus and demos (``NAMES`` has the patterns).
 CHOICES = (*_BY_NAME, "kmeans-16")
 _WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)$")
 _KMEANS = re.compile(r"^kmeans-(\d+)$")
+_MATMUL = re.compile(r"^int4-matmul(?:-b(\d+))?(-asym)?(?:-acc(\d))?(-noembed)?$")
 
 
 def parse_scheme(scheme: str | Scheme) -> Scheme:
-    """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``).
+    """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``,
+    ``"int4-matmul-b128-acc4"``).
 
     Raises:
         ConfigError: An unknown name; the message lists the valid ones.
@@ -111,6 +170,11 @@ def parse_scheme(scheme: str | Scheme) -> Scheme:
         return WeightOnly(symmetric=match.group(2) == "symmetric", bits=int(match.group(1)))
     if (match := _KMEANS.match(scheme)) and 2 <= int(match.group(1)) <= 256:
         return KMeans(int(match.group(1)))
+    if match := _MATMUL.match(scheme):
+        block, asym, level, noembed = match.groups()
+        return Int4MatMul(block_size=int(block or 32), symmetric=not asym,
+                          accuracy_level=int(level) if level else None,
+                          embeddings=not noembed)  # fmt: skip
     raise ConfigError(
         f"unknown quantization scheme {scheme!r}; the schemes are: {', '.join(NAMES)}."
     )

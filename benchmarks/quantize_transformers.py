@@ -1,0 +1,104 @@
+"""4-bit MatMulNBits (int4-matmul) against fp32 and int8-dynamic on transformers, this CPU.
+
+Two models: the small transformer of ``benchmarks.quantize`` and a randomly initialised
+BERT-base-sized model (transformers' ``BertConfig``: hidden 768, 12 layers, 12 heads,
+intermediate 3072; nothing downloaded) exported by ``nbd.export`` at sequence length 128.
+Rows: size and size ratio, p50 at batch 1 (onnxruntime CPU, ``nbd.compare``), latency
+ratio, top-1 agreement and max abs difference against fp32. The issue's goal: BERT-base
+int4-matmul at most 0.2x fp32's size, and no slower at batch 1.
+Run: ``python -m benchmarks.quantize_transformers``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nbdeploy as nbd
+from benchmarks._report import write
+
+SCHEMES = ["int8-dynamic", "int4-matmul", "int4-matmul-acc4", "int4-matmul-b128",
+           "int4-matmul-b128-acc4"]  # fmt: skip
+SEQUENCE = 128
+
+
+def _tiny() -> tuple[nbd.Artifact, Any]:
+    from benchmarks.quantize import _transformer
+
+    art, _, x, _ = _transformer()
+    return art, {k: v[:32] for k, v in x.items()}
+
+
+def _bert() -> tuple[nbd.Artifact, Any]:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    # use_cache=False: BertConfig says True (for its decoder mode), and nbdeploy's
+    # exporter then takes this encoder for a decoder with a key/value cache.
+    config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, use_cache=False)  # fmt: skip
+    model = BertModel(config).eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, config.vocab_size, (8, SEQUENCE))
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    example = {k: torch.from_numpy(v[:2]) for k, v in feed.items()}
+    return nbd.export(model, example, name="bert-base-random", progress=False), feed
+
+
+def _rows(art: nbd.Artifact, x: Any) -> list[dict[str, Any]]:
+    variants = [art] + [nbd.quantize(art, s, progress=False) for s in SCHEMES]
+    cmp = nbd.compare(variants, data=x, progress=False, repeat=5)
+    base = cmp.measured[0]
+    rows = []
+    for scheme, variant, row in zip(["fp32", *SCHEMES], variants, cmp.measured, strict=True):
+        report = variant.report
+        rewritten = getattr(report, "rewritten", {})
+        rows.append({
+            "model": art.name, "scheme": scheme,
+            "size MB": round(row["size_bytes"] / 1e6, 2),
+            "size ratio": round(row["size_bytes"] / base["size_bytes"], 3),
+            "p50 ms": round(row["p50_ms"], 2),
+            "latency ratio": round(row["p50_ms"] / base["p50_ms"], 2),
+            "agreement %": round(row.get("top1_agreement") or 0.0, 2),
+            "max abs diff": row.get("max_abs_diff") or 0.0,
+            "4-bit nodes": sum(rewritten.values()),
+            "kept float": len(getattr(report, "kept_float", {})),
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> Path:
+    """Run and write the results."""
+    rows = _rows(*_tiny()) + _rows(*_bert())
+    bert = {r["scheme"]: r for r in rows if r["model"] == "bert-base-random"}
+    verdicts = [
+        f"{s}: size {r['size ratio']}x, latency {r['latency ratio']}x"
+        + (" (goal met)" if r["size ratio"] <= 0.2 and r["latency ratio"] <= 1.0 else "")
+        for s, r in bert.items() if s.startswith("int4")
+    ]  # fmt: skip
+    notes = (
+        "Batch 1, onnxruntime CPU (2 cores, shared with other work while it ran), p50 of "
+        f"5+ auto-ranged runs; BERT at sequence length {SEQUENCE}, untrained (random "
+        "weights), so quality is top-1 agreement with fp32 and the largest output "
+        "difference. int4-matmul: onnxruntime's MatMulNBits (block 32 or 128, symmetric; "
+        "acc4 = accuracy_level 4, int8 compute) for MatMul and plain Gemm weights and "
+        "GatherBlockQuantized for the embedding tables; '4-bit nodes' counts rewritten "
+        "nodes, 'kept float' the MatMuls left alone (attention's activation x activation "
+        "products). Goal (BERT-base int4-matmul <= 0.2x size, p50 <= fp32): "
+        + "; ".join(verdicts)
+        + "."
+    )
+    return write("quantize_transformers", "int4-matmul on transformers: size, latency, "
+                 "agreement vs fp32", rows, notes)  # fmt: skip
+
+
+if __name__ == "__main__":
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    print(main().read_text())
