@@ -97,6 +97,23 @@ def test_a_decoder_configured_without_its_cache_takes_whole_sequences() -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
 
 
+def test_an_encoder_that_takes_use_cache_but_keeps_no_cache_exports_as_an_encoder() -> None:
+    """BERT's forward takes use_cache and its config says True, as built; it keeps a
+    cache only when configured as a decoder. Seen exporting a BERT-base-sized model."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**SMALL)
+    assert config.use_cache and not config.is_decoder
+    model = transformers.BertModel(config).eval()
+    art = nbd.export(model, _tokens(2, 8), name="bert", progress=False)
+    assert [s.name for s in art.inputs] == ["input_ids", "attention_mask"]
+    assert not any(s.name.startswith("present") for s in art.outputs)
+    longer = _tokens(3, 13)
+    got = art.run({k: v.numpy() for k, v in longer.items()})["last_hidden_state"]
+    with torch.no_grad():
+        want = model(**longer).last_hidden_state.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
 def test_when_the_export_with_the_cache_fails_the_error_says_how_to_export_without(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -48,7 +48,10 @@ def prepare(model: Any, call: _Call, lineage: Lineage) -> tuple[Any, Lineage]:
     with torch.no_grad():
         ids = torch.from_numpy(call.feed["input_ids"])
         mask = torch.from_numpy(call.feed["attention_mask"])
-        past = _tensors(_returned_cache(model(input_ids=ids, attention_mask=mask, use_cache=True)))
+        returned = _returned_cache(model(input_ids=ids, attention_mask=mask, use_cache=True))
+    if returned is None:  # an encoder (BERT) takes use_cache but keeps a cache only as a decoder
+        return model, lineage
+    past = _tensors(returned)
     layers = len(past) // 2
     call.names = [*names, *input_names(layers)]
     call.feed = {
