@@ -151,3 +151,24 @@ def test_mistakes_are_clear_errors(cnn, outlier) -> None:  # type: ignore[no-unt
         nbd.activations(cnn, cnn, rows=0)
     with pytest.raises(nbd.ExampleError):
         nbd.activations(cnn, cnn, RNG.standard_normal((2, 5)).astype(np.float32))
+
+
+def test_models_kept_on_disk_are_compared_without_reading_them_whole(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from nbdeploy.payloads import OnnxPayload
+
+    from .test_on_disk import _in_memory, _model, _on_disk
+
+    model = _model(np.random.default_rng(1), embedding=False)
+    x = RNG.standard_normal((4, 48)).astype(np.float32)
+    memory = _in_memory(model, tmp_path)
+    want = nbd.activations(memory, nbd.quantize(memory, "int8-dynamic", progress=False), x)
+    disk = _on_disk(model, tmp_path)
+    q = nbd.quantize(disk, "int8-dynamic", progress=False)
+    monkeypatch.setattr(OnnxPayload, "whole", lambda self: pytest.fail("read whole"))
+    got = nbd.activations(disk, q, x)
+    assert [t.tensor for t in got.tensors] == [t.tensor for t in want.tensors] == [
+        "h", "r", "a", "b", "y"]  # fmt: skip
+    for g, w in zip(got.tensors, want.tensors, strict=True):
+        assert g.sqnr_db == pytest.approx(w.sqnr_db, abs=0.5)
