@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..payloads import OnnxPayload
 from . import dynamic, ort_adapter
 from .calibration import batches
-from .report import QuantizationReport, onnxruntime_errors
+from .report import Origin, QuantizationReport, onnxruntime_errors
 from .schemes import (
     CalibrationMethod,
     Float16,
@@ -115,6 +115,7 @@ def quantize(
         art.size_bytes,
         quantized.size_bytes,
         {c.output: c.max_abs for c in parity.checks},
+        source=Origin(art, quantized),
     )
     return dataclasses.replace(quantized, parity=parity, report=report)
 

@@ -172,3 +172,33 @@ def test_models_kept_on_disk_are_compared_without_reading_them_whole(
         "h", "r", "a", "b", "y"]  # fmt: skip
     for g, w in zip(got.tensors, want.tensors, strict=True):
         assert g.sqnr_db == pytest.approx(w.sqnr_db, abs=0.5)
+
+
+def test_the_quantize_report_shows_the_worst_tensors_lazily(outlier) -> None:  # type: ignore[no-untyped-def]
+    q = nbd.quantize(outlier, "int8-dynamic", per_channel=False)
+    assert q.report._kept == {}  # quantize itself runs nothing more
+    html = q.report._repr_html_()
+    assert "Where the outputs drift" in html and "matmul_c" in html
+    assert q.report.activations() is q.report.activations()  # computed once, kept
+    assert q.report.activations() == nbd.activations(outlier, q)
+    assert q.report.activations(outlier.example["x"][:2]).data == "data, 2 rows"
+
+
+def test_the_quantize_report_never_keeps_its_input_alive() -> None:
+    import gc
+    import pickle
+
+    text = """<ir_version: 8, opset_import: ["" : 17]>
+    mm (float[batch, 64] x) => (float[batch, 32] y) { y = MatMul (x, W) }"""
+    art = _artifact(text, RNG.standard_normal((4, 64)).astype(np.float32),
+                    W=RNG.standard_normal((64, 32)))  # fmt: skip
+    q = nbd.quantize(art, "fp16")
+    back = pickle.loads(pickle.dumps(q))  # artifacts pickle; the report's origin does not
+    assert back.report == q.report and back.report.source() is None
+    with pytest.raises(nbd.ArtifactError, match="no longer in memory"):
+        back.report.activations()
+    del art
+    gc.collect()
+    assert "nbd.activations(original, q)" in q.report._repr_html_()
+    with pytest.raises(nbd.ArtifactError, match=r"call nbd.activations\(original, quantized\)"):
+        q.report.activations()
