@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,6 +16,16 @@ Nodes = dict[str, tuple[str, str, int, list[str]]]
 # Names onnxruntime's QDQ quantizer gives the copies of an activation X around its
 # QuantizeLinear -> DequantizeLinear pair (quant_utils' suffixes).
 QDQ_SUFFIXES = ("_DequantizeLinear_Output", "_QuantizeLinear_Input", "_DequantizeLinear_Output_1")
+
+
+class Found(NamedTuple):
+    """A reference tensor's counterpart in the variant."""
+
+    name: str  # the variant tensor compared
+    value: np.ndarray
+    how: str  # "name" or "qdq"
+    pre: np.ndarray | None  # for "qdq", the value before its quantize -> dequantize
+    made_as: str  # the variant tensor its node writes (pre-QDQ for "qdq")
 
 
 def names(tensor: str) -> list[str]:
@@ -37,21 +47,37 @@ def qdq_matching(
 
 def pair(
     tensor: str, got: Mapping[str, np.ndarray], matched: Mapping[str, Mapping[str, Any]]
-) -> tuple[str, np.ndarray, str, np.ndarray | None] | None:
-    """(variant name, value, how matched, pre-QDQ value) for ``tensor``, if any."""
+) -> Found | None:
+    """The counterpart of ``tensor`` among the variant's values, if any."""
     qdq = matched.get(tensor)
     if qdq is not None and "float" in qdq:
-        post = next(tensor + s for s in ("", *QDQ_SUFFIXES) if tensor + s in got
-                    and got[tensor + s] is qdq["post_qdq"][0])  # fmt: skip
-        return post, qdq["post_qdq"][0], "qdq", qdq["pre_qdq"][0]
+        post, pre = qdq["post_qdq"][0], qdq["pre_qdq"][0]
+        by_value = {id(value): name for name, value in got.items()}
+        return Found(by_value[id(post)], post, "qdq", pre, by_value[id(pre)])
     if tensor in got:
-        return tensor, got[tensor], "name", None
+        return Found(tensor, got[tensor], "name", None, tensor)
+    return None
+
+
+def fused_into(nodes: Nodes, tensor: str, variant_op: str | None) -> str | None:
+    """The reference node the variant merged into ``tensor``'s maker, when the variant
+    makes it with another operator (onnxruntime's QDQ quantizer folds a Relu or Clip into
+    the MatMul or Conv before it, which then writes the Relu's output name)."""
+    name, op, _, inputs = nodes[tensor]
+    if variant_op is None or variant_op == op:
+        return None
+    for _ in range(3):  # up through the few single-input ops a quantizer folds
+        if not inputs or inputs[0] not in nodes:
+            return None
+        name, op, _, inputs = nodes[inputs[0]]
+        if op == variant_op:
+            return name
     return None
 
 
 def why_unmatched(
     tensor: str,
-    found: tuple[str, np.ndarray, str, Any] | None,
+    found: Found | None,
     want: np.ndarray,
     types: Mapping[str, str],
 ) -> str:
@@ -59,23 +85,25 @@ def why_unmatched(
         return f"a {types[tensor]} in the variant, not float"
     if found is None:
         return "not in the variant (fused, renamed or rewritten)"
-    if found[1].shape != want.shape:
-        return f"shape {want.shape} in the reference, {found[1].shape} in the variant"
+    if found.value.shape != want.shape:
+        return f"shape {want.shape} in the reference, {found.value.shape} in the variant"
     if want.dtype.kind != "f":
         return "not a float tensor in the reference"
     return ""
 
 
 def drift(
-    tensor: str, node: str, op: str, depth: int, want: np.ndarray,
-    name: str, value: np.ndarray, how: str, pre: np.ndarray | None,
-) -> TensorDrift:  # fmt: skip
-    w, g = want.astype(np.float64), value.astype(np.float64)
+    tensor: str, nodes: Nodes, want: np.ndarray, found: Found, fused: str | None
+) -> TensorDrift:
+    """How far ``found`` is from ``want``. A QDQ step's own SQNR only where the variant's
+    node is the reference's (after a fold, the pre-QDQ value is another tensor)."""
+    node, op, depth, _ = nodes[tensor]
+    w, g = want.astype(np.float64), found.value.astype(np.float64)
     max_abs = float(np.abs(g - w).max(initial=0.0))
     identical = bool(np.allclose(g, w, rtol=1e-4, atol=1e-5, equal_nan=True))
-    qdq = sqnr_db(value, pre) if pre is not None else None
-    return TensorDrift(tensor, node, op, depth, name, how, sqnr_db(want, value), max_abs,
-                       math.inf, identical, qdq)  # fmt: skip
+    step = sqnr_db(found.value, found.pre) if found.pre is not None and not fused else None
+    return TensorDrift(tensor, node, op, depth, found.name, found.how, sqnr_db(want, found.value),
+                       max_abs, math.inf, identical, step, fused)  # fmt: skip
 
 
 def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:

@@ -38,6 +38,9 @@ class TensorDrift:
         identical: Equal within float tolerance (``rtol=1e-4, atol=1e-5``).
         qdq_sqnr_db: For ``"qdq"`` matches, the SQNR of this tensor's own quantize →
             dequantize step (pre- vs post-QDQ in the variant); else ``None``.
+        fused_with: The reference node the variant merged into this tensor's maker (a
+            Relu folded into the MatMul before it writes the Relu's output name): that
+            node's damage shows here, and its own output is unmatched.
     """
 
     tensor: str
@@ -51,6 +54,12 @@ class TensorDrift:
     own_db: float
     identical: bool
     qdq_sqnr_db: float | None = None
+    fused_with: str | None = None
+
+    @property
+    def nodes(self) -> str:
+        """The node, after the one folded into it if any: ``"matmul_c + relu_h2"``."""
+        return self.node if self.fused_with is None else f"{self.fused_with} + {self.node}"
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class ActivationReport:
             return (f"no tensor's SQNR falls below {self.threshold_db:g} dB "
                     f"({len(self.tensors)} matched)")  # fmt: skip
         return (
-            f"the outputs first differ at {first.tensor} (node {first.node}), "
+            f"the outputs first differ at {first.tensor} (node {first.nodes}), "
             f"SQNR {_db(first.sqnr_db)}, max abs {first.max_abs:.3g}"
         )
 
@@ -131,7 +140,7 @@ class ActivationReport:
     def __str__(self) -> str:
         lines = [f"{self.reference} → {self.variant} on {self.data}: {self.headline()}"]
         for t in self.worst():
-            lines.append(f"  {t.tensor:<36} {t.node:<24} SQNR {_db(t.sqnr_db):>9}  "
+            lines.append(f"  {t.tensor:<36} {t.nodes:<24} SQNR {_db(t.sqnr_db):>9}  "
                          f"own {_db(t.own_db):>9}  max |Δ| {t.max_abs:.3g}")  # fmt: skip
         if self.unmatched:
             lines.append(f"  {len(self.unmatched)} unmatched: "
@@ -145,7 +154,7 @@ class ActivationReport:
         ranked += [t for t in self.tensors if t.identical]
         rows = [
             (_html.Raw(f"<b>▶ {_html.cell(t.tensor)}</b>") if t is first else t.tensor,
-             t.node, t.op, t.depth, _verdict(t, self.threshold_db), _db(t.own_db), t.max_abs,
+             t.nodes, t.op, t.depth, _verdict(t, self.threshold_db), _db(t.own_db), t.max_abs,
              _db(t.qdq_sqnr_db) if t.qdq_sqnr_db is not None else "–")
             for t in ranked
         ]  # fmt: skip

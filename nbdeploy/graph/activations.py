@@ -5,7 +5,7 @@ variants: optimized, quantized int8/fp16/weight-only, ...)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +15,16 @@ from .. import _onnxio
 from .._feed import as_feed, random_feed
 from ..artifact import Artifact, require_onnx
 from ..errors import ArtifactError, ConfigError
-from .activation_match import Nodes, drift, names, own, pair, qdq_matching, why_unmatched
+from .activation_match import (
+    Nodes,
+    drift,
+    fused_into,
+    names,
+    own,
+    pair,
+    qdq_matching,
+    why_unmatched,
+)  # fmt: skip
 from .activation_report import ActivationReport, TensorDrift, Unmatched
 
 if TYPE_CHECKING:
@@ -87,15 +96,17 @@ def activations(
         got = var.fetch([n for t in chunk for n in names(t) if n in var.floats], feed)
         matched = qdq_matching(got, want)
         for tensor in chunk:
-            node, op, depth, _ = nodes[tensor]
             found = pair(tensor, got, matched)
             why = why_unmatched(tensor, found, want[tensor], var.types)
-            if why:
-                unmatched.append(Unmatched(tensor, node, why))
+            if why or found is None:
+                unmatched.append(Unmatched(tensor, nodes[tensor][0], why))
                 continue
-            assert found is not None
-            drifts.append(drift(tensor, node, op, depth, want[tensor], *found))
+            fused = fused_into(nodes, tensor, var.makers.get(found.made_as))
+            drifts.append(drift(tensor, nodes, want[tensor], found, fused))
     with_own = own(drifts, nodes)
+    folded = {d.fused_with: d.tensor for d in drifts if d.fused_with}
+    unmatched = [replace(u, reason=f"its node was folded into the one making {folded[u.node]}")
+                 if u.node in folded else u for u in unmatched]  # fmt: skip
     return ActivationReport(reference.variant, variant.variant, f"{source}, {_rows(feed)} rows",
                             threshold_db, tuple(with_own), tuple(unmatched))  # fmt: skip
 
@@ -106,6 +117,7 @@ class _Probe:
 
     session: ort.InferenceSession
     types: dict[str, str]
+    makers: dict[str, str]  # tensor -> the operator that writes it
 
     @classmethod
     def of(cls, art: Artifact) -> _Probe:
@@ -130,7 +142,8 @@ class _Probe:
                                            providers=["CPUExecutionProvider"])  # fmt: skip
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise ArtifactError(f"'{art.variant}': onnxruntime cannot load it: {err}") from err
-        return cls(session, {o.name: o.type for o in session.get_outputs()})
+        makers = {t: node.op_type for node in model.graph.node for t in node.output}
+        return cls(session, {o.name: o.type for o in session.get_outputs()}, makers)
 
     @property
     def floats(self) -> set[str]:

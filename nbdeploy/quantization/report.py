@@ -125,7 +125,7 @@ class QuantizationReport:
             drift = self.activations()
         except NbDeployError:
             return hint
-        rows = [(t.tensor, t.node, t.op, f"{t.sqnr_db:.1f}", f"{t.own_db:.1f}", t.max_abs)
+        rows = [(t.tensor, t.nodes, t.op, f"{t.sqnr_db:.1f}", f"{t.own_db:.1f}", t.max_abs)
                 for t in drift.worst(5)]  # fmt: skip
         table = _html.table(["tensor", "node", "op", "SQNR dB", "own dB", "max |Δ|"], rows)
         return (f"<p><b>Where the outputs drift</b> ({_html.cell(drift.headline())}; "

@@ -83,7 +83,8 @@ def test_quantized_tensors_drift_and_come_in_topological_order(scheme: str, cnn)
     assert any(not t.identical for t in report.tensors)
     if scheme == "int8-static":  # QDQ: onnxruntime's pre/post-QDQ matching
         qdq = [t for t in report.tensors if t.matched_by == "qdq"]
-        assert qdq and all(t.qdq_sqnr_db is not None for t in qdq)
+        assert qdq and all((t.qdq_sqnr_db is None) == bool(t.fused_with) for t in qdq)
+        assert {t.fused_with for t in qdq} >= {None, "batchnormalization_n1"}  # BN+Relu fold
         assert any(t.variant_tensor.endswith("_DequantizeLinear_Output") for t in qdq)
     else:  # dynamic and fp16 keep the activations' names: every tensor matches
         assert report.unmatched == ()
@@ -110,11 +111,31 @@ def test_the_badly_quantized_layer_is_named_first(scheme: str, outlier) -> None:
     assert nbd.activations(outlier, kept).first_divergence is None
 
 
+def test_a_fold_by_the_qdq_quantizer_names_both_nodes(outlier) -> None:  # type: ignore[no-untyped-def]
+    """onnxruntime's QDQ quantizer folds each Relu into the op before it, which then
+    writes the Relu's output: the damage of matmul_c shows at h2, under both names."""
+    q = nbd.quantize(outlier, "int8-static", calibration=outlier.example, per_channel=False)
+    report = nbd.activations(outlier, q)
+    first = report.first_divergence
+    assert first is not None and report.worst()[0] == first
+    assert (first.tensor, first.fused_with, first.nodes) == ("h2", "matmul_c", "matmul_c + relu_h2")
+    assert first.matched_by == "qdq" and first.variant_tensor == "h2_DequantizeLinear_Output"
+    assert first.qdq_sqnr_db is None  # pre-QDQ h2 is matmul_c's output: no step of its own
+    a = next(t for t in report.tensors if t.tensor == "a")
+    assert a.fused_with is None and a.qdq_sqnr_db is not None and a.qdq_sqnr_db > 30
+    reasons = {u.tensor: u.reason for u in report.unmatched}
+    assert reasons == {"b": "its node was folded into the one making h1",
+                       "c": "its node was folded into the one making h2"}  # fmt: skip
+    assert "first differ at h2 (node matmul_c + relu_h2)" in str(report)
+
+
 def test_optimize_leaves_only_fused_tensors_unmatched(cnn) -> None:  # type: ignore[no-untyped-def]
     report = nbd.activations(cnn, nbd.optimize(cnn))
     # BatchNorm folds into the Conv before it, whose output takes the BatchNorm's name.
     assert [(u.tensor, u.node) for u in report.unmatched] == [("c1", "conv_c1")]
-    assert "fused" in report.unmatched[0].reason
+    assert report.unmatched[0].reason == "its node was folded into the one making n1"
+    n1 = next(t for t in report.tensors if t.tensor == "n1")
+    assert (n1.fused_with, n1.nodes) == ("conv_c1", "conv_c1 + batchnormalization_n1")
     assert len(report.tensors) == 7 and all(t.identical for t in report.tensors)
     assert report.first_divergence is None and "no tensor's SQNR falls below 30 dB" in str(report)
 
