@@ -26,8 +26,9 @@ class TensorDrift:
         op: That node's operator.
         depth: The node's position in the reference graph's topological order.
         variant_tensor: The tensor it was compared with in the variant.
-        matched_by: ``"name"``, or ``"qdq"`` for a QDQ model's dequantized copy of it
-            (onnxruntime's ``create_activation_matching``).
+        matched_by: ``"name"``, ``"qdq"`` for a QDQ model's dequantized copy of it
+            (onnxruntime's ``create_activation_matching``), or ``"scope"`` for a PyTorch
+            submodule's output (``tensor`` is then the module's name, ``op`` its class).
         sqnr_db: Signal-to-quantization-noise ratio, ``20·log10(‖ref‖ / ‖ref − var‖)``
             (onnxruntime's ``qdq_loss_debug`` formula); ``inf`` when equal.
         max_abs: Largest absolute difference.

@@ -29,6 +29,7 @@ from .activation_report import ActivationReport, TensorDrift, Unmatched
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+    import torch
 
 __all__ = ["ActivationReport", "activations"]
 
@@ -36,7 +37,7 @@ _FLOATS = {"tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat1
 
 
 def activations(
-    reference: Artifact,
+    reference: Artifact | torch.nn.Module,
     variant: Artifact,
     data: Any = None,
     *,
@@ -53,12 +54,19 @@ def activations(
     tensor's dequantized copy stands for it (onnxruntime's ``create_activation_matching``);
     those a rewrite fused or renamed away are listed as unmatched, with the reason.
 
+    With a PyTorch module as the reference (the one ``variant`` was exported from by
+    torch's dynamo exporter), each submodule's output, caught by a forward hook, is
+    compared with the last ONNX node the exporter recorded in that module's name scope:
+    "the outputs first differ at encoder.layer.3.attention". Pass
+    ``threshold_db=math.inf`` to find the first module not equal within float tolerance.
+
     Memory: fetching every intermediate tensor at once can take many times a model's
     weights, so only the first ``rows`` rows of the data run, and tensors are fetched
     ``per_run`` at a time (one run of both models per group); raise them for more.
 
     Args:
-        reference: The artifact to compare against (e.g. the float model).
+        reference: The artifact to compare against (e.g. the float model), or the
+            ``torch.nn.Module`` that ``variant`` was exported from.
         variant: The artifact compared (e.g. ``nbd.quantize(reference, "int8-static")``).
         data: Inputs (an array, a tuple or dict of arrays); the reference's stored
             example, else the variant's, else random inputs of the right shape.
@@ -78,6 +86,8 @@ def activations(
     """
     if rows < 1 or per_run < 1:
         raise ConfigError("rows= and per_run= must be at least 1.")
+    if not isinstance(reference, Artifact):
+        return _from_torch(reference, variant, data, rows, threshold_db)
     hint = "activations compares two ONNX artifacts; export with format='onnx'."
     require_onnx(reference, "activations", hint=hint)
     require_onnx(variant, "activations", hint=hint)
@@ -159,6 +169,21 @@ class _Probe:
         except Exception as err:  # onnxruntime raises its own untyped errors
             raise ArtifactError(f"onnxruntime could not run the model: {err}") from err
         return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+
+
+def _from_torch(
+    module: Any, art: Artifact, data: Any, rows: int, threshold_db: float
+) -> ActivationReport:
+    if not hasattr(module, "named_modules"):
+        raise ConfigError(
+            f"activations compares an artifact with another or with the torch.nn.Module it "
+            f"was exported from, not a {type(module).__name__}."
+        )
+    from .export_activations import export_activations
+
+    require_onnx(art, "activations")
+    feed, source = _feed(art, art, data, rows)
+    return export_activations(module, art, feed, source, threshold_db)
 
 
 def _feed(
