@@ -107,27 +107,41 @@ def drift(
 
 
 def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
-    """``20·log10(‖reference‖ / ‖reference − other‖)`` in float64: ``inf`` when equal,
-    ``-inf`` when the reference is all zeros and the other is not."""
+    """``20·log10(‖reference‖ / ‖reference − other‖)`` in float64; ``inf`` when equal.
+    A zero reference counts as machine epsilon, as onnxruntime's ``qdq_loss_debug`` has
+    it, so its SQNR is very low but finite."""
     r = reference.astype(np.float64).ravel()
     noise = float(np.linalg.norm(r - other.astype(np.float64).ravel()))
-    signal = float(np.linalg.norm(r))
     if noise == 0.0:
         return math.inf
-    return 20 * math.log10(signal / noise) if signal > 0 else -math.inf
+    signal = max(float(np.linalg.norm(r)), float(np.finfo(np.float64).eps))
+    return 20 * math.log10(signal / noise)
 
 
 def own(drifts: list[TensorDrift], nodes: Nodes) -> list[TensorDrift]:
     """Each drift with ``own_db``: the noise power its node adds over its noisiest
-    matched input, relative to the signal (inputs and weights count as exact)."""
-    by_name = {d.tensor: d for d in drifts}
+    matched input, relative to the signal (inputs and weights count as exact; through
+    an unmatched input, the matched ones it was made from)."""
+    by_name = {d.tensor: d.sqnr_db for d in drifts}
     out = []
     for d in drifts:
-        inputs = [by_name[i].sqnr_db for i in nodes[d.tensor][3] if i in by_name]
+        inputs = _input_sqnrs(nodes[d.tensor][3], by_name, nodes, hops=3)
         added = _nsr(d.sqnr_db) - max((_nsr(s) for s in inputs), default=0.0)
         own = math.inf if added <= 0 or d.identical else -10 * math.log10(added)
         out.append(replace(d, own_db=own))
     return out
+
+
+def _input_sqnrs(
+    inputs: list[str], by_name: Mapping[str, float], nodes: Nodes, hops: int
+) -> list[float]:
+    found = []
+    for name in inputs:
+        if name in by_name:
+            found.append(by_name[name])
+        elif name in nodes and hops > 0:  # unmatched (folded away): look behind it
+            found += _input_sqnrs(nodes[name][3], by_name, nodes, hops - 1)
+    return found
 
 
 def _nsr(sqnr: float) -> float:

@@ -142,7 +142,7 @@ class ActivationReport:
         lines = [f"{self.reference} → {self.variant} on {self.data}: {self.headline()}"]
         for t in self.worst():
             lines.append(f"  {t.tensor:<36} {t.nodes:<24} SQNR {_db(t.sqnr_db):>9}  "
-                         f"own {_db(t.own_db):>9}  max |Δ| {t.max_abs:.3g}")  # fmt: skip
+                         f"own {_added(t.own_db):>9}  max |Δ| {t.max_abs:.3g}")  # fmt: skip
         if self.unmatched:
             lines.append(f"  {len(self.unmatched)} unmatched: "
                          + ", ".join(u.tensor for u in self.unmatched[:8])
@@ -155,7 +155,7 @@ class ActivationReport:
         ranked += [t for t in self.tensors if t.identical]
         rows = [
             (_html.Raw(f"<b>▶ {_html.cell(t.tensor)}</b>") if t is first else t.tensor,
-             t.nodes, t.op, t.depth, _verdict(t, self.threshold_db), _db(t.own_db), t.max_abs,
+             t.nodes, t.op, t.depth, _verdict(t, self.threshold_db), _added(t.own_db), t.max_abs,
              _db(t.qdq_sqnr_db) if t.qdq_sqnr_db is not None else "–")
             for t in ranked
         ]  # fmt: skip
@@ -198,6 +198,10 @@ def _infinite(row: dict[str, Any]) -> dict[str, Any]:
     """A tensor row of :meth:`ActivationReport.to_dict` with its SQNRs back to floats."""
     return {k: math.inf if k in ("sqnr_db", "own_db") and v is None else v
             for k, v in row.items()}  # fmt: skip
+
+
+def _added(own_db: float) -> str:
+    return "none added" if own_db == math.inf else f"{own_db:.1f} dB"
 
 
 def _finite(value: Any) -> Any:

@@ -223,3 +223,18 @@ def test_the_quantize_report_never_keeps_its_input_alive() -> None:
     assert "nbd.activations(original, q)" in q.report._repr_html_()
     with pytest.raises(nbd.ArtifactError, match=r"call nbd.activations\(original, quantized\)"):
         q.report.activations()
+
+
+def test_sqnr_is_onnxruntimes_formula_infinite_when_equal() -> None:
+    from onnxruntime.quantization.qdq_loss_debug import (
+        compute_signal_to_quantization_noice_ratio as ort_sqnr,
+    )
+
+    from nbdeploy.graph.activation_match import sqnr_db
+
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    y = x + RNG.standard_normal((4, 16)).astype(np.float32) * 0.01
+    assert sqnr_db(x, y) == pytest.approx(ort_sqnr(x, y), abs=1e-3)
+    assert sqnr_db(x, x) == math.inf
+    zero = np.zeros_like(x)
+    assert math.isfinite(sqnr_db(zero, y)) and sqnr_db(zero, y) < -200  # as onnxruntime's
