@@ -53,6 +53,7 @@ def activations(
     normal run by a rounding step. Tensors are matched by name; for QDQ models a
     tensor's dequantized copy stands for it (onnxruntime's ``create_activation_matching``);
     those a rewrite fused or renamed away are listed as unmatched, with the reason.
+    Only the main graph's tensors are compared (not those inside If/Loop bodies).
 
     With a PyTorch module as the reference (the one ``variant`` was exported from by
     torch's dynamo exporter), each submodule's output, caught by a forward hook, is
@@ -71,7 +72,8 @@ def activations(
         data: Inputs (an array, a tuple or dict of arrays); the reference's stored
             example, else the variant's, else random inputs of the right shape.
         rows: Rows of the data to run (the first ones).
-        per_run: Intermediate tensors fetched per run.
+        per_run: Intermediate tensors fetched per run (between two artifacts; a
+            module's export is fetched at once, one tensor per submodule).
         threshold_db: SQNR below which a tensor counts as diverged: the first such,
             in topological order, is the report's ``first_divergence``.
 
@@ -80,9 +82,11 @@ def activations(
         ``.plot()``, ``.worst(n)`` (the nodes doing the most damage).
 
     Raises:
-        ConfigError: An artifact is not ONNX, the two take different inputs, or
-            ``rows``/``per_run`` are below 1.
+        ConfigError: An artifact is not ONNX, the two take different inputs,
+            ``rows``/``per_run`` are below 1, or a module's export carries no name
+            scopes (another exporter than dynamo).
         ExampleError: ``data`` does not fit the models' inputs.
+        ArtifactError: onnxruntime cannot load or run a model.
     """
     if rows < 1 or per_run < 1:
         raise ConfigError("rows= and per_run= must be at least 1.")

@@ -125,11 +125,15 @@ class QuantizationReport:
             drift = self.activations()
         except NbDeployError:
             return hint
-        rows = [(t.tensor, t.nodes, t.op, f"{t.sqnr_db:.1f}", f"{t.own_db:.1f}", t.max_abs)
+        rows = [(t.tensor, t.nodes, t.op, f"{t.sqnr_db:.1f}", _own(t.own_db), t.max_abs)
                 for t in drift.worst(5)]  # fmt: skip
         table = _html.table(["tensor", "node", "op", "SQNR dB", "own dB", "max |Δ|"], rows)
         return (f"<p><b>Where the outputs drift</b> ({_html.cell(drift.headline())}; "
                 f"<code>q.report.activations()</code> for every tensor)</p>{table}")  # fmt: skip
+
+
+def _own(own_db: float) -> str:
+    return "none added" if own_db == float("inf") else f"{own_db:.1f}"
 
 
 class Origin:
