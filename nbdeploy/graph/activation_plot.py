@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from .activation_report import ActivationReport
 
 
+_NAMED = 24
+
+
 def sqnr_figure(report: ActivationReport) -> Figure:
     """See :meth:`ActivationReport.plot`: one point per matched tensor, x its depth in
     the reference's topological order, y its SQNR; identical tensors at a ceiling line."""
@@ -36,6 +39,9 @@ def sqnr_figure(report: ActivationReport) -> Figure:
     if first is not None:
         axes.scatter([first.depth], [first.sqnr_db], s=80, color="C3", zorder=3,
                      label=f"first divergence: {first.tensor}")  # fmt: skip
+    if len(xs) <= _NAMED:  # few enough to name each tensor on the axis
+        axes.set_xticks(xs, [t.tensor for t in report.tensors], rotation=45, ha="right",
+                        fontsize=8)  # fmt: skip
     axes.set_xlabel("depth (topological order of the reference's nodes)")
     axes.set_ylabel("SQNR (dB)")
     axes.set_title(f"{report.reference} → {report.variant}", fontsize=10)
