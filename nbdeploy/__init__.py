@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .deploy.manifests import Manifests, manifests
     from .deployment import Deployment, deployments, serve
     from .exporters import export
+    from .graph.activations import ActivationReport, activations
     from .graph.diff import GraphDiff, diff
     from .graph.inspect import GraphSummary, inspect
     from .graph.optimize import optimize
@@ -60,6 +61,8 @@ _LAZY = {
     "GraphSummary": "graph.inspect",
     "diff": "graph.diff",
     "GraphDiff": "graph.diff",
+    "activations": "graph.activations",
+    "ActivationReport": "graph.activations",
     "optimize": "graph.optimize",
     "show": "graph.show",
     "quantize": "quantization",
@@ -78,6 +81,7 @@ _LAZY = {
 _SUBMODULES = {"server", "kubeflow"}  # namespaces: nbd.server.start(), nbd.kubeflow.pipeline()
 
 __all__ = [
+    "ActivationReport",
     "Artifact",
     "ArtifactError",
     "Comparison",
@@ -103,6 +107,7 @@ __all__ = [
     "TritonUnavailableError",
     "UnsupportedModelError",
     "__version__",
+    "activations",
     "compare",
     "deployments",
     "diff",

@@ -11,9 +11,11 @@ import nbdeploy as nbd
 CURATED = {
     # the flow
     "export", "load", "inspect", "show", "diff", "optimize", "quantize", "prune", "compare",
+    "activations",
     "serve", "deployments", "server", "push", "manifests", "studio", "kubeflow",
     # the objects it returns
     "Artifact", "TensorSpec", "Lineage", "Parity", "GraphSummary", "GraphDiff", "Comparison",
+    "ActivationReport",
     "Deployment", "PushResult", "Manifests",
     # the error tree
     "NbDeployError", "ArtifactError", "ConfigError", "ExampleError", "ExportError",

@@ -1,1 +1,1 @@
-"""See a graph and change it visibly: inspect, show, diff, optimize."""
+"""See a graph and change it visibly: inspect, show, diff, activations, optimize."""

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..payloads import OnnxPayload
 from . import dynamic, int4_matmul, ort_adapter
 from .calibration import batches
-from .report import QuantizationReport, onnxruntime_errors
+from .report import Origin, QuantizationReport, onnxruntime_errors
 from .schemes import (
     CalibrationMethod,
     Float16,
@@ -127,6 +127,7 @@ def quantize(
         {c.output: c.max_abs for c in parity.checks},
         rewritten=outcome.rewritten if outcome else {},
         kept_float=outcome.kept if outcome else {},
+        source=Origin(art, quantized),
     )
     return dataclasses.replace(quantized, parity=parity, report=report)
 

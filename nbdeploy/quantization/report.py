@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .. import _html
+from ..errors import ArtifactError, NbDeployError
 from .weights import TensorError, error_of
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+    from ..graph.activation_report import ActivationReport
+
+# The HTML shows where the outputs drift only for models up to this size: a display
+# runs both models once, every intermediate tensor fetched.
+INLINE_ACTIVATIONS_BYTES = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class QuantizationReport:
         rewritten: Per node rewrite, how many (``"MatMul → MatMulNBits": 72``), for
             schemes that replace operators.
         kept_float: Per node such a scheme left in float, why.
+        source: The (unquantized, quantized) artifacts, for :meth:`activations`.
     """
 
     scheme: str
@@ -37,6 +48,10 @@ class QuantizationReport:
     output_max_abs: dict[str, float]
     rewritten: dict[str, int] = field(default_factory=dict)
     kept_float: dict[str, str] = field(default_factory=dict)
+    source: Origin | None = field(default=None, compare=False, repr=False)
+    _kept: dict[str, ActivationReport] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def size_ratio(self) -> float:
@@ -46,6 +61,30 @@ class QuantizationReport:
     def worst(self, n: int = 5) -> list[TensorError]:
         """The ``n`` weights with the lowest signal-to-noise ratio."""
         return sorted(self.tensors, key=lambda t: t.snr_db)[:n]
+
+    def activations(self, data: Any = None) -> ActivationReport:
+        """Where in the network the quantized model drifts from its input, tensor by
+        tensor: :func:`nbdeploy.activations` of the two. Without ``data``, on the
+        artifacts' example (random inputs when there is none), computed once and kept.
+
+        Raises:
+            ArtifactError: The unquantized artifact is gone (this report holds it weakly);
+                call ``nbd.activations(original, quantized)`` with both.
+        """
+        if data is None and "example" in self._kept:
+            return self._kept["example"]
+        pair = self.source() if self.source is not None else None
+        if pair is None:
+            raise ArtifactError(
+                "the unquantized artifact is no longer in memory; "
+                "call nbd.activations(original, quantized) with both."
+            )
+        from ..graph.activations import activations
+
+        report = activations(*pair, data)
+        if data is None:
+            self._kept["example"] = report
+        return report
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -82,7 +121,50 @@ class QuantizationReport:
         ])  # fmt: skip
         if self.kept_float:
             table += _html.table(["kept float", "why"], list(self.kept_float.items()))
-        return _html.card(f"Quantization {self.scheme}", head + table)
+        return _html.card(f"Quantization {self.scheme}", head + table + self._drift_html())
+
+    def _drift_html(self) -> str:
+        """The five nodes doing the most damage, when that is cheap (a small model with
+        an example, its unquantized artifact still in memory); else how to ask."""
+        hint = _html.Raw("<p><code>q.report.activations()</code> or "
+                         "<code>nbd.activations(original, q)</code>: where the outputs "
+                         "drift, tensor by tensor</p>")  # fmt: skip
+        pair = self.source() if self.source is not None else None
+        if pair is None or pair[0].example is None or self.size_before > INLINE_ACTIVATIONS_BYTES:
+            return hint
+        try:
+            drift = self.activations()
+        except NbDeployError:
+            return hint
+        rows = [(t.tensor, t.nodes, t.op, f"{t.sqnr_db:.1f}", _own(t.own_db), t.max_abs)
+                for t in drift.worst(5)]  # fmt: skip
+        table = _html.table(["tensor", "node", "op", "SQNR dB", "own dB", "max |Δ|"], rows)
+        return (f"<p><b>Where the outputs drift</b> ({_html.cell(drift.headline())}; "
+                f"<code>q.report.activations()</code> for every tensor)</p>{table}")  # fmt: skip
+
+
+def _own(own_db: float) -> str:
+    return "none added" if own_db == float("inf") else f"{own_db:.1f}"
+
+
+class Origin:
+    """The (unquantized, quantized) artifacts a report speaks of, while the unquantized
+    one lives: held weakly, so a report never keeps its input alive, and never pickled
+    (an unpickled report has none)."""
+
+    def __init__(self, original: Artifact | None = None, quantized: Artifact | None = None):
+        self._original = weakref.ref(original) if original is not None else None
+        self._quantized = quantized
+
+    def __call__(self) -> tuple[Artifact, Artifact] | None:
+        """Both artifacts, or ``None`` once the unquantized one is gone."""
+        original = self._original() if self._original is not None else None
+        if original is None or self._quantized is None:
+            return None
+        return original, self._quantized
+
+    def __reduce__(self) -> tuple[type[Origin], tuple[()]]:
+        return Origin, ()
 
 
 def onnxruntime_errors(original: onnx.ModelProto, quantized: onnx.ModelProto) -> list[TensorError]:
