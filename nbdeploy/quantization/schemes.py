@@ -56,22 +56,39 @@ class WeightOnly:
 
     Attributes:
         symmetric: ``q = round(x/S)`` if True, else ``q = round(x/S + z)``.
-        bits: Bits per value (2-8; stored in 8-bit containers).
+        bits: Bits per value (2-8). 8 bits are stored as INT8/UINT8; 2-4 bits packed
+            two to a byte as ONNX INT4/UINT4 (opset 21, which the model is converted to).
+        block_size: ``None``: one scale per output channel (or per tensor). A number
+            (32, 64, 128 are usual): one scale per run of that many input values of each
+            output channel (blocked DequantizeLinear, opset 21): less error around
+            outliers, for one scale per block.
     """
 
     symmetric: bool = True
     bits: int = 8
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise ConfigError(f"bits must be between 2 and 8, not {self.bits}.")
+        if self.block_size is not None and self.block_size < 2:
+            raise ConfigError(f"block_size must be 2 or more (32, 64, 128 are usual), "
+                              f"not {self.block_size}; None means per channel.")  # fmt: skip
 
     @property
     def name(self) -> str:
         """The scheme's short name."""
         kind = "symmetric" if self.symmetric else "asymmetric"
-        return f"int{self.bits}-weight-{kind}"
+        block = f"-b{self.block_size}" if self.block_size is not None else ""
+        return f"int{self.bits}-weight-{kind}{block}"
 
 
 @dataclass(frozen=True)
 class KMeans:
-    """Weights clustered into ``k`` centroids: uint8 indices + a float codebook."""
+    """Weights clustered into ``k`` centroids: indices + a float codebook.
+
+    Indices are UINT4 (packed two to a byte, opset 21) for ``k`` ≤ 16, else UINT8.
+    """
 
     k: int = 16
 
@@ -90,15 +107,17 @@ _BY_NAME: dict[str, Scheme] = {
     "int8-weight-symmetric": WeightOnly(symmetric=True),
     "int8-weight-asymmetric": WeightOnly(symmetric=False),
 }
-NAMES = (*_BY_NAME, "intN-weight-symmetric", "intN-weight-asymmetric", "kmeans-<k>")
+NAMES = (*_BY_NAME, "intN-weight-symmetric", "intN-weight-asymmetric",
+         "intN-weight-symmetric-b<block>", "kmeans-<k>")  # fmt: skip
 # One of each family, for menus and demos (``NAMES`` has the patterns).
 CHOICES = (*_BY_NAME, "kmeans-16")
-_WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)$")
+_WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)(?:-b(\d+))?$")
 _KMEANS = re.compile(r"^kmeans-(\d+)$")
 
 
 def parse_scheme(scheme: str | Scheme) -> Scheme:
-    """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``).
+    """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``,
+    ``"int4-weight-symmetric-b32"`` for blocks of 32).
 
     Raises:
         ConfigError: An unknown name; the message lists the valid ones.
@@ -108,7 +127,8 @@ def parse_scheme(scheme: str | Scheme) -> Scheme:
     if scheme in _BY_NAME:
         return _BY_NAME[scheme]
     if match := _WEIGHT.match(scheme):
-        return WeightOnly(symmetric=match.group(2) == "symmetric", bits=int(match.group(1)))
+        block = int(match.group(3)) if match.group(3) else None
+        return WeightOnly(match.group(2) == "symmetric", int(match.group(1)), block)
     if (match := _KMEANS.match(scheme)) and 2 <= int(match.group(1)) <= 256:
         return KMeans(int(match.group(1)))
     raise ConfigError(
