@@ -67,8 +67,13 @@ def quantize(
     Args:
         art: The artifact (unchanged).
         scheme: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``,
-            ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``),
-            ``"kmeans-<k>"``; or a scheme config object.
+            ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``, and
+            ``int4-weight-symmetric-b32`` for one scale per block of 32 inputs),
+            ``"kmeans-<k>"``; or a scheme config object. Storage: 8-bit weights as
+            INT8/UINT8; 2- to 4-bit weights, and k-means indices for k ≤ 16, packed two
+            to a byte as ONNX INT4/UINT4 (the model is raised to opset 21 by onnx's
+            version converter for them). onnxruntime folds the dequantizing nodes into
+            float weights when a session loads, so inference runs at fp32 speed.
         calibration: For ``int8-static``: an array, a tuple/dict of arrays, or an
             iterable of batches of those.
         per_channel: One scale per output channel (default) or per tensor.
@@ -108,6 +113,8 @@ def quantize(
         settings["method"] = config.method.value
     if isinstance(config, WeightOnly):
         settings["bits"] = config.bits
+        if config.block_size is not None:
+            settings["block_size"] = config.block_size
     report = QuantizationReport(
         config.name,
         settings,

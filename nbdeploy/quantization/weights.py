@@ -164,28 +164,31 @@ def _clustered(
 def _blocked(
     name: str, weight: np.ndarray, scheme: WeightOnly, axis: int
 ) -> tuple[list[tuple[str, np.ndarray]], list[onnx.NodeProto], np.ndarray]:
-    """Blocks run along each output channel's input values: the weight is stored as a
-    matrix [output channels, inputs] (blocked DequantizeLinear on axis 1), reshaped and
-    transposed back to the weight's layout by nodes onnxruntime folds with it."""
+    """Blocks run along each output channel's input values. A matrix is stored as it is
+    (blocked DequantizeLinear on its input axis); a convolution's kernel as a matrix
+    [output channels, inputs], reshaped (and transposed) back by nodes onnxruntime folds
+    with the DequantizeLinear at load."""
+    quantize = maths.symmetric if scheme.symmetric else maths.asymmetric
+    if weight.ndim == 2:
+        affine = quantize(weight, bits=scheme.bits, axis=1 - axis, block_size=scheme.block_size)
+        nodes = [_dequantize(name, affine, name)]
+        return _affine_arrays(name, affine, scheme), nodes, affine.dequantize()
     moved = np.moveaxis(weight, axis, 0)
     matrix = moved.reshape(moved.shape[0], -1)
-    quantize = maths.symmetric if scheme.symmetric else maths.asymmetric
     affine = quantize(matrix, bits=scheme.bits, axis=1, block_size=scheme.block_size)
-    stored = _affine_arrays(name, affine, scheme)
-    restored = np.moveaxis(affine.dequantize().reshape(moved.shape), 0, axis)
-    reshape = weight.ndim != 2 or axis != 0
-    current = f"{name}_blocks" if reshape else name
-    nodes = [_dequantize(name, affine, current)]
-    if reshape:
-        shape = f"{name}_shape"
-        stored.append((shape, np.asarray(moved.shape, np.int64)))
-        out = name if axis == 0 else f"{name}_moved"
-        nodes.append(helper.make_node("Reshape", [current, shape], [out], name=f"{name}_reshape"))
-        current = out
+    stored = [*_affine_arrays(name, affine, scheme),
+              (f"{name}_shape", np.asarray(moved.shape, np.int64))]  # fmt: skip
+    reshaped = name if axis == 0 else f"{name}_moved"
+    nodes = [
+        _dequantize(name, affine, f"{name}_blocks"),
+        helper.make_node("Reshape", [f"{name}_blocks", f"{name}_shape"], [reshaped],
+                         name=f"{name}_reshape"),
+    ]  # fmt: skip
     if axis != 0:
         perm = [*range(1, axis + 1), 0, *range(axis + 1, weight.ndim)]
-        nodes.append(helper.make_node("Transpose", [current], [name], perm=perm,
+        nodes.append(helper.make_node("Transpose", [reshaped], [name], perm=perm,
                                       name=f"{name}_transpose"))  # fmt: skip
+    restored = np.moveaxis(affine.dequantize().reshape(moved.shape), 0, axis)
     return stored, nodes, restored
 
 
