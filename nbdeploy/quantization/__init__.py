@@ -70,10 +70,11 @@ def quantize(
             ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``, and
             ``int4-weight-symmetric-b32`` for one scale per block of 32 inputs),
             ``"kmeans-<k>"``; or a scheme config object. Storage: 8-bit weights as
-            INT8/UINT8; 2- to 4-bit weights, and k-means indices for k ≤ 16, packed two
-            to a byte as ONNX INT4/UINT4 (the model is raised to opset 21 by onnx's
-            version converter for them). onnxruntime folds the dequantizing nodes into
-            float weights when a session loads, so inference runs at fp32 speed.
+            INT8/UINT8; 3- and 4-bit weights, and k-means indices for k ≤ 16, packed two
+            to a byte as ONNX INT4/UINT4 (opset 21); 2-bit ones and indices for k ≤ 4
+            four to a byte as INT2/UINT2 (opset 25). onnx's version converter raises the
+            model's opset for them. onnxruntime folds the dequantizing nodes into float
+            weights when a session loads, so inference runs at fp32 speed.
         calibration: For ``int8-static``: an array, a tuple/dict of arrays, or an
             iterable of batches of those.
         per_channel: One scale per output channel (default) or per tensor.

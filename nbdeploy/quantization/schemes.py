@@ -56,8 +56,9 @@ class WeightOnly:
 
     Attributes:
         symmetric: ``q = round(x/S)`` if True, else ``q = round(x/S + z)``.
-        bits: Bits per value (2-8). 8 bits are stored as INT8/UINT8; 2-4 bits packed
-            two to a byte as ONNX INT4/UINT4 (opset 21, which the model is converted to).
+        bits: Bits per value (2-8). 5-8 bits are stored as INT8/UINT8; 3-4 bits packed
+            two to a byte as ONNX INT4/UINT4 (opset 21); 2 bits four to a byte as
+            INT2/UINT2 (opset 25). The model is converted to that opset.
         block_size: ``None``: one scale per output channel (or per tensor). A number
             (32, 64, 128 are usual): one scale per run of that many input values of each
             output channel (blocked DequantizeLinear, opset 21): less error around
@@ -87,7 +88,8 @@ class WeightOnly:
 class KMeans:
     """Weights clustered into ``k`` centroids: indices + a float codebook.
 
-    Indices are UINT4 (packed two to a byte, opset 21) for ``k`` ≤ 16, else UINT8.
+    Indices are UINT2 (four to a byte, opset 25) for ``k`` ≤ 4, UINT4 (two to a byte,
+    opset 21) for ``k`` ≤ 16, else UINT8.
     """
 
     k: int = 16

@@ -28,8 +28,11 @@ __all__ = ["DiskStore", "MemoryStore", "Store", "rewrite", "store_for"]
 
 # Tensors smaller than this stay inside the protobuf, as onnx's own writer keeps them.
 INLINE_BYTES = 1024
-# 4-bit types: their raw bytes hold two values each (low nibble first), as onnx writes them.
-_PACKED = frozenset({onnx.TensorProto.INT4, onnx.TensorProto.UINT4})
+# Sub-byte types -> values a byte (low bits first), as onnx writes their raw data.
+_PACKED: dict[int, int] = {
+    onnx.TensorProto.INT4: 2, onnx.TensorProto.UINT4: 2,
+    onnx.TensorProto.INT2: 4, onnx.TensorProto.UINT2: 4,
+}  # fmt: skip
 _CHUNK = 64 * 2**20  # bytes copied at a time when carrying a tensor over as it is
 R = TypeVar("R")
 
@@ -124,10 +127,10 @@ class DiskStore:
             folder = self._folder
         count = math.prod(tensor.dims)
         with _onnxio.data_source(folder, info.location).open("rb") as file:
-            if tensor.data_type in _PACKED:  # two values a byte: onnx unpacks them
+            if per_byte := _PACKED.get(tensor.data_type):  # packed: onnx unpacks them
                 file.seek(info.offset or 0)
                 inline = onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims,
-                                          raw_data=file.read((count + 1) // 2))  # fmt: skip
+                                          raw_data=file.read(-(-count // per_byte)))  # fmt: skip
                 return numpy_helper.to_array(inline)
             values = np.fromfile(file, kind, count, offset=info.offset or 0)
         return values.reshape(tuple(tensor.dims))
@@ -137,7 +140,7 @@ class DiskStore:
         tensor = onnx.TensorProto(
             name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape
         )
-        if tensor.data_type in _PACKED:  # onnx packs two values a byte into raw_data
+        if tensor.data_type in _PACKED:  # onnx packs them into raw_data
             tensor = numpy_helper.from_array(array, name)
             if len(tensor.raw_data) < INLINE_BYTES:
                 return tensor

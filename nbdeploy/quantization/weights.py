@@ -76,7 +76,7 @@ def quantize_weights(
     them from and writing their replacements to ``store``; return their errors."""
     skip = set(exclude)
     if needs_packing(scheme):
-        upgrade(model)
+        upgrade(model, scheme)
     targets = weight_tensors(model, skip)
     kept = [init for init in model.graph.initializer if init.name not in targets]
     errors: list[TensorError] = []
@@ -144,14 +144,14 @@ def _clustered(
     name: str, weight: np.ndarray, k: int
 ) -> tuple[list[tuple[str, np.ndarray]], list[onnx.NodeProto], np.ndarray]:
     clustered = maths.kmeans(weight, k=k)
-    indices = packed(clustered.indices, signed=False, bits=4 if k <= 16 else 8)
+    indices = packed(clustered.indices, signed=False, bits=(k - 1).bit_length())
     stored = [
         (f"{name}_kmeans_indices", indices),
         (f"{name}_kmeans_codebook", clustered.codebook),
     ]
     # Gather takes int32 or int64 indices. int32: onnxruntime keeps every folded
     # intermediate until the session is built, and int64 ones peaked at 3.1x the
-    # float model's size while it loaded (int32: 2.1x). Cast from UINT4 folds as well.
+    # float model's size while it loaded (int32: 2.1x). Cast from UINT4/UINT2 folds as well.
     nodes = [
         helper.make_node("Cast", [f"{name}_kmeans_indices"], [f"{name}_kmeans_idx32"],
                          to=onnx.TensorProto.INT32, name=f"{name}_kmeans_cast"),

@@ -13,13 +13,13 @@ from onnx import helper, numpy_helper
 
 import nbdeploy as nbd
 from nbdeploy.quantization import QuantizationReport, maths, parse_scheme
-from nbdeploy.quantization.schemes import WeightOnly
+from nbdeploy.quantization.schemes import KMeans, WeightOnly
 from nbdeploy.quantization.store import DiskStore
 from nbdeploy.quantization.weights import TensorError, error_of
 
 IN, OUT = 64, 48
 PACKED = ["int4-weight-symmetric", "int4-weight-asymmetric", "int4-weight-symmetric-b32",
-          "kmeans-16", "kmeans-4"]  # fmt: skip
+          "int2-weight-asymmetric", "kmeans-16", "kmeans-4"]  # fmt: skip
 
 
 def _weight(outlier: bool = False) -> np.ndarray:
@@ -79,17 +79,24 @@ def test_int4_weights_take_half_the_bytes_of_int8_in_int4_types() -> None:
         assert q.onnx.opset_import[0].version == 21 and q.onnx.ir_version >= 10
 
 
-@pytest.mark.parametrize("scheme", ["int4-weight-symmetric", "int4-weight-asymmetric",
-                                    "int4-weight-symmetric-b32", "kmeans-16"])  # fmt: skip
+EXACT = ["int4-weight-symmetric", "int4-weight-asymmetric", "int4-weight-symmetric-b32",
+         "int2-weight-symmetric", "int2-weight-asymmetric-b64", "kmeans-16",
+         "kmeans-3"]  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", EXACT)
 def test_onnxruntime_computes_exactly_what_the_maths_module_does(scheme: str) -> None:
     w = _weight()
     config = parse_scheme(scheme)
+    want: np.ndarray
     if isinstance(config, WeightOnly):
         quantize = maths.symmetric if config.symmetric else maths.asymmetric
         axis = 0 if config.block_size else 1  # blocks run along a column's inputs
-        want = quantize(w, bits=4, axis=axis, block_size=config.block_size).dequantize()
+        affine = quantize(w, bits=config.bits, axis=axis, block_size=config.block_size)
+        want = affine.dequantize()
     else:
-        want = maths.kmeans(w, k=16).dequantize()
+        assert isinstance(config, KMeans)
+        want = maths.kmeans(w, k=config.k).dequantize()
     q = nbd.quantize(_model(w), scheme, progress=False)
     np.testing.assert_array_equal(_restored(q), want)
     assert _errors(q) == (error_of("w", w, want),)  # the report measures that tensor
@@ -104,12 +111,15 @@ def test_blocks_keep_an_outlier_from_coarsening_its_whole_channel() -> None:
     assert list(scales["w_scale"].dims) == [IN // 32, OUT]
 
 
-@pytest.mark.parametrize("k", [16, 4])
-def test_kmeans_indices_are_packed_two_a_byte(k: int) -> None:
+INDICES = [(16, onnx.TensorProto.UINT4, 2, 21), (4, onnx.TensorProto.UINT2, 4, 25)]
+
+
+@pytest.mark.parametrize(("k", "kind", "per_byte", "opset"), INDICES)
+def test_kmeans_indices_are_packed(k: int, kind: int, per_byte: int, opset: int) -> None:
     q = nbd.quantize(_model(_weight()), f"kmeans-{k}", progress=False)
     indices = _initializers(q)["w_kmeans_indices"]
-    assert indices.data_type == onnx.TensorProto.UINT4
-    assert len(indices.raw_data) == IN * OUT // 2
+    assert indices.data_type == kind and len(indices.raw_data) == IN * OUT // per_byte
+    assert q.onnx.opset_import[0].version == opset
 
 
 @pytest.mark.parametrize("scheme", PACKED)
@@ -137,12 +147,22 @@ def test_a_model_raised_to_opset_21_keeps_its_answers() -> None:
     np.testing.assert_allclose(_y(q, x), want, rtol=1e-5, atol=1e-5)
 
 
-def test_the_disk_store_writes_and_reads_packed_tensors(tmp_path: Path) -> None:
-    values = np.arange(-8, 8).repeat(201)[:3001].astype(ml_dtypes.int4)  # odd length
+SUB_BYTE = [
+    (ml_dtypes.int4, onnx.TensorProto.INT4, 2),
+    (ml_dtypes.uint2, onnx.TensorProto.UINT2, 4),
+]
+
+
+@pytest.mark.parametrize(("dtype", "kind", "per_byte"), SUB_BYTE)
+def test_the_disk_store_writes_and_reads_packed_tensors(
+    dtype: type, kind: int, per_byte: int, tmp_path: Path
+) -> None:
+    low, high = (-8, 8) if dtype is ml_dtypes.int4 else (0, 4)
+    values: np.ndarray = np.resize(np.arange(low, high), 6001).astype(dtype)  # not whole bytes
     store = DiskStore(tmp_path / "model.onnx")
     tensor = store.put(values, "q")
-    assert tensor.data_type == onnx.TensorProto.INT4 and not tensor.raw_data
-    assert int(tensor.external_data[2].value) == (values.size + 1) // 2  # length: packed
+    assert tensor.data_type == kind and not tensor.raw_data
+    assert int(tensor.external_data[2].value) == -(-values.size // per_byte)  # packed length
     np.testing.assert_array_equal(store.read(tensor), values)
     store.discard()
 
