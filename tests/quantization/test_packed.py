@@ -172,3 +172,42 @@ def test_block_names_and_bad_blocks() -> None:
     assert WeightOnly(False, 4, 128).name == "int4-weight-asymmetric-b128"
     with pytest.raises(nbd.ConfigError, match="block_size must be 2 or more"):
         parse_scheme("int4-weight-symmetric-b1")
+
+
+KERNELS = [("Conv", (8, 20, 3, 3), 0), ("ConvTranspose", (20, 8, 3, 3), 1)]
+
+
+@pytest.mark.parametrize(("op", "shape", "axis"), KERNELS)
+def test_blocked_kernels_are_restored_to_their_layout(
+    op: str, shape: tuple[int, ...], axis: int, tmp_path: Path
+) -> None:
+    """A kernel's blocks run over [output channel, everything else] (180 values: the last
+    block of 32 is partial); Reshape (and Transpose, for ConvTranspose) fold with them."""
+    w = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    moved = np.moveaxis(w, axis, 0)
+    blocks = maths.asymmetric(moved.reshape(8, -1), bits=4, axis=1, block_size=32)
+    want = np.moveaxis(blocks.dequantize().reshape(moved.shape), 0, axis)
+
+    def conv(weight: np.ndarray) -> nbd.Artifact:
+        graph = helper.make_graph(
+            [helper.make_node(op, ["x", "w"], ["y"], name="conv")], "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 20, 6, 6])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 8, "h", "w"])],
+            [numpy_helper.from_array(weight, "w")],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        return nbd.export(model, np.zeros((1, 20, 6, 6), np.float32), name=op.lower())
+
+    q = nbd.quantize(conv(w), "int4-weight-asymmetric-b32", progress=False)
+    x = np.random.default_rng(3).standard_normal((2, 20, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(_y(q, x), _y(conv(want), x), rtol=1e-6, atol=1e-6)
+    assert _errors(q) == (error_of("w", w, want),)
+    assert ("Transpose" in {n.op_type for n in q.onnx.graph.node}) == (axis == 1)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    for key, value in q.session_config.items():
+        options.add_session_config_entry(key, value)
+    ort.InferenceSession(q.onnx.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+    assert not ops & {"DequantizeLinear", "Reshape", "Transpose"}
