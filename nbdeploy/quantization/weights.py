@@ -1,5 +1,5 @@
 """Weight-only schemes implemented by nbdeploy: each weight becomes stored integers (or
-cluster indices; 4-bit ones packed two to a byte, see :mod:`.packed`) plus a dequantizing
+cluster indices; 4- and 2-bit ones packed, see :mod:`.packed`) plus a dequantizing
 subgraph that onnxruntime folds when the session loads, so the file shrinks and
 inference runs on float weights as before."""
 

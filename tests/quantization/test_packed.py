@@ -211,3 +211,11 @@ def test_blocked_kernels_are_restored_to_their_layout(
     ort.InferenceSession(q.onnx.SerializeToString(), options, providers=["CPUExecutionProvider"])
     ops = {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
     assert not ops & {"DequantizeLinear", "Reshape", "Transpose"}
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_per_tensor_packed_weights_are_what_the_maths_module_computes(bits: int) -> None:
+    w = _weight()
+    q = nbd.quantize(_model(w), f"int{bits}-weight-asymmetric", per_channel=False, progress=False)
+    np.testing.assert_array_equal(_restored(q), maths.asymmetric(w, bits=bits).dequantize())
+    assert len(_initializers(q)["w_zero_point"].dims) == 0  # one scalar zero point, packed
