@@ -23,6 +23,7 @@ import numpy as np
 __all__ = ["Affine", "Clustered", "asymmetric", "kmeans", "symmetric"]
 
 _CLIP_GRID = np.linspace(0.5, 1.0, 26)  # fractions of the full range tried by `asymmetric`
+_CHUNK = 2**22  # values handled at a time (k-means assignment, asymmetric searches)
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,11 @@ def asymmetric(
     if block_size is not None:
         return _blocked(asymmetric, x, bits, _block_axis(axis, block_size), block_size)
     levels = 2**bits - 1
-    rows = _channels(x, axis).astype(np.float64)
-    scales, zeros, codes = [], [], []
-    for row in rows:
-        scale, zero, q = _best_affine(row, levels)
-        scales.append(scale)
-        zeros.append(zero)
-        codes.append(q)
-    q_rows = np.stack(codes)
+    channels = _channels(x, axis)
+    step = max(1, _CHUNK // max(channels.shape[1], 1))
+    parts = [_best_affine(channels[i : i + step].astype(np.float64), levels)
+             for i in range(0, channels.shape[0], step)]  # fmt: skip
+    scales, zeros, q_rows = (np.concatenate(p) for p in zip(*parts, strict=True))
     if axis is None:
         q = q_rows.reshape(x.shape)
     else:
@@ -158,19 +156,25 @@ def _block_axis(axis: int | None, block_size: int) -> int:
     return axis
 
 
-def _best_affine(row: np.ndarray, levels: int) -> tuple[float, int, np.ndarray]:
-    lo, hi = min(float(row.min()), 0.0), max(float(row.max()), 0.0)  # 0 stays exact
-    best: tuple[float, float, int, np.ndarray] | None = None
+def _best_affine(rows: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the scale, zero point and codes of least squared error, over the clips of
+    ``_CLIP_GRID``: all rows at once (one Python step per clip, not per row and clip,
+    which took 13 s for a million values in blocks of 32)."""
+    lo, hi = np.minimum(rows.min(axis=1), 0.0), np.maximum(rows.max(axis=1), 0.0)  # 0 exact
+    best_error = np.full(rows.shape[0], np.inf)
+    best_scale, best_zero = np.ones(rows.shape[0]), np.zeros(rows.shape[0])
+    best_q = np.zeros_like(rows)
     for fraction in _CLIP_GRID:
         a, b = lo * fraction, hi * fraction
-        scale = (b - a) / levels if b > a else 1.0
-        zero = int(np.clip(np.round(-a / scale), 0, levels))
-        q = np.clip(np.round(row / scale + zero), 0, levels)
-        error = float(np.square((q - zero) * scale - row).sum())
-        if best is None or error < best[0]:
-            best = (error, scale, zero, q)
-    assert best is not None
-    return best[1], best[2], best[3]
+        scale = np.where(b > a, (b - a) / levels, 1.0)
+        zero = np.clip(np.round(-a / scale), 0, levels)
+        q = np.clip(np.round(rows / scale[:, None] + zero[:, None]), 0, levels)
+        error = np.square((q - zero[:, None]) * scale[:, None] - rows).sum(axis=1)
+        better = error < best_error
+        best_error[better], best_scale[better], best_zero[better] = (
+            error[better], scale[better], zero[better])  # fmt: skip
+        best_q[better] = q[better]
+    return best_scale, best_zero, best_q.astype(np.uint8)  # codes: 1 byte, not 8
 
 
 def kmeans(x: np.ndarray, *, k: int, iterations: int = 100) -> Clustered:
@@ -207,9 +211,6 @@ def kmeans(x: np.ndarray, *, k: int, iterations: int = 100) -> Clustered:
         centroids = np.sort(updated)
     del ordered, prefix
     return Clustered(_assign(values, centroids).reshape(x.shape), centroids.astype(np.float32))
-
-
-_CHUNK = 2**22  # values assigned to their centroid at a time
 
 
 def _float32_ceiling(values: np.ndarray) -> np.ndarray:
