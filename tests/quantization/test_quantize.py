@@ -59,7 +59,7 @@ PACKED_INDICES = [(16, onnx.TensorProto.UINT4), (32, onnx.TensorProto.UINT8)]
 
 
 @pytest.mark.parametrize(("k", "kind"), PACKED_INDICES)
-def test_kmeans_stores_indices_and_a_codebook(k: int, kind: int, digits_cnn) -> None:  # type: ignore[no-untyped-def]
+def test_kmeans_stores_indices_and_a_codebook(k: int, kind: int, digits_cnn: nbd.Artifact) -> None:
     q = nbd.quantize(digits_cnn, f"kmeans-{k}")
     inits = {i.name: i for i in q.onnx.graph.initializer}
     for t in q.report.tensors:
