@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 import nbdeploy as nbd
 from benchmarks._report import write
 
 SCHEMES = ["int8-dynamic", "int8-static", "fp16", "int8-weight-symmetric",
-           "int8-weight-asymmetric", "kmeans-16", "int4-weight-symmetric"]  # fmt: skip
+           "int8-weight-asymmetric", "int4-weight-symmetric", "int4-weight-symmetric-b32",
+           "kmeans-16", "kmeans-4"]  # fmt: skip
+# The packed schemes whose remaining bytes are broken down in a second table.
+PACKED = ("int4-weight-symmetric", "int4-weight-symmetric-b32", "kmeans-16", "kmeans-4")
+_INTEGER = {onnx.TensorProto.INT2, onnx.TensorProto.UINT2, onnx.TensorProto.INT4,
+            onnx.TensorProto.UINT4, onnx.TensorProto.INT8, onnx.TensorProto.UINT8}  # fmt: skip
+_SIDE = ("_scale", "_zero_point", "_kmeans_codebook", "_shape")
 
 
 def _digits() -> tuple[nbd.Artifact, Any, Any, Any]:
@@ -46,11 +53,32 @@ def _transformer() -> tuple[nbd.Artifact, Any, Any, None]:
     return art, {k: v[:128] for k, v in feed.items()}, {k: v[128:] for k, v in feed.items()}, None
 
 
+def _where_bytes_go(art: nbd.Artifact, scheme: str) -> dict[str, Any]:
+    """The serialized model's bytes by kind: packed/integer weights, their scales and
+    codebooks, float tensors left as they were (biases, small weights), and the graph."""
+    kinds = {"integer weights kB": 0, "scales, zero points, codebooks kB": 0,
+             "float tensors kept kB": 0}  # fmt: skip
+    for tensor in art.onnx.graph.initializer:
+        if tensor.name.endswith(_SIDE):
+            kind = "scales, zero points, codebooks kB"
+        elif tensor.data_type in _INTEGER:
+            kind = "integer weights kB"
+        else:
+            kind = "float tensors kept kB"
+        kinds[kind] += tensor.ByteSize()
+    graph = art.onnx.ByteSize() - sum(kinds.values())
+    return {"model": art.name, "scheme": scheme,
+            **{k: round(v / 1e3, 2) for k, v in kinds.items()},
+            "graph and metadata kB": round(graph / 1e3, 2)}  # fmt: skip
+
+
 def main() -> Path:
     """Run and write the results."""
-    rows = []
+    rows, breakdown = [], []
     for art, calibration, x, y in (_digits(), _transformer()):
         variants = [art] + [nbd.quantize(art, s, calibration=calibration) for s in SCHEMES]
+        breakdown += [_where_bytes_go(v, s) for v, s in zip(variants[1:], SCHEMES, strict=True)
+                      if s in PACKED]  # fmt: skip
         data = (x, y) if y is not None else x
         cmp = nbd.compare(variants, data=data, progress=False, repeat=7)
         base = cmp.measured[0]
@@ -72,13 +100,30 @@ def main() -> Path:
     notes = (
         "Batch 1, onnxruntime CPU, p50 of 7 auto-ranged runs. quality: accuracy on the "
         "digits validation set (450 images) for the CNN; top-1 agreement with fp32 for the "
-        "untrained transformer. int4 is stored in 8-bit containers (same size as int8). "
-        "Findings: int8-dynamic turns Conv into ConvInteger, which onnxruntime's CPU runs "
-        "~5x slower than fp32 on this CNN: smaller, not faster. Weight-only schemes run at "
-        "fp32 speed only because the artifact carries session.disable_quant_qdq=1 (without "
-        "it onnxruntime re-dequantizes every call: 2.5x slower, measured)."
+        "untrained transformer. int4 weights (per channel, and -b32: one scale per 32 "
+        "inputs of an output channel) and k-means indices for k <= 16 are stored packed, "
+        "two values a byte, as ONNX INT4/UINT4 (opset 21); kmeans-4 four a byte as UINT2 "
+        "(opset 25); the second table says where the remaining bytes are. Findings: "
+        "int8-dynamic turns Conv into ConvInteger, which onnxruntime's CPU runs ~5x slower "
+        "than fp32 on this CNN: smaller, not faster. Weight-only schemes run at fp32 speed "
+        "only because the artifact carries session.disable_quant_qdq=1: onnxruntime then "
+        "folds every dequantizing node into float weights at load (the optimized graphs of "
+        "int4, -b32 and kmeans-16 have the same ops as fp32's, checked), so their p50 "
+        "differences here are run-to-run noise on a shared 2-core machine. Without it, "
+        "onnxruntime re-dequantizes int8 every call (2.5x slower, measured) and turns "
+        "int4 MatMuls into MatMulNBits."
     )
-    return write("quantize", "Quantization: accuracy, latency and size vs fp32", rows, notes)
+    where = (
+        "Serialized bytes of each packed model by kind: the packed integer weights or "
+        "indices, their float scales/zero points/codebooks (and blocked convolutions' "
+        "target shapes), the float tensors left as they were (biases, norms, weights under "
+        "64 values), and the graph with its names and metadata. -b32 pays one float32 "
+        "scale per 32 values (1 bit a value) for its lower error; on these small models "
+        "the graph and kept floats are a fixed ~3 kB (CNN) and ~14 kB (transformer)."
+    )
+    section = ("Where the bytes of the packed models go", where, breakdown)
+    return write("quantize", "Quantization: accuracy, latency and size vs fp32", rows, notes,
+                 sections=[section])  # fmt: skip
 
 
 if __name__ == "__main__":

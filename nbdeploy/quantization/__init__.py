@@ -68,11 +68,17 @@ def quantize(
     Args:
         art: The artifact (unchanged).
         scheme: ``"int8-dynamic"``, ``"int8-static"``, ``"fp16"``,
-            ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``),
+            ``"int8-weight-symmetric"``, ``"int8-weight-asymmetric"`` (or ``int4-…``, and
+            ``int4-weight-symmetric-b32`` for one scale per block of 32 inputs),
             ``"kmeans-<k>"``, ``"int4-matmul"`` (onnxruntime's 4-bit ``MatMulNBits`` for
             transformers' MatMul/Gemm weights and Gather embeddings; ``-b64``, ``-asym``,
             ``-acc4`` or :class:`~nbdeploy.quantization.schemes.Int4MatMul` for its
-            settings); or a scheme config object.
+            settings); or a scheme config object. Storage: 8-bit weights as
+            INT8/UINT8; 3- and 4-bit weights, and k-means indices for k ≤ 16, packed two
+            to a byte as ONNX INT4/UINT4 (opset 21); 2-bit ones and indices for k ≤ 4
+            four to a byte as INT2/UINT2 (opset 25). onnx's version converter raises the
+            model's opset for them. onnxruntime folds the dequantizing nodes into float
+            weights when a session loads, so inference runs at fp32 speed.
         calibration: For ``int8-static``: an array, a tuple/dict of arrays, or an
             iterable of batches of those.
         per_channel: One scale per output channel (default) or per tensor.
@@ -116,6 +122,8 @@ def quantize(
         settings["method"] = config.method.value
     if isinstance(config, WeightOnly):
         settings["bits"] = config.bits
+        if config.block_size is not None:
+            settings["block_size"] = config.block_size
     if isinstance(config, Int4MatMul):
         settings = {"bits": 4, **dataclasses.asdict(config)}
     report = QuantizationReport(

@@ -57,22 +57,41 @@ class WeightOnly:
 
     Attributes:
         symmetric: ``q = round(x/S)`` if True, else ``q = round(x/S + z)``.
-        bits: Bits per value (2-8; stored in 8-bit containers).
+        bits: Bits per value (2-8). 5-8 bits are stored as INT8/UINT8; 3-4 bits packed
+            two to a byte as ONNX INT4/UINT4 (opset 21); 2 bits four to a byte as
+            INT2/UINT2 (opset 25). The model is converted to that opset.
+        block_size: ``None``: one scale per output channel (or per tensor). A number
+            (32, 64, 128 are usual): one scale per run of that many input values of each
+            output channel (blocked DequantizeLinear, opset 21): less error around
+            outliers, for one scale per block.
     """
 
     symmetric: bool = True
     bits: int = 8
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 8:
+            raise ConfigError(f"bits must be between 2 and 8, not {self.bits}.")
+        if self.block_size is not None and self.block_size < 2:
+            raise ConfigError(f"block_size must be 2 or more (32, 64, 128 are usual), "
+                              f"not {self.block_size}; None means per channel.")  # fmt: skip
 
     @property
     def name(self) -> str:
         """The scheme's short name."""
         kind = "symmetric" if self.symmetric else "asymmetric"
-        return f"int{self.bits}-weight-{kind}"
+        block = f"-b{self.block_size}" if self.block_size is not None else ""
+        return f"int{self.bits}-weight-{kind}{block}"
 
 
 @dataclass(frozen=True)
 class KMeans:
-    """Weights clustered into ``k`` centroids: uint8 indices + a float codebook."""
+    """Weights clustered into ``k`` centroids: indices + a float codebook.
+
+    Indices are UINT2 (four to a byte, opset 25) for ``k`` ≤ 4, UINT4 (two to a byte,
+    opset 21) for ``k`` ≤ 16, else UINT8.
+    """
 
     k: int = 16
 
@@ -145,19 +164,20 @@ NAMES = (
     *_BY_NAME,
     "intN-weight-symmetric",
     "intN-weight-asymmetric",
+    "intN-weight-symmetric-b<block>",
     "kmeans-<k>",
     "int4-matmul[-b<block>][-asym][-acc<level>][-noembed]",
 )
 # One of each family, for menus and demos (``NAMES`` has the patterns).
 CHOICES = (*_BY_NAME, "kmeans-16")
-_WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)$")
+_WEIGHT = re.compile(r"^int([2-8])-weight-(symmetric|asymmetric)(?:-b(\d+))?$")
 _KMEANS = re.compile(r"^kmeans-(\d+)$")
 _MATMUL = re.compile(r"^int4-matmul(?:-b(\d+))?(-asym)?(?:-acc(\d))?(-noembed)?$")
 
 
 def parse_scheme(scheme: str | Scheme) -> Scheme:
     """The config for a scheme name (``"int8-static"``, ``"kmeans-16"``, ``"int4-weight-…"``,
-    ``"int4-matmul-b128-acc4"``).
+    ``"int4-weight-symmetric-b32"`` for blocks of 32, ``"int4-matmul-b128-acc4"``).
 
     Raises:
         ConfigError: An unknown name; the message lists the valid ones.
@@ -167,12 +187,13 @@ def parse_scheme(scheme: str | Scheme) -> Scheme:
     if scheme in _BY_NAME:
         return _BY_NAME[scheme]
     if match := _WEIGHT.match(scheme):
-        return WeightOnly(symmetric=match.group(2) == "symmetric", bits=int(match.group(1)))
+        block = int(match.group(3)) if match.group(3) else None
+        return WeightOnly(match.group(2) == "symmetric", int(match.group(1)), block)
     if (match := _KMEANS.match(scheme)) and 2 <= int(match.group(1)) <= 256:
         return KMeans(int(match.group(1)))
     if match := _MATMUL.match(scheme):
-        block, asym, level, noembed = match.groups()
-        return Int4MatMul(block_size=int(block or 32), symmetric=not asym,
+        size, asym, level, noembed = match.groups()
+        return Int4MatMul(block_size=int(size or 32), symmetric=not asym,
                           accuracy_level=int(level) if level else None,
                           embeddings=not noembed)  # fmt: skip
     raise ConfigError(

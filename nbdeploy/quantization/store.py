@@ -28,6 +28,11 @@ __all__ = ["DiskStore", "MemoryStore", "Store", "rewrite", "store_for"]
 
 # Tensors smaller than this stay inside the protobuf, as onnx's own writer keeps them.
 INLINE_BYTES = 1024
+# Sub-byte types -> values a byte (low bits first), as onnx writes their raw data.
+_PACKED: dict[int, int] = {
+    onnx.TensorProto.INT4: 2, onnx.TensorProto.UINT4: 2,
+    onnx.TensorProto.INT2: 4, onnx.TensorProto.UINT2: 4,
+}  # fmt: skip
 _CHUNK = 64 * 2**20  # bytes copied at a time when carrying a tensor over as it is
 R = TypeVar("R")
 
@@ -120,18 +125,30 @@ class DiskStore:
         if tensor.name in self._written:  # rewritten already (a step that reads it twice)
             self._data.flush()
             folder = self._folder
+        count = math.prod(tensor.dims)
         with _onnxio.data_source(folder, info.location).open("rb") as file:
-            values = np.fromfile(file, kind, math.prod(tensor.dims), offset=info.offset or 0)
+            if per_byte := _PACKED.get(tensor.data_type):  # packed: onnx unpacks them
+                file.seek(info.offset or 0)
+                inline = onnx.TensorProto(data_type=tensor.data_type, dims=tensor.dims,
+                                          raw_data=file.read(-(-count // per_byte)))  # fmt: skip
+                return numpy_helper.to_array(inline)
+            values = np.fromfile(file, kind, count, offset=info.offset or 0)
         return values.reshape(tuple(tensor.dims))
 
     def put(self, array: np.ndarray, name: str) -> onnx.TensorProto:
         """A tensor for ``array``: written to the new data file unless it is tiny."""
-        if array.nbytes < INLINE_BYTES:
-            return numpy_helper.from_array(array, name)
         tensor = onnx.TensorProto(
             name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype), dims=array.shape
         )
-        self._append(tensor, np.ascontiguousarray(array, array.dtype.newbyteorder("<")))
+        if tensor.data_type in _PACKED:  # onnx packs them into raw_data
+            tensor = numpy_helper.from_array(array, name)
+            if len(tensor.raw_data) < INLINE_BYTES:
+                return tensor
+            self._append(tensor, np.frombuffer(tensor.raw_data, np.uint8))
+        elif array.nbytes < INLINE_BYTES:
+            return numpy_helper.from_array(array, name)
+        else:
+            self._append(tensor, np.ascontiguousarray(array, array.dtype.newbyteorder("<")))
         self._written.add(name)
         return tensor
 

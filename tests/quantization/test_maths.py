@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -90,3 +92,16 @@ def test_bad_parameters_say_what_is_allowed() -> None:
         maths.kmeans(np.zeros(4), k=300)
     with pytest.raises(ValueError, match="bits must be between 2 and 8"):
         maths.symmetric(np.zeros(4), bits=16)
+
+
+@pytest.mark.parametrize("quantize", [maths.symmetric, maths.asymmetric])
+def test_blocks_are_channels_of_their_own_and_the_last_may_be_short(
+    quantize: Callable[..., maths.Affine],
+) -> None:
+    w = np.random.default_rng(4).standard_normal((5, 70)).astype(np.float32)
+    blocked = quantize(w, bits=4, axis=1, block_size=32)
+    assert blocked.scale.shape == (5, 3) and blocked.q.shape == w.shape
+    for start in (0, 32, 64):  # 32 + 32 + 6 values
+        alone = quantize(w[:, start : start + 32], bits=4, axis=0)
+        np.testing.assert_array_equal(blocked.q[:, start : start + 32], alone.q)
+        np.testing.assert_array_equal(blocked.scale[:, start // 32], alone.scale)

@@ -107,7 +107,9 @@ def test_int8_dynamic_on_disk_quantizes_embeddings_and_keeps_tied_weights(
     assert "table" in {t.name for t in q.report.tensors}
 
 
-@pytest.mark.parametrize("scheme", ["fp16", "kmeans-16", "int4-weight-asymmetric"])
+@pytest.mark.parametrize(
+    "scheme", ["fp16", "kmeans-16", "int4-weight-asymmetric", "int4-weight-symmetric-b32"]
+)
 def test_a_scheme_on_disk_gives_what_it_gives_in_memory(
     scheme: str, rng: np.random.Generator, tmp_path: Path, never_whole: None
 ) -> None:

@@ -55,12 +55,16 @@ def test_weight_only_stores_integers_with_dequantize_linear(digits_cnn) -> None:
     assert all(len(s.dims) == 0 for s in scales)  # per tensor: one scale each
 
 
-def test_kmeans_stores_uint8_indices_and_a_codebook(digits_cnn) -> None:  # type: ignore[no-untyped-def]
-    q = nbd.quantize(digits_cnn, "kmeans-16")
+PACKED_INDICES = [(16, onnx.TensorProto.UINT4), (32, onnx.TensorProto.UINT8)]
+
+
+@pytest.mark.parametrize(("k", "kind"), PACKED_INDICES)
+def test_kmeans_stores_indices_and_a_codebook(k: int, kind: int, digits_cnn: nbd.Artifact) -> None:
+    q = nbd.quantize(digits_cnn, f"kmeans-{k}")
     inits = {i.name: i for i in q.onnx.graph.initializer}
     for t in q.report.tensors:
-        assert inits[f"{t.name}_kmeans_indices"].data_type == onnx.TensorProto.UINT8
-        assert list(inits[f"{t.name}_kmeans_codebook"].dims) == [16]
+        assert inits[f"{t.name}_kmeans_indices"].data_type == kind
+        assert list(inits[f"{t.name}_kmeans_codebook"].dims) == [k]
 
 
 def test_calibration_in_every_accepted_form(digits_cnn, digits) -> None:  # type: ignore[no-untyped-def]
