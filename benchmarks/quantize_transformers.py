@@ -83,7 +83,7 @@ def main() -> Path:
         for s, r in bert.items() if s.startswith("int4")
     ]  # fmt: skip
     notes = (
-        "Batch 1, onnxruntime CPU (2 cores, shared with other work while it ran), p50 of "
+        "Batch 1, onnxruntime CPU (2 cores, nothing else running), p50 of "
         f"5+ auto-ranged runs; BERT at sequence length {SEQUENCE}, untrained (random "
         "weights), so quality is top-1 agreement with fp32 and the largest output "
         "difference. int4-matmul: onnxruntime's MatMulNBits (block 32 or 128, symmetric; "
