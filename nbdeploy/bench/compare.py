@@ -20,6 +20,7 @@ from . import metrics as metrics_mod
 from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
 from .results import Comparison
 from .rows import ComparisonRow
+from .slowdown import explain
 from .source import Source, is_source
 from .timing import Timing, time_call
 
@@ -72,6 +73,9 @@ def compare(
 
     Returns:
         A :class:`~nbdeploy.bench.results.Comparison` (table, plot, ``choice``, reports).
+        A row clearly slower than the first artifact's on its provider and batch size
+        says why in its note: the operator whose kernel time grew most, from
+        onnxruntime's profiler (e.g. ``ConvInteger ×3 takes 84% of its kernel time``).
         Ctrl-C or ``cancel`` stops early and returns the rows measured so far, marked
         partial.
     """
@@ -108,6 +112,8 @@ def compare(
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True
     by_label = {v.variant: v for v in measured if isinstance(v, Artifact)}
+    if not stopped:  # a row slower than the first artifact's says where its time went
+        rows = explain(rows, by_label, lambda _, batch: _batch_feed(x, batch))
     return Comparison(rows, chosen.name, chosen.higher_is_better, partial=stopped,
                       variants=by_label)  # fmt: skip
 

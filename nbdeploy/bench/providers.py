@@ -62,21 +62,30 @@ def session_for(art: Artifact, short: str, *, profile: bool = False) -> Any:
 
 def nodes_by_provider(art: Artifact, short: str, feed: dict[str, Any]) -> dict[str, int]:
     """How many node executions each provider ran, from one profiled run."""
+    counts: Counter[str] = Counter()
+    for event in kernel_events(art, short, feed):
+        counts[event["args"]["provider"]] += 1
+    return dict(counts)
+
+
+def kernel_events(
+    art: Artifact, short: str, feed: dict[str, Any], *, runs: int = 1
+) -> list[dict[str, Any]]:
+    """onnxruntime's profile of ``runs`` runs: one event per node execution, with its
+    ``dur`` (µs) and ``args`` (``op_name``, ``provider``)."""
     session = session_for(art, short, profile=True)
-    session.run(None, feed)
+    for _ in range(runs):
+        session.run(None, feed)
     path = Path(session.end_profiling())
     try:
         events = json.loads(path.read_text())
     finally:
         path.unlink(missing_ok=True)
         path.parent.rmdir()
-    counts: Counter[str] = Counter()
-    for event in events:
-        args = event.get("args", {})
-        if (
-            event.get("cat") == "Node"
-            and "provider" in args
-            and event.get("name", "").endswith("_kernel_time")
-        ):
-            counts[args["provider"]] += 1
-    return dict(counts)
+    return [
+        event
+        for event in events
+        if event.get("cat") == "Node"
+        and "provider" in event.get("args", {})
+        and event.get("name", "").endswith("_kernel_time")
+    ]
