@@ -194,9 +194,8 @@ def _row(
     timer: Callable[[Callable[[], object]], Timing],
 ) -> ComparisonRow:
     """One table row: skipped with the reason, or measured."""
-    source = isinstance(art, Source)
     row = ComparisonRow(variant=art.variant, provider=provider, batch_size=batch,
-                        metric_name=metric.name, source=source)  # fmt: skip
+                        metric_name=metric.name, source=isinstance(art, Source))  # fmt: skip
     if isinstance(art, Source):
         reason = art.unavailable_reason(provider)
     else:

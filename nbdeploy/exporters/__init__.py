@@ -108,9 +108,11 @@ def export(
         )
     if format not in _FORMATS:
         raise ConfigError(f"unknown format {format!r}; choose one of {sorted(_FORMATS)}.")
-    if _FORMATS[format] not in (None, framework):
-        wanted = _FRAMEWORK_NAMES[_FORMATS[format] or ""]
-        raise ConfigError(f"format={format!r} needs a {wanted} model, not a {framework} one.")
+    needed = _FORMATS[format]
+    if needed is not None and needed != framework:
+        raise ConfigError(
+            f"format={format!r} needs a {_FRAMEWORK_NAMES[needed]} model, not a {framework} one."
+        )
     name = name or _default_name(model, framework)
     if not _NAME.match(name):
         raise ConfigError(
