@@ -11,13 +11,11 @@ run, and Keras's own export also refuses a model that was never called.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from ..provenance import Lineage
 from ..types import BATCH, Outputs, TensorSpec
 from ._options import ExportOptions
 from ._parity import verify
+from ._quiet import quiet
 from .report import ExportReport
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ def _to_onnx(
     tf2onnx = require("tf2onnx", extra="tensorflow", feature="Exporting a TensorFlow model to ONNX")
     opset = options.opset or DEFAULT_OPSET
     try:
-        with _quiet():
+        with quiet("tf2onnx", "tensorflow", "absl"):
             graph_def, tf_inputs, tf_outputs = _frozen(call, inputs)
             proto, _ = tf2onnx.convert.from_graph_def(
                 graph_def, input_names=tf_inputs, output_names=list(tf_outputs.values()),
@@ -159,7 +158,7 @@ def _to_savedmodel(
 ) -> Artifact:
     folder = Path(tempfile.mkdtemp(prefix="nbdeploy-")) / "model.savedmodel"
     try:
-        with _quiet():
+        with quiet("tf2onnx", "tensorflow", "absl"):
             _tensorflow.write(folder, call.serve, inputs, model, keras_model=_is_keras(model))
     except Exception as err:  # TensorFlow raises many kinds
         raise ExportError(
@@ -346,22 +345,3 @@ def _op_in(message: str) -> str:
     """The TensorFlow op a converter error names, if any."""
     found = re.search(r"\b(?:op|ops|Op|type)\W+([A-Z][A-Za-z0-9]+)", message)
     return found.group(1) if found else "(unknown)"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """tf2onnx and TensorFlow log and warn about their own internals while converting
-    (placeholder shapes, TF1 APIs): recorded at debug level here, not shown."""
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "absl")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for warning in caught:
-            log.debug("while converting: %s", warning.message)
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)

@@ -9,7 +9,6 @@ import io
 import logging
 import re
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from ..types import BATCH, Outputs, TensorSpec
 from . import _decoders
 from ._options import ExportOptions
 from ._parity import grow_batch, verify
+from ._quiet import quiet
 from .report import ExportReport
 
 if TYPE_CHECKING:
@@ -153,23 +153,6 @@ def _eval_mode(model: Any) -> Iterator[None]:
             module.training = training
 
 
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[list[warnings.WarningMessage]]:
-    """torch's exporters warn and log about their own internals; keep that off the user's
-    screen (at debug level in our log) and off pytest's warnings-as-errors."""
-    noisy = logging.getLogger("torch.onnx")
-    level = noisy.level
-    noisy.setLevel(logging.ERROR)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield caught
-        finally:
-            noisy.setLevel(level)
-            for w in caught:
-                log.debug("exporter warning: %s", w.message)
-
-
 def _to_onnx(
     model: Any,
     call: _Call,
@@ -189,7 +172,7 @@ def _to_onnx(
     with tempfile.TemporaryDirectory(prefix="nbdeploy-export-") as tmp:
         path = Path(tmp) / _onnxio.MODEL_FILE
         try:
-            with _quiet_exporter():
+            with quiet("torch.onnx"):
                 program = torch.onnx.export(
                     model,
                     args,
@@ -272,7 +255,7 @@ def _legacy_onnx(
     args, kwargs = call.tensors(feed)
     axes = {n: {0: BATCH} for n in [*call.names, *output_names]} if dynamic_batch else None
     try:
-        with _quiet_exporter():
+        with quiet("torch.onnx"):
             torch.onnx.export(
                 model,
                 (*args, kwargs) if kwargs else args,
@@ -311,7 +294,7 @@ def _to_torchscript(
     args, kwargs = call.tensors(feed)
     script = options.script
     try:
-        with _quiet_exporter():
+        with quiet("torch.onnx"):
             if script:
                 compiled = torch.jit.script(model)
             else:
