@@ -70,10 +70,10 @@ def export(model: Any, example: Any, options: ExportOptions) -> Artifact:
     version = tf.__version__ if call.framework == "tensorflow" else _keras_version()
     lineage = Lineage(call.framework, version, _qualname(model))
     reference = call.reference
-    reference(call.feed)  # builds a subclassed model that was never called
+    output_names = list(reference(call.feed))  # also builds a model never called before
     inputs = tuple(_batch(spec, options.dynamic_batch) for spec in call.inputs)
     if options.format == "savedmodel":
-        art = _to_savedmodel(model, call, inputs, lineage, options)
+        art = _to_savedmodel(model, call, inputs, output_names, lineage, options)
     else:
         art = _to_onnx(call, inputs, lineage, options)
     parity = verify(
@@ -153,6 +153,7 @@ def _to_savedmodel(
     model: Any,
     call: _Call,
     inputs: tuple[TensorSpec, ...],
+    output_names: list[str],
     lineage: Lineage,
     options: ExportOptions,
 ) -> Artifact:
@@ -171,7 +172,7 @@ def _to_savedmodel(
     lineage = lineage.then("export", exporter=f"tf.saved_model {tf.__version__}",
                            signature=_tensorflow.SIGNATURE, call=call.style)  # fmt: skip
     by_name = {spec.name: _batch(spec, options.dynamic_batch) for spec in outputs}
-    ordered = tuple(by_name[name] for name in call.reference(call.feed))
+    ordered = tuple(by_name[name] for name in output_names)  # the model's order, not sorted
     return Artifact(options.name, payload, inputs, ordered, lineage, example=call.feed)
 
 
