@@ -83,15 +83,21 @@ def _channels(x: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def symmetric(
-    x: np.ndarray, *, bits: int = 8, axis: int | None = None, block_size: int | None = None
+    x: np.ndarray,
+    *,
+    bits: int = 8,
+    axis: int | None = None,
+    block_size: int | None = None,
+    qmax: int | None = None,
 ) -> Affine:
-    """Symmetric quantization: ``S = max|x| / (2^(n−1) − 1)``, ``q = round(x/S)``;
-    one ``S`` per tensor, per channel along ``axis``, or per block of ``block_size``
-    values along ``axis``."""
+    """Symmetric quantization: ``S = max|x| / qmax``, ``q = round(x/S)`` in
+    ``[−qmax, qmax]``; one ``S`` per tensor, per channel along ``axis``, or per block of
+    ``block_size`` values along ``axis``. ``qmax`` is ``2^(n−1) − 1`` unless given (64
+    for onnxruntime's reduced int8 range)."""
     _check_bits(bits)
     if block_size is not None:
         return _blocked(symmetric, x, bits, _block_axis(axis, block_size), block_size)
-    qmax = 2 ** (bits - 1) - 1
+    qmax = 2 ** (bits - 1) - 1 if qmax is None else qmax
     peak = np.abs(_channels(x, axis)).max(axis=1)
     scale = np.where(peak > 0, peak / qmax, 1.0).astype(np.float32)
     shaped = (

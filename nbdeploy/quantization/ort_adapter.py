@@ -69,7 +69,7 @@ def int8_dynamic(
         quantize_dynamic(
             _as_file(model, Path(tmp)), target, per_channel=per_channel,
             weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-            use_external_data_format=True,
+            use_external_data_format=True, reduce_range=True,  # see dynamic.REDUCED_QMAX
         )  # fmt: skip
 
 
