@@ -59,6 +59,14 @@ def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Pa
     figure.savefig(tmp_path / "pareto.png")
     assert (tmp_path / "pareto.png").stat().st_size > 10_000
     assert cmp.to_dict()["metric"] == "accuracy" and len(cmp.to_pandas()) == 12
+    # The quantized variant answers differently: its note says where it drifts most.
+    drift = cmp.activations(q.variant)
+    assert set(cmp.drifts) == {q.variant} and drift is cmp.drifts[q.variant]
+    worst = drift.worst(1)[0]
+    assert f"drifts most at {worst.nodes}" in int8.note and worst.nodes in html
+    assert "drifts" not in fp32.note
+    again = cmp.activations(q.variant, data=x[:4])
+    assert again is not drift and "4 rows" in again.data
 
 
 def test_without_labels_agreement_still_compares(classifier) -> None:

@@ -12,21 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from .._feed import as_feed, batch_size, random_feed
+from .._feed import as_feed, batch_size
 from .._progress import steps
 from ..artifact import Artifact
 from ..errors import ConfigError
 from . import metrics as metrics_mod
+from .drift import annotate, drifts
 from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
 from .results import Comparison
 from .rows import ComparisonRow
+from .scoring import predict_all, split_data
 from .slowdown import explain
 from .source import Source, is_source
 from .timing import Timing, time_call
 
 __all__ = ["compare"]
 log = logging.getLogger(__name__)
-_EVAL_BATCH = 256
 Variant = Artifact | Source
 
 
@@ -76,6 +77,9 @@ def compare(
         A row clearly slower than the first artifact's on its provider and batch size
         says why in its note: the operator whose kernel time grew most, from
         onnxruntime's profiler (e.g. ``ConvInteger ×3 takes 84% of its kernel time``).
+        A variant whose outputs differ from the first artifact's names in its note the
+        node where it drifts most (:func:`nbdeploy.activations`, for models up to
+        64 MB); ``.activations(label)`` gives the whole report.
         Ctrl-C or ``cancel`` stops early and returns the rows measured so far, marked
         partial.
     """
@@ -83,7 +87,7 @@ def compare(
     for name in providers:
         provider_name(name)  # unknown names fail before any work
     chosen = metrics_mod.resolve(metric)
-    x, y = _data(data, next(v for v in measured if isinstance(v, Artifact)))
+    x, y = split_data(data, next(v for v in measured if isinstance(v, Artifact)))
     loaded: dict[tuple[int, str], _Loaded] = {}  # one session and one scoring per pair
 
     def load(art: Variant, provider: str) -> _Loaded:
@@ -112,10 +116,13 @@ def compare(
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True
     by_label = {v.variant: v for v in measured if isinstance(v, Artifact)}
-    if not stopped:  # a row slower than the first artifact's says where its time went
+    reports = {}
+    if not stopped:  # a row slower than the first artifact's says where its time went,
         rows = explain(rows, by_label, lambda _, batch: _batch_feed(x, batch))
+        reports = drifts(rows, by_label, x)  # one that answers differently, where it drifts
+        rows = annotate(rows, reports)
     return Comparison(rows, chosen.name, chosen.higher_is_better, partial=stopped,
-                      variants=by_label)  # fmt: skip
+                      variants=by_label, activations=reports)  # fmt: skip
 
 
 def _variants(variants: Sequence[Artifact | Any]) -> list[Variant]:
@@ -127,27 +134,6 @@ def _variants(variants: Sequence[Artifact | Any]) -> list[Variant]:
             "model is measured next to the artifacts exported from it."
         )
     return [Source.of(v, artifacts[0]) if is_source(v) else v for v in variants]
-
-
-def _data(data: Any, first: Artifact) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    if data is None:
-        feed = first.example if first.example is not None else random_feed(first.inputs)
-        return feed, None
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and not (len(first.inputs) == 2 and _arrays(data))
-    ):
-        return as_feed(data[0], first.inputs), np.asarray(data[1])
-    return as_feed(data, first.inputs), None
-
-
-def _arrays(pair: tuple[Any, Any]) -> bool:
-    return all(isinstance(v, np.ndarray) and v.ndim >= 2 for v in pair)
-
-
-def _rows(feed: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-    return {k: v[start:stop] for k, v in feed.items()}
 
 
 @dataclass(frozen=True)
@@ -163,17 +149,8 @@ class _Loaded:
     def of(cls, art: Variant, provider: str, x: dict[str, np.ndarray]) -> _Loaded:
         rss = _rss()
         session = art.session(provider) if isinstance(art, Source) else session_for(art, provider)
-        predicted = _predict_all(art, x, session)
+        predicted = predict_all(list(art.inputs), x, session)
         return cls(session, predicted, max(0.0, (_rss() - rss) / 2**20))
-
-
-def _predict_all(art: Variant, x: dict[str, np.ndarray], session: Any) -> np.ndarray:
-    names = [o.name for o in session.get_outputs()]
-    parts = []
-    for start in range(0, batch_size(x), _EVAL_BATCH):
-        values = session.run(None, as_feed(_rows(x, start, start + _EVAL_BATCH), art.inputs))
-        parts.append(metrics_mod.prediction(dict(zip(names, values, strict=True))))
-    return np.concatenate(parts)
 
 
 def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

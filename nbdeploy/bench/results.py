@@ -14,6 +14,7 @@ from .rows import COLUMNS, ComparisonRow
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
+    from ..graph.activation_report import ActivationReport
 
 __all__ = ["Choice", "Comparison", "ComparisonRow"]
 
@@ -40,9 +41,11 @@ class Comparison:
         partial: bool = False,
         variants: Mapping[str, Artifact] | None = None,
         metric_drop: float = 0.5,
+        activations: Mapping[str, ActivationReport] | None = None,
     ) -> None:
         self.rows = rows
         self._variants = dict(variants or {})
+        self._activations = dict(activations or {})
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.partial = partial
@@ -129,6 +132,26 @@ class Comparison:
         raise ConfigError(
             f"no artifact for variant {label!r}; this comparison measured {sorted(self._variants)}"
         )
+
+    @property
+    def drifts(self) -> dict[str, ActivationReport]:
+        """The activation reports compare made, by variant label: one per variant whose
+        outputs differ from the first artifact's (models up to 64 MB)."""
+        return dict(self._activations)
+
+    def activations(self, variant: str, data: Any = None) -> ActivationReport:
+        """Where ``variant``'s answers drift from the first artifact's, tensor by tensor
+        (:func:`nbdeploy.activations`): the report compare made, or one on ``data``.
+
+        Raises:
+            ConfigError: No artifact of that label in this comparison.
+        """
+        if data is None and variant in self._activations:
+            return self._activations[variant]
+        from ..graph.activations import activations
+
+        artifact = self.artifact({"variant": variant})
+        return activations(next(iter(self._variants.values())), artifact, data)
 
     def choice(
         self,

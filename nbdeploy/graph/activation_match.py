@@ -103,7 +103,30 @@ def drift(
     identical = bool(np.allclose(g, w, rtol=1e-4, atol=1e-5, equal_nan=True))
     step = sqnr_db(found.value, found.pre) if found.pre is not None and not fused else None
     return TensorDrift(tensor, node, op, depth, found.name, found.how, sqnr_db(want, found.value),
-                       max_abs, math.inf, identical, step, fused)  # fmt: skip
+                       max_abs, math.inf, identical, step, fused,
+                       channel_sqnr_db(want, found.value))  # fmt: skip
+
+
+def channel_sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    """The lowest SQNR of one channel (a slice along axis 1, or along the last axis,
+    whichever is lower), each channel's signal taken as at least the median channel's:
+    low when one scale for the whole tensor rounds typical channels away (an outlier
+    channel sets it), not when a nearly silent channel (a sparse ReLU output) carries a
+    little noise. Below rank 2, the whole tensor's SQNR."""
+    if reference.ndim < 2:
+        return sqnr_db(reference, other)
+    r, o = reference.astype(np.float64), other.astype(np.float64)
+    lowest = math.inf
+    for axis in {1, r.ndim - 1}:
+        others = tuple(a for a in range(r.ndim) if a != axis)
+        signal = np.sqrt(np.square(r).sum(axis=others))
+        noise = np.sqrt(np.square(r - o).sum(axis=others))
+        floor = max(float(np.median(signal)), float(np.finfo(np.float64).eps))
+        noisy = noise > 0
+        if noisy.any():
+            ratio = np.maximum(signal[noisy], floor) / noise[noisy]
+            lowest = min(lowest, float(20 * np.log10(ratio).min()))
+    return lowest
 
 
 def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
@@ -123,13 +146,28 @@ def own(drifts: list[TensorDrift], nodes: Nodes) -> list[TensorDrift]:
     matched input, relative to the signal (inputs and weights count as exact; through
     an unmatched input, the matched ones it was made from)."""
     by_name = {d.tensor: d.sqnr_db for d in drifts}
+    by_channel = {d.tensor: d.channel_sqnr_db for d in drifts}
     out = []
     for d in drifts:
-        inputs = _input_sqnrs(nodes[d.tensor][3], by_name, nodes, hops=3)
-        added = _nsr(d.sqnr_db) - max((_nsr(s) for s in inputs), default=0.0)
-        own = math.inf if added <= 0 or d.identical else -10 * math.log10(added)
-        out.append(replace(d, own_db=own))
+        made_from = nodes[d.tensor][3]
+        own = _added(d.sqnr_db, _input_sqnrs(made_from, by_name, nodes, hops=3), d.identical)
+        inputs = _input_sqnrs(made_from, by_channel, nodes, hops=3)
+        channel = _added(d.channel_sqnr_db, inputs, d.identical)
+        out.append(replace(d, own_db=own, own_channel_db=channel))
     return out
+
+
+def _added(sqnr: float, inputs: list[float], identical: bool) -> float:
+    """The SQNR of the noise a node adds over its noisiest input; ``inf`` when it adds
+    none, or when that input is already lost in noise (SQNR below 3 dB), where what the
+    node adds cannot be told from what it passes on."""
+    noisiest = max((_nsr(s) for s in inputs), default=0.0)
+    added = _nsr(sqnr) - noisiest
+    lost = noisiest > _LOST
+    return math.inf if added <= 0 or identical or lost else -10 * math.log10(added)
+
+
+_LOST = 10 ** (-3 / 10)  # the noise-to-signal ratio of an SQNR of 3 dB
 
 
 def _input_sqnrs(

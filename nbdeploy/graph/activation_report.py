@@ -35,13 +35,22 @@ class TensorDrift:
         own_db: The SQNR this node's output would have if its inputs were exact: the
             noise-to-signal power it adds over its noisiest input (a first-order estimate
             that treats the relative noise as passing through unchanged). The lowest is
-            where the most damage is done.
+            where the most damage is done. ``inf`` when it adds none, or when its
+            noisiest input is already below 3 dB, where nothing can be told apart.
         identical: Equal within float tolerance (``rtol=1e-4, atol=1e-5``).
         qdq_sqnr_db: For ``"qdq"`` matches, the SQNR of this tensor's own quantize →
             dequantize step (pre- vs post-QDQ in the variant); else ``None``.
         fused_with: The reference node the variant merged into this tensor's maker (a
             Relu folded into the MatMul before it writes the Relu's output name): that
             node's damage shows here, and its own output is unmatched.
+        channel_sqnr_db: The lowest SQNR of one channel (a slice along axis 1 or the
+            last axis): near 0 dB when one scale for the whole tensor rounds its smaller
+            channels to zero, as an outlier channel makes it, however good ``sqnr_db``
+            looks (the outlier dominates the tensor's norm). Each channel's signal counts
+            as at least the median channel's, so a nearly silent channel is not "lost"
+            for a little noise. Below rank 2, ``sqnr_db``.
+        own_channel_db: ``own_db`` for ``channel_sqnr_db``: the worst channel's noise
+            this node adds over its inputs'.
     """
 
     tensor: str
@@ -56,6 +65,14 @@ class TensorDrift:
     identical: bool
     qdq_sqnr_db: float | None = None
     fused_with: str | None = None
+    channel_sqnr_db: float = math.inf
+    own_channel_db: float = math.inf
+
+    @property
+    def damage_db(self) -> float:
+        """How much damage this node does: the lower of ``own_db`` and
+        ``own_channel_db`` (``inf``: none)."""
+        return min(self.own_db, self.own_channel_db)
 
     @property
     def nodes(self) -> str:
@@ -105,10 +122,11 @@ class ActivationReport:
         return next((t for t in self.tensors if _diverged(t, self.threshold_db)), None)
 
     def worst(self, n: int = 5) -> list[TensorDrift]:
-        """The ``n`` tensors whose nodes do the most damage (lowest ``own_db``, then
-        lowest SQNR), identical ones never."""
+        """The ``n`` tensors whose nodes do the most damage (lowest ``damage_db``: own
+        SQNR, of the whole tensor or its worst channel; then lowest SQNR), identical
+        ones never."""
         hurt = [t for t in self.tensors if not t.identical]
-        return sorted(hurt, key=lambda t: (t.own_db, t.sqnr_db, t.depth))[:n]
+        return sorted(hurt, key=lambda t: (t.damage_db, t.sqnr_db, t.depth))[:n]
 
     def headline(self) -> str:
         """One sentence: where the outputs first differ, or that they do not."""
@@ -156,11 +174,12 @@ class ActivationReport:
         rows = [
             (_html.Raw(f"<b>▶ {_html.cell(t.tensor)}</b>") if t is first else t.tensor,
              t.nodes, t.op, t.depth, _verdict(t, self.threshold_db), _added(t.own_db), t.max_abs,
-             _db(t.qdq_sqnr_db) if t.qdq_sqnr_db is not None else "–")
+             _db(t.qdq_sqnr_db) if t.qdq_sqnr_db is not None else "–",
+             _db(t.channel_sqnr_db))
             for t in ranked
         ]  # fmt: skip
         table = _html.table(["tensor", "node", "op", "depth", "SQNR", "own SQNR", "max |Δ|",
-                             "QDQ step"], rows)  # fmt: skip
+                             "QDQ step", "worst channel"], rows)  # fmt: skip
         head = _html.fields([
             ("", _html.Raw(f"<b>{_html.cell(self.headline())}</b>")),
             ("data", self.data),
@@ -196,8 +215,11 @@ def _db(value: float | None) -> str:
 
 def _infinite(row: dict[str, Any]) -> dict[str, Any]:
     """A tensor row of :meth:`ActivationReport.to_dict` with its SQNRs back to floats."""
-    return {k: math.inf if k in ("sqnr_db", "own_db") and v is None else v
+    return {k: math.inf if k in _ALWAYS_FLOAT and v is None else v
             for k, v in row.items()}  # fmt: skip
+
+
+_ALWAYS_FLOAT = ("sqnr_db", "own_db", "channel_sqnr_db", "own_channel_db")
 
 
 def _added(own_db: float) -> str:

@@ -1,6 +1,7 @@
 """``nbd.studio``: an ipywidgets panel to explore optimization and quantization without
 writing a loop — pick passes, schemes and providers, Run (a live table, then the Pareto
-plot), look at any variant's graph and diff, Deploy the one you choose.
+plot), look at any variant's graph, its diff and where its answers drift from the
+original's (the activation report, table and plot), Deploy the one you choose.
 
 Run works in a background thread so the notebook stays responsive: the Run button is
 disabled meanwhile and Cancel stops the run before its next step or measurement, keeping
@@ -12,6 +13,7 @@ same code headless.
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import threading
 from collections.abc import Callable
@@ -244,7 +246,7 @@ class Studio:
 
     def _draw_plot(self) -> None:
         assert self.comparison is not None
-        self._plot_png = base64.b64encode(self.comparison.plot()._repr_png_()).decode()
+        self._plot_png = _png(self.comparison.plot())
         self.plot.outputs = ()
         _append(self.plot, {"image/png": self._plot_png,
                             "text/plain": "accuracy vs latency (Pareto)"})  # fmt: skip
@@ -258,6 +260,11 @@ class Studio:
             return
         _append(self.graph, _bundle(show(self.variants[label])))
         _append(self.graph, _bundle(diff(self.original, self.variants[label])))
+        drift = self.comparison.drifts.get(label) if self.comparison is not None else None
+        if drift is not None:  # where its answers drift from the original's
+            _append(self.graph, _bundle(drift))
+            _append(self.graph, {"image/png": _png(drift.plot()),
+                                 "text/plain": f"SQNR along {label}"})  # fmt: skip
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -291,6 +298,13 @@ def _bundle(obj: Any) -> dict[str, Any]:
 def _append(output: Any, bundle: dict[str, Any]) -> None:
     """Add a display to an Output widget (works headless, unlike ``with output:``)."""
     output.outputs += ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+def _png(figure: Any) -> str:
+    """A matplotlib figure as base64 PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _calibration(data: Any) -> Any:

@@ -18,9 +18,11 @@ from onnx import external_data_helper
 from .. import _onnxio
 from .._progress import detail, steps
 from ..artifact import Artifact, require_onnx
+from ..bench.metrics import MetricFn
 from ..errors import ConfigError
 from ..payloads import OnnxPayload
-from . import dynamic, int4_matmul, ort_adapter
+from . import budget, dynamic, int4_matmul, ort_adapter
+from .budget import Budget, BudgetReport
 from .calibration import batches
 from .report import Origin, QuantizationReport, onnxruntime_errors
 from .schemes import (
@@ -37,7 +39,14 @@ from .schemes import (
 from .store import DiskStore, MemoryStore, Store, rewrite
 from .weights import TensorError, error_of, quantize_weights
 
-__all__ = ["CalibrationMethod", "QuantizationReport", "Scheme", "parse_scheme", "quantize"]
+__all__ = [
+    "BudgetReport",
+    "CalibrationMethod",
+    "QuantizationReport",
+    "Scheme",
+    "parse_scheme",
+    "quantize",
+]
 
 # onnxruntime session entries a scheme's models run best with, by scheme. Weight-only:
 # onnxruntime keeps DequantizeLinear nodes for QDQ fusion and runs them on every call
@@ -56,9 +65,18 @@ def quantize(
     per_channel: bool = True,
     exclude: Iterable[str] | None = None,
     method: str | CalibrationMethod | None = None,
+    max_drop: float | None = None,
+    data: Any = None,
+    metric: str | MetricFn = "accuracy",
     progress: bool | None = None,
 ) -> Artifact:
     """Quantize an ONNX artifact; the result's ``.report`` says where the error went.
+
+    With ``max_drop``, quantization meets an accuracy budget by itself: it quantizes,
+    scores the result on ``data``, and while the drop exceeds the budget, keeps the nodes
+    doing the most damage (ranked by :func:`nbdeploy.activations`) in float, a growing
+    group at a time; ``.report.budget`` lists every attempt, what stayed float, and what
+    that cost in size and latency.
 
     A model kept on disk (256 MiB of weights or more) is quantized a weight at a time,
     never whole in memory: int8-dynamic then takes its MatMul, Gemm and Gather weights
@@ -84,20 +102,51 @@ def quantize(
         per_channel: One scale per output channel (default) or per tensor.
         exclude: Node names (and, for weight-only schemes, weight names) to leave alone.
         method: For ``int8-static``: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+        max_drop: The largest drop of ``metric`` allowed (points for ``"accuracy"``,
+            the data's units for ``"mse"``); needs ``data``. When even keeping every
+            noisy node in float misses it, a warning says so and the attempt with the
+            smallest drop is returned.
+        data: ``(x_val, y_val)`` that ``max_drop`` is measured on (better not the
+            calibration data).
+        metric: As in :func:`nbdeploy.compare`: ``"accuracy"``, ``"top5"``, ``"mse"``,
+            ``"mae"`` or a ``(y_true, y_pred) -> float`` (higher is better).
         progress: ``False`` for silence; otherwise a line naming the step (quantize,
             measure) appears once quantization has run a second.
 
     Raises:
-        ConfigError: Unknown scheme or method, or a model these schemes cannot take.
-        ExampleError: Missing or ill-shaped calibration data.
+        ConfigError: Unknown scheme or method, a model these schemes cannot take, or
+            ``max_drop`` without labelled ``data``.
+        ExampleError: Missing or ill-shaped calibration (or budget) data.
     """
     config = parse_scheme(scheme)
     if method is not None:
         if not isinstance(config, Int8Static):
             raise ConfigError(f"method= applies to int8-static only, not {config.name}.")
         config = Int8Static(_method(method))
-    payload = require_onnx(art, "quantize")
+    require_onnx(art, "quantize")
     skip = list(exclude or ())
+    if max_drop is None:
+        if data is not None:
+            raise ConfigError("data= is what max_drop= is measured on: pass both, or neither.")
+        return _quantize(art, config, calibration, per_channel, skip, progress)
+    target = Budget.of(max_drop, data, metric, art)
+
+    def excluding(nodes: list[str]) -> Artifact:
+        return _quantize(art, config, calibration, per_channel, [*skip, *nodes], False)
+
+    return budget.meet(art, excluding, target, progress=progress)
+
+
+def _quantize(
+    art: Artifact,
+    config: Scheme,
+    calibration: Any,
+    per_channel: bool,
+    skip: list[str],
+    progress: bool | None,
+) -> Artifact:
+    """One quantization of ``art`` with ``config``, with its report."""
+    payload = require_onnx(art, "quantize")
     with steps(f"quantize {art.name}", [config.name, "measure the change"],
                enabled=progress) as job:  # fmt: skip
         job.step(config.name)

@@ -17,6 +17,7 @@ from .weights import TensorError, error_of
 if TYPE_CHECKING:
     from ..artifact import Artifact
     from ..graph.activation_report import ActivationReport
+    from .budget import BudgetReport
 
 # The HTML shows where the outputs drift only for models up to this size: a display
 # runs both models once, every intermediate tensor fetched.
@@ -37,6 +38,8 @@ class QuantizationReport:
         rewritten: Per node rewrite, how many (``"MatMul → MatMulNBits": 72``), for
             schemes that replace operators.
         kept_float: Per node such a scheme left in float, why.
+        budget: With ``max_drop=``, how the accuracy budget was met: every attempt,
+            the nodes kept in float, and what they cost in size and latency.
         source: The (unquantized, quantized) artifacts, for :meth:`activations`.
     """
 
@@ -48,6 +51,7 @@ class QuantizationReport:
     output_max_abs: dict[str, float]
     rewritten: dict[str, int] = field(default_factory=dict)
     kept_float: dict[str, str] = field(default_factory=dict)
+    budget: BudgetReport | None = None
     source: Origin | None = field(default=None, compare=False, repr=False)
     _kept: dict[str, ActivationReport] = field(
         default_factory=dict, init=False, compare=False, repr=False
@@ -93,6 +97,7 @@ class QuantizationReport:
             "tensors": [asdict(t) for t in self.tensors], "size_before": self.size_before,
             "size_after": self.size_after, "output_max_abs": self.output_max_abs,
             "rewritten": self.rewritten, "kept_float": self.kept_float,
+            "budget": self.budget.to_dict() if self.budget is not None else None,
         }  # fmt: skip
 
     def __str__(self) -> str:
@@ -106,6 +111,8 @@ class QuantizationReport:
         lines += [f"  kept float: {node} ({why})" for node, why in self.kept_float.items()]
         for t in self.worst():
             lines.append(f"  {t.name:<40} SNR {t.snr_db:6.1f} dB  max |Δ| {t.max_abs:.3g}")
+        if self.budget is not None:
+            lines.append(str(self.budget))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -121,7 +128,9 @@ class QuantizationReport:
         ])  # fmt: skip
         if self.kept_float:
             table += _html.table(["kept float", "why"], list(self.kept_float.items()))
-        return _html.card(f"Quantization {self.scheme}", head + table + self._drift_html())
+        budget = self.budget._repr_html_() if self.budget is not None else ""
+        return _html.card(f"Quantization {self.scheme}",
+                          head + budget + table + self._drift_html())  # fmt: skip
 
     def _drift_html(self) -> str:
         """The five nodes doing the most damage, when that is cheap (a small model with

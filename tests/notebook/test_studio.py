@@ -62,6 +62,11 @@ def test_run_fills_the_table_plots_and_deploys_the_chosen_row(
     assert not panel.run_button.disabled and panel.cancel_button.disabled
     assert panel.plot.outputs and panel.graph.outputs  # Pareto plot, graph + diff
     assert panel.chosen.value in panel.variants and not panel.deploy_button.disabled
+    panel.chosen.value = "mlp [int8-dynamic]"  # its drift from the export: table and plot
+    shown = [o["data"] for o in panel.graph.outputs]
+    assert any("Activations mlp → mlp [int8-dynamic]" in d.get("text/html", "") for d in shown)
+    assert any(d.get("text/plain") == "SQNR along mlp [int8-dynamic]" for d in shown)
+    assert "drifts most at" in panel.table.value
     panel.chosen.value = "mlp [fp16]"
     panel.deploy_button.click()
     dep = panel.deployed

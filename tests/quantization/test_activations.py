@@ -238,3 +238,20 @@ def test_sqnr_is_onnxruntimes_formula_infinite_when_equal() -> None:
     assert sqnr_db(x, x) == math.inf
     zero = np.zeros_like(x)
     assert math.isfinite(sqnr_db(zero, y)) and sqnr_db(zero, y) < -200  # as onnxruntime's
+
+
+def test_a_channel_rounded_away_shows_in_the_worst_channel_not_the_whole_tensor() -> None:
+    """One int8 scale for a tensor with a channel 1000× the others rounds those to zero:
+    the tensor's SQNR, dominated by the outlier, looks fine; its worst channel does not.
+    A nearly silent channel with a little noise is not counted as lost."""
+    from nbdeploy.graph.activation_match import channel_sqnr_db, sqnr_db
+
+    ref = RNG.uniform(0, 1, (8, 4, 5, 5))
+    ref[:, 0] *= 1000
+    step = ref.max() / 255
+    rounded = np.round(ref / step) * step
+    assert sqnr_db(ref, rounded) > 40 and channel_sqnr_db(ref, rounded) < 3
+    quiet = RNG.uniform(0, 1, (8, 4, 5, 5))
+    quiet[:, 1] *= 1e-6  # an almost dead channel, noise at 1e-4 of the typical signal
+    noisy = quiet + RNG.normal(0, 1e-4, quiet.shape) * (np.arange(4) == 1).reshape(1, 4, 1, 1)
+    assert channel_sqnr_db(quiet, noisy) > 60
