@@ -9,8 +9,8 @@ and the two scales multiplied back — which onnxruntime fuses into one
 ``MatMulIntegerToFloat`` kernel when the session loads. It covers the weights that make
 a large model large: ``MatMul`` and ``Gemm`` (symmetric, in the reduced int8 range
 below; per output channel or per tensor, as onnxruntime does) and ``Gather`` embeddings
-(per tensor, dequantized after the lookup). Models held in memory still go through onnxruntime's quantizer, which also
-takes convolutions and recurrent layers.
+(per tensor, dequantized after the lookup). Models held in memory still go through
+onnxruntime's quantizer, which also takes convolutions and recurrent layers.
 """
 
 from __future__ import annotations
