@@ -4,32 +4,19 @@ data)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import nbdeploy as nbd
 from nbdeploy.bench import placement
 from nbdeploy.bench.placement import Placement
 from nbdeploy.bench.providers import session_for
+from tests import onnx_models
 from tests.bench.rows import timed
-from tests.graph.helpers import model
 
 
 @pytest.fixture(scope="module")
 def convnet() -> nbd.Artifact:
-    rng = np.random.default_rng(0)
-    return model(
-        """<ir_version: 8, opset_import: ["" : 17]>
-        convnet (float[N, 1, 8, 8] x) => (float[N, 10] scores) {
-            c = Conv <pads = [1, 1, 1, 1]> (x, w)
-            r = Relu (c)
-            p = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (r)
-            f = Flatten (p)
-            scores = MatMul (f, fc)
-        }""",
-        w=rng.standard_normal((4, 1, 3, 3)).astype(np.float32),
-        fc=rng.standard_normal((64, 10)).astype(np.float32),
-    )
+    return nbd.export(onnx_models.convnet(), name="convnet")
 
 
 def test_the_text_says_where_and_how_many() -> None:
@@ -50,8 +37,8 @@ def test_a_short_record_is_completed_on_the_cpu_which_ran_the_rest() -> None:
     other = Placement("openvino", {"openvino": 10}, {"openvino": 1}).completed(12)
     assert str(other) == "OpenVINO 10/12 in 1 subgraph · CPU 2 (2 placed after partitioning)"
     rows = [timed("m [fp16]", 1.0, provider=p) for p in ("cpu", "openvino")]
-    recorded = {("m [fp16]", "cpu"): short,
-                ("m [fp16]", "openvino"): Placement("openvino", {"openvino": 12}, {"openvino": 1})}  # fmt: skip
+    whole = Placement("openvino", {"openvino": 12}, {"openvino": 1})
+    recorded = {("m [fp16]", "cpu"): short, ("m [fp16]", "openvino"): whole}
     rows = [placement.placed(r, recorded[r.variant, r.provider]) for r in rows]
     cpu, openvino = placement.complete_rows(rows, recorded)
     assert (cpu.placement, cpu.nodes_on_provider, cpu.nodes_total) == (
@@ -80,6 +67,7 @@ def test_compare_shows_the_placement_in_every_form(convnet: nbd.Artifact) -> Non
     # The weight-only model's DequantizeLinear nodes fold into float weights at load time
     # (session.disable_quant_qdq), before onnxruntime partitions: the same 5 nodes run.
     assert int8.placement == "CPU 5/5" and len(variants[1].onnx.graph.node) > 5
-    assert "nodes on provider" in str(cmp) and "<td data-s=\"CPU 5/5\">CPU 5/5</td>" in cmp.to_html()
+    assert "nodes on provider" in str(cmp)
+    assert '<td data-s="CPU 5/5">CPU 5/5</td>' in cmp.to_html()
     assert cmp.to_dict()["rows"][0]["placement"] == "CPU 5/5"
     assert "placement,nodes_on_provider,nodes_total" in cmp.to_csv().splitlines()[0]
