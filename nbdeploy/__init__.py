@@ -29,6 +29,7 @@ from .errors import (
     ServerError,
     TritonUnavailableError,
     UnsupportedModelError,
+    VirtualenvError,
 )
 from .types import TensorSpec
 
@@ -106,6 +107,7 @@ __all__ = [
     "TensorSpec",
     "TritonUnavailableError",
     "UnsupportedModelError",
+    "VirtualenvError",
     "__version__",
     "activations",
     "compare",

@@ -18,7 +18,9 @@ notebook can catch them all with one ``except``::
     │       └── DamagedFileError    (in the server) a repository file that cannot be read
     ├── PushError                   a Triton server could not be reached, refused the
     │                               model, or answers differently from the artifact
-    └── TritonUnavailableError      a local Triton (for tests and benchmarks) cannot run here
+    ├── TritonUnavailableError      a local Triton (for tests and benchmarks) cannot run here
+    └── VirtualenvError             a virtualenv of a provider's own (onnxruntime-openvino's)
+                                    cannot be built, or a comparison run in it failed
 
 Each error carries its context as attributes (kept when pickled, e.g. from a worker
 process), an HTTP ``status`` where one applies, and says in its message what to do next.
@@ -43,6 +45,7 @@ __all__ = [
     "ServerError",
     "TritonUnavailableError",
     "UnsupportedModelError",
+    "VirtualenvError",
 ]
 
 
@@ -202,3 +205,9 @@ class PushError(NbDeployError):
 class TritonUnavailableError(NbDeployError):
     """A local Triton (the nvidia-pytriton wheel's ``tritonserver``, for tests and
     benchmarks) cannot be prepared or started on this machine."""
+
+
+class VirtualenvError(NbDeployError):
+    """A virtualenv of a provider's own (``onnxruntime-openvino`` replaces the
+    ``onnxruntime`` module, so it cannot share the project's) cannot be built here, or a
+    comparison run in it failed; the message carries its output."""

@@ -26,6 +26,28 @@ def affine(opset: int = 17) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def convnet() -> onnx.ModelProto:
+    """Conv (4 filters, 3x3) -> Relu -> MaxPool -> Flatten -> MatMul: x float32[batch, 1, 8, 8]
+    -> scores float32[batch, 10], seeded weights. Five nodes, every one a common kernel."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.standard_normal((64, 10)).astype(np.float32), "fc")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("Flatten", ["p"], ["f"]),
+            helper.make_node("MatMul", ["f", "fc"], ["scores"]),
+        ],
+        "convnet",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 10])],
+        [w, fc],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def big_lookup(folder: Path, rows: int) -> Path:
     """A Gather from a float32 table of ``rows`` rows, written as ``model.onnx`` with the
     table as external data (protobuf cannot hold it in memory past 2 GiB). Runs instantly."""

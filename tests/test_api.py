@@ -21,7 +21,7 @@ CURATED = {
     "NbDeployError", "ArtifactError", "ConfigError", "ExampleError", "ExportError",
     "MissingDependencyError", "OptimizationError", "ParityError", "PushError",
     "UnsupportedModelError", "ServerError", "ProtocolError", "DamagedFileError",
-    "TritonUnavailableError",
+    "TritonUnavailableError", "VirtualenvError",
     "__version__",
 }  # fmt: skip
 

@@ -95,3 +95,15 @@ def test_a_comparison_of_typed_rows() -> None:
     html = cmp._repr_html_()
     assert '<td data-v="97.5" class="best">97.5%</td>' in html
     assert '<td data-v="0.01" class="best">0.01 ms</td>' in html
+
+
+def test_the_placement_is_in_the_dict_where_it_was_read() -> None:
+    row = measured(placement="OpenVINO 9/12 in 2 subgraphs · CPU 3", nodes_on_provider=9,
+                   nodes_total=12, provider="openvino")  # fmt: skip
+    shown = row.to_dict()
+    assert list(shown)[-4:] == ["placement", "nodes_on_provider", "nodes_total", "note"]
+    assert (shown["nodes_on_provider"], shown["nodes_total"]) == (9, 12)
+    back = dict(shown)
+    value = back.pop("accuracy")
+    assert ComparisonRow(metric_name="accuracy", metric=value, **back) == row
+    assert "placement" not in measured().to_dict()  # not read (a source model's row)

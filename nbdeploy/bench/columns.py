@@ -80,6 +80,8 @@ def shown_columns(metric: str, higher_is_better: bool, rows: list[ComparisonRow]
                _or_dash(lambda r: r.size_bytes, bytes_text), True),
         Column("memory_mb", "memory", lambda r: r.memory_mb,
                _or_dash(lambda r: r.memory_mb, lambda v: f"{v:.1f} MB"), True),
+        Column("placement", "nodes on provider", lambda r: r.placement,
+               lambda r: r.placement or "–"),
         Column("note", "note", lambda r: r.note or None, lambda r: r.note),
     ]  # fmt: skip
     keep = {"variant", "provider", "p50_ms"}

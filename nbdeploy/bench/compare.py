@@ -17,8 +17,16 @@ from .._progress import steps
 from ..artifact import Artifact
 from ..errors import ConfigError
 from . import metrics as metrics_mod
+from . import placement as placement_mod
 from .drift import annotate, drifts
-from .providers import nodes_by_provider, provider_name, session_for, unavailable_reason
+from .placement import Placement
+from .providers import (
+    kernel_events,
+    onnxruntime_errors,
+    provider_name,
+    session_for,
+    unavailable_reason,
+)
 from .results import Comparison
 from .rows import ComparisonRow
 from .scoring import predict_all, split_data
@@ -59,7 +67,13 @@ def compare(
         metric: ``"accuracy"`` or ``"top5"`` (percent), ``"mse"``, ``"mae"``, or any
             ``(y_true, y_pred) -> float``.
         providers: ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``, ``"dml"``; one
-            that is not available is reported as skipped, with the reason.
+            that is not in this onnxruntime build is reported as skipped, with the reason
+            and how to get it. Each measured row says where its nodes ran
+            (``row.placement``: ``"OpenVINO 12/12 in 1 subgraph"``). ``"openvino"`` needs
+            the ``onnxruntime-openvino`` wheel, which replaces the ``onnxruntime`` module:
+            install it in a virtualenv of its own, or compare there from this one with
+            :func:`nbdeploy.bench.elsewhere.compare_in` (nbdeploy's tests build such a
+            virtualenv with :func:`nbdeploy.bench.openvino_venv.prepare`).
         batch_sizes: Batch sizes to time.
         warmup: Calls before timing.
         repeat: Timed runs at least (each auto-ranged, as ``%timeit``).
@@ -89,11 +103,14 @@ def compare(
     chosen = metrics_mod.resolve(metric)
     x, y = split_data(data, next(v for v in measured if isinstance(v, Artifact)))
     loaded: dict[tuple[int, str], _Loaded] = {}  # one session and one scoring per pair
+    recorded: dict[tuple[str, str], Placement] = {}  # onnxruntime's, by variant and provider
 
     def load(art: Variant, provider: str) -> _Loaded:
         key = (id(art), provider)
         if key not in loaded:
             loaded[key] = _Loaded.of(art, provider, x)
+            if (where := loaded[key].placement) is not None:
+                recorded[art.variant, provider] = where
         return loaded[key]
 
     reference = load(measured[0], "cpu").predicted
@@ -116,6 +133,7 @@ def compare(
         log.warning("compare interrupted: returning the %d rows measured so far", len(rows))
         stopped = True
     by_label = {v.variant: v for v in measured if isinstance(v, Artifact)}
+    rows = placement_mod.complete_rows(rows, recorded)
     reports = {}
     if not stopped:  # a row slower than the first artifact's says where its time went,
         rows = explain(rows, by_label, lambda _, batch: _batch_feed(x, batch))
@@ -144,13 +162,16 @@ class _Loaded:
     session: Any
     predicted: np.ndarray
     memory_mb: float
+    placement: Placement | None
 
     @classmethod
     def of(cls, art: Variant, provider: str, x: dict[str, np.ndarray]) -> _Loaded:
         rss = _rss()
         session = art.session(provider) if isinstance(art, Source) else session_for(art, provider)
         predicted = predict_all(list(art.inputs), x, session)
-        return cls(session, predicted, max(0.0, (_rss() - rss) / 2**20))
+        memory = max(0.0, (_rss() - rss) / 2**20)
+        where = None if isinstance(art, Source) else placement_mod.from_session(session, provider)
+        return cls(session, predicted, memory, where)
 
 
 def _batch_feed(x: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
@@ -179,7 +200,13 @@ def _row(
         reason = unavailable_reason(provider)
     if reason is not None:
         return replace(row, skipped=reason)
-    loaded = load(art, provider)
+    try:
+        loaded = load(art, provider)
+    except onnxruntime_errors() as err:  # e.g. a provider that breaks on one graph
+        first_line = str(err).strip().splitlines()[0]
+        log.warning("%s on %s: %s", art.variant, provider, first_line)
+        return replace(row, skipped=f"onnxruntime could not run {art.variant} on {provider}: "
+                                    f"{first_line}")  # fmt: skip
     max_abs_diff, top1_agreement = _agreement(loaded.predicted, reference)
     row = replace(row, metric=metric.fn(y, loaded.predicted) if y is not None else None,
                   max_abs_diff=max_abs_diff, top1_agreement=top1_agreement)  # fmt: skip
@@ -198,16 +225,16 @@ def _measure(
     feed = as_feed(_batch_feed(x, row.batch_size), art.inputs)
     session = loaded.session
     timing = timer(lambda: session.run(None, feed))
-    fallback = ""
-    if isinstance(art, Artifact) and row.provider != "cpu":
-        fallback = _fallback_note(art, row.provider, feed)
+    where = _placement(art, row.provider, loaded, feed)
     low, high = timing.p50_interval
-    return replace(
+    measured = replace(
         row, p50_ms=timing.p50 * 1e3, p50_low_ms=low * 1e3, p50_high_ms=high * 1e3,
         stable=timing.stable, p95_ms=timing.p95 * 1e3, p99_ms=timing.p99 * 1e3,
         throughput=row.batch_size / timing.mean, size_bytes=art.size_bytes,
-        memory_mb=loaded.memory_mb, note=fallback + (timing.warning or ""),
+        memory_mb=loaded.memory_mb,
+        note=placement_mod.fallback_note(row.provider, where) + (timing.warning or ""),
     )  # fmt: skip
+    return placement_mod.placed(measured, where)
 
 
 def _agreement(predicted: np.ndarray, reference: np.ndarray) -> tuple[float, float | None]:
@@ -219,12 +246,14 @@ def _agreement(predicted: np.ndarray, reference: np.ndarray) -> tuple[float, flo
     return max_abs_diff, None
 
 
-def _fallback_note(art: Artifact, provider: str, feed: dict[str, np.ndarray]) -> str:
-    counts = nodes_by_provider(art, provider, feed)
-    on_cpu, total = counts.get("CPUExecutionProvider", 0), sum(counts.values())
-    if on_cpu:
-        return f"{on_cpu} of {total} nodes fell back to the CPU (a slowdown source). "
-    return ""
+def _placement(
+    art: Variant, provider: str, loaded: _Loaded, feed: dict[str, np.ndarray]
+) -> Placement | None:
+    """Where the timed session put the nodes; an onnxruntime older than 1.24 keeps no
+    record, and then one profiled run counts them on a provider other than the CPU."""
+    if loaded.placement is not None or not isinstance(art, Artifact) or provider == "cpu":
+        return loaded.placement
+    return placement_mod.from_profile(provider, kernel_events(art, provider, feed))
 
 
 def _rss() -> int:

@@ -31,25 +31,42 @@ def provider_name(short: str) -> str:
     return PROVIDERS[short]
 
 
+# How to get each provider that a plain onnxruntime wheel lacks.
+_HOW_TO_GET = {
+    "CUDAExecutionProvider": "install onnxruntime-gpu on a machine with an NVIDIA GPU",
+    "TensorrtExecutionProvider": "install onnxruntime-gpu and TensorRT on a machine with "
+    "an NVIDIA GPU",
+    "OpenVINOExecutionProvider": "install onnxruntime-openvino (Intel CPUs, GPUs, NPUs) in "
+    "a virtualenv of its own: it replaces the onnxruntime module, so it cannot sit beside "
+    "the plain onnxruntime wheel. nbdeploy's tests and benchmarks build one with "
+    "nbdeploy.bench.openvino_venv.prepare() and compare there with "
+    "nbdeploy.bench.elsewhere.compare_in",
+    "DmlExecutionProvider": "install onnxruntime-directml on Windows",
+}
+
+
 def unavailable_reason(short: str) -> str | None:
-    """Why a provider cannot run here, or None when it can."""
+    """Why a provider cannot run here, with how to get it, or None when it can."""
     import onnxruntime as ort
 
     name = provider_name(short)
     if name not in ort.get_available_providers():
         return (
             f"{name} is not in this onnxruntime build ({ort.get_device()}); "
-            "install onnxruntime-gpu (CUDA/TensorRT) or onnxruntime-openvino "
-            "on a machine with that device."
+            f"{_HOW_TO_GET.get(name, 'install an onnxruntime build that has it')}."
         )
     return None
 
 
 def session_for(art: Artifact, short: str, *, profile: bool = False) -> Any:
-    """An InferenceSession on one provider (with the CPU as fallback, as onnxruntime does)."""
+    """An InferenceSession on one provider (with the CPU as fallback, as onnxruntime does)
+    that records where its nodes went (:func:`nbdeploy.bench.placement.from_session`)."""
     import onnxruntime as ort
 
+    from .placement import RECORD_KEY
+
     options = art.session_options()
+    options.add_session_config_entry(RECORD_KEY, "1")  # older builds ignore unknown keys
     if profile:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="nbdeploy-profile-")) / "p")
@@ -58,6 +75,15 @@ def session_for(art: Artifact, short: str, *, profile: bool = False) -> Any:
     # A model kept on disk (past 2 GiB) loads from its file, with its external data.
     source = str(art.onnx_path) if art.onnx_path is not None else art.model_bytes()
     return ort.InferenceSession(source, options, providers=chain)
+
+
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
+    """The exceptions onnxruntime raises (``Fail``, ``InvalidGraph``, ``EPFail``, ...): they
+    share no base class but ``Exception``."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    found = (v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+    return tuple(found)
 
 
 def nodes_by_provider(art: Artifact, short: str, feed: dict[str, Any]) -> dict[str, int]:

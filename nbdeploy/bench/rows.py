@@ -15,7 +15,8 @@ Cell: TypeAlias = str | int | float | None
 # metric's name. Tables show fewer columns, with units (see report.py).
 COLUMNS = ("variant", "provider", "batch_size", "top1_agreement", "max_abs_diff", "p50_ms",
            "p50_low_ms", "p50_high_ms", "stable", "p95_ms", "p99_ms", "throughput",
-           "size_bytes", "memory_mb", "note")  # fmt: skip
+           "size_bytes", "memory_mb", "placement", "nodes_on_provider", "nodes_total",
+           "note")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +43,11 @@ class ComparisonRow:
         throughput: Samples per second at this batch size.
         size_bytes: The artifact's size.
         memory_mb: Memory that loading and scoring the variant took.
+        placement: Where onnxruntime put the nodes, as text: ``"CPU 6/6"``,
+            ``"OpenVINO 6/6 in 1 subgraph"``, ``"OpenVINO 4/6 in 2 subgraphs · CPU 2"``
+            (:class:`~nbdeploy.bench.placement.Placement`); ``None`` where unknown (a
+            source model's row, or an older onnxruntime on the CPU).
+        nodes_on_provider: Nodes the row's provider ran; ``nodes_total`` all of them.
         note: Warnings (nodes that fell back to the CPU, runs that varied wildly).
         skipped: Why the row could not run (the provider is unavailable), else ``None``.
         source: The row measured the source model itself (torch eager, Keras), which is
@@ -64,6 +70,9 @@ class ComparisonRow:
     throughput: float | None = None
     size_bytes: int | None = None
     memory_mb: float | None = None
+    placement: str | None = None
+    nodes_on_provider: int | None = None
+    nodes_total: int | None = None
     note: str = ""
     skipped: str | None = None
     source: bool = False
@@ -83,12 +92,13 @@ class ComparisonRow:
         return (self.variant, self.provider, self.batch_size, self.metric,
                 self.top1_agreement, self.max_abs_diff, self.p50_ms, self.p50_low_ms,
                 self.p50_high_ms, self.stable, self.p95_ms, self.p99_ms, self.throughput,
-                self.size_bytes, self.memory_mb, self.note)  # fmt: skip
+                self.size_bytes, self.memory_mb, self.placement, self.nodes_on_provider,
+                self.nodes_total, self.note)  # fmt: skip
 
     def to_dict(self) -> dict[str, Cell]:
         """The row as the plain dict rows used to be: a skipped row has only variant,
         provider, batch_size and ``skipped``; a measured one has the metric under its
-        name, and ``top1_agreement`` only where it was computed."""
+        name, and ``top1_agreement`` and the placement only where they were computed."""
         row: dict[str, Cell] = {
             "variant": self.variant, "provider": self.provider, "batch_size": self.batch_size,
         }  # fmt: skip
@@ -100,13 +110,17 @@ class ComparisonRow:
         row["max_abs_diff"] = self.max_abs_diff
         if self.top1_agreement is not None:
             row["top1_agreement"] = self.top1_agreement
-        return row | {
+        row |= {
             "p50_ms": self.p50_ms, "p50_low_ms": self.p50_low_ms,
             "p50_high_ms": self.p50_high_ms, "stable": self.stable,
             "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
             "throughput": self.throughput, "size_bytes": self.size_bytes,
-            "memory_mb": self.memory_mb, "note": self.note,
+            "memory_mb": self.memory_mb,
         }  # fmt: skip
+        if self.placement is not None:
+            row |= {"placement": self.placement, "nodes_on_provider": self.nodes_on_provider,
+                    "nodes_total": self.nodes_total}  # fmt: skip
+        return row | {"note": self.note}
 
     def __getitem__(self, key: str) -> Cell:
         """The value under a key of :meth:`to_dict` (``KeyError`` where it has none)."""

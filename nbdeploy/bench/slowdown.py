@@ -4,6 +4,7 @@ next to where the first variant's goes, so a comparison explains its own surpris
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from .rows import ComparisonRow
 __all__ = ["OpTime", "explain", "op_times", "why_slower"]
 
 PROFILED_RUNS = 3
+_SUBGRAPH_NUMBER = re.compile(r"(?<=-subgraph)_\d+$")
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,17 @@ def op_times(art: Artifact, provider: str, feed: dict[str, np.ndarray]) -> dict[
     micros: dict[str, float] = defaultdict(float)
     nodes: dict[str, int] = defaultdict(int)
     for event in events[per_run:]:
-        micros[event["args"]["op_name"]] += float(event.get("dur", 0)) / PROFILED_RUNS
+        micros[_op(event)] += float(event.get("dur", 0)) / PROFILED_RUNS
     for event in events[:per_run]:
-        nodes[event["args"]["op_name"]] += 1
+        nodes[_op(event)] += 1
     return {op: OpTime(op, nodes[op], micros[op]) for op in micros}
+
+
+def _op(event: dict[str, Any]) -> str:
+    """The event's operator; a compiling provider's fused subgraph without its number
+    (``OpenVINO-EP-subgraph_3`` → ``OpenVINO-EP-subgraph``), which differs per session, so
+    that two variants' subgraphs compare as the same kind."""
+    return _SUBGRAPH_NUMBER.sub("", event["args"]["op_name"])
 
 
 def why_slower(
