@@ -216,7 +216,8 @@ def meet(
 
 
 class _Search:
-    """Attempts keyed by how many of the ranked nodes stay float (0: none)."""
+    """Attempts keyed by how many of the ranked groups stay float (0: none). Only the
+    artifacts still needed are kept: the first attempt's and the best so far."""
 
     def __init__(self, requantize: Requantize, budget: Budget, reference: float) -> None:
         self.requantize, self.budget, self.reference = requantize, budget, reference
@@ -236,6 +237,8 @@ class _Search:
                               drop <= self.budget.max_drop)  # fmt: skip
             self.quantized[kept], self.steps[kept] = quantized, step
             self.order.append(kept)
+            best = self.chosen()
+            self.quantized = {k: a for k, a in self.quantized.items() if k in (0, best)}
             detail(f"attempt {len(self.order)}: {_step_text(step, self.budget.metric.name)}")
         return self.steps[kept]
 

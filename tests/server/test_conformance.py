@@ -5,6 +5,7 @@ nvidia-pytriton wheel can run (see tests/triton.py)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,26 @@ def server(request: pytest.FixtureRequest) -> Endpoint:
     return endpoint
 
 
+_OPEN: list[httpclient.InferenceServerClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_http_clients() -> Iterator[None]:
+    """tritonclient's HTTP clients hold gevent sockets until closed: closed here, in the
+    test's thread, their ResourceWarning cannot surface in a later test's check for
+    unraisable exceptions (which once failed an unrelated test)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _http(server: Endpoint) -> httpclient.InferenceServerClient:
+    """An HTTP client for ``server``, closed when the test ends."""
+    client = httpclient.InferenceServerClient(server.http)
+    _OPEN.append(client)
+    return client
+
+
 def _http_input(x: np.ndarray, binary: bool) -> httpclient.InferInput:
     item = httpclient.InferInput("x", list(x.shape), "FP32")
     item.set_data_from_numpy(x, binary_data=binary)
@@ -38,7 +59,7 @@ def _http_input(x: np.ndarray, binary: bool) -> httpclient.InferInput:
 
 
 def test_health_and_server_metadata(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     assert client.is_server_live() and client.is_server_ready()
     meta = client.get_server_metadata()
     assert {"binary_tensor_data", "model_repository"} <= set(meta["extensions"])
@@ -48,7 +69,7 @@ def test_health_and_server_metadata(server: Endpoint) -> None:
 
 
 def test_model_metadata_config_and_readiness(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     assert client.is_model_ready("affine") and client.is_model_ready("affine", "1")
     assert not client.is_model_ready("affine", "99")
     meta = client.get_model_metadata("affine")
@@ -63,7 +84,7 @@ def test_model_metadata_config_and_readiness(server: Endpoint) -> None:
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_http_infer_json_and_binary(server: Endpoint, binary: bool) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     wanted = [httpclient.InferRequestedOutput("y", binary_data=binary)]
     result = client.infer("affine", [_http_input(X, binary)], outputs=wanted, request_id="r7")
     np.testing.assert_allclose(result.as_numpy("y"), expected(X), rtol=1e-6)
@@ -102,7 +123,7 @@ def test_asyncio_clients(server: Endpoint) -> None:
 
 
 def test_statistics_count_requests(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     before = client.get_inference_statistics("affine")["model_stats"][0]
     client.infer("affine", [_http_input(X, True)])
     after = client.get_inference_statistics("affine")["model_stats"][0]
@@ -113,7 +134,7 @@ def test_statistics_count_requests(server: Endpoint) -> None:
 
 
 def test_unknown_model_and_version_are_client_errors(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     with pytest.raises(InferenceServerException, match="nope"):
         client.infer("nope", [_http_input(X, True)])
     with pytest.raises(InferenceServerException):
@@ -128,7 +149,7 @@ def test_unknown_model_and_version_are_client_errors(server: Endpoint) -> None:
 
 
 def test_wrong_shape_is_a_client_error(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     bad = np.zeros((2, 5), np.float32)
     with pytest.raises(InferenceServerException) as info:
         client.infer("affine", [_http_input(bad, True)])
@@ -139,7 +160,7 @@ def test_wrong_shape_is_a_client_error(server: Endpoint) -> None:
 
 
 def test_repository_index_unload_and_load(server: Endpoint) -> None:
-    for client in (httpclient.InferenceServerClient(server.http),
+    for client in (_http(server),
                    grpcclient.InferenceServerClient(server.grpc)):  # fmt: skip
         client.unload_model("affine2")
         index = client.get_model_repository_index()
@@ -213,7 +234,7 @@ def test_error_messages_start_as_tritons(server: Endpoint, case: str) -> None:
 
 
 def test_the_config_as_json_has_every_field(server: Endpoint) -> None:
-    config = httpclient.InferenceServerClient(server.http).get_model_config("affine")
+    config = _http(server).get_model_config("affine")
     assert config["max_batch_size"] == 128 and config["input"][0]["dims"] == [3]
     assert config["input"][0]["format"] == "FORMAT_NONE"
     assert config["version_policy"] == {"latest": {"num_versions": 1}}
@@ -249,15 +270,13 @@ def _reshaped_model(server: Endpoint) -> None:
                     "reshape": {"shape": [1, 6]}}],
     }  # fmt: skip
     files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
-    httpclient.InferenceServerClient(server.http).load_model(
-        "reshaped", config=json.dumps(config), files=files
-    )
+    _http(server).load_model("reshaped", config=json.dumps(config), files=files)
 
 
 def test_reshape_between_the_wire_and_the_model(server: Endpoint) -> None:
     _reshaped_model(server)
     x = np.arange(6, dtype=np.float32)
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     metadata = client.get_model_metadata("reshaped")
     assert [i["shape"] for i in metadata["inputs"]] == [[6]]
     assert [o["shape"] for o in metadata["outputs"]] == [[2, 3]]
@@ -284,15 +303,13 @@ def _labelled_model(server: Endpoint) -> None:
     config["output"][0]["label_filename"] = "labels.txt"
     files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
     files["file:labels.txt"] = b"cat\ndog\n"
-    httpclient.InferenceServerClient(server.http).load_model(
-        "labelled", config=json.dumps(config), files=files
-    )
+    _http(server).load_model("labelled", config=json.dumps(config), files=files)
 
 
 def test_classification(server: Endpoint) -> None:
     _labelled_model(server)
     x = np.array([[1, 2, 3], [-3, -2, -1]], np.float32)  # y = [[16.5, 21], [-7.5, -15]]
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     for binary in (True, False):
         wanted = [httpclient.InferRequestedOutput("y", binary_data=binary, class_count=2)]
         got = client.infer("labelled", [_http_input(x, binary)], outputs=wanted).as_numpy("y")
@@ -351,9 +368,7 @@ def _slow_model(server: Endpoint) -> None:
     config = cfg.to_json(triton_config(art, "slow", backend, max_batch_size=1), defaults=False)
     config["dynamic_batching"] = {"default_queue_policy": {"max_queue_size": 1}}
     files = {f"file:{k}": v for k, v in version_files(art, 1, backend).items()}
-    httpclient.InferenceServerClient(server.http).load_model(
-        "slow", config=json.dumps(config), files=files
-    )
+    _http(server).load_model("slow", config=json.dumps(config), files=files)
 
 
 def test_a_full_queue_is_refused_with_tritons_status(server: Endpoint) -> None:
@@ -380,7 +395,7 @@ def test_a_full_queue_is_refused_with_tritons_status(server: Endpoint) -> None:
 
 
 def test_trace_and_log_settings_in_tritons_shapes(server: Endpoint) -> None:
-    client = httpclient.InferenceServerClient(server.http)
+    client = _http(server)
     trace = client.get_trace_settings()
     assert {"trace_level", "trace_rate", "trace_count", "log_frequency", "trace_mode"} <= set(trace)
     assert client.update_trace_settings("affine", {"trace_rate": "7"})["trace_rate"] == "7"
