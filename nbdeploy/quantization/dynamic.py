@@ -26,6 +26,7 @@ from .. import _onnxio
 from .._progress import detail
 from ..errors import ConfigError
 from . import maths
+from .packed import packed, raise_opset
 from .store import Store
 from .weights import TensorError, error_of
 
@@ -51,24 +52,39 @@ class _Use:
 
 
 def int8_dynamic(
-    model: onnx.ModelProto, store: Store, *, per_channel: bool, exclude: Iterable[str] = ()
+    model: onnx.ModelProto,
+    store: Store,
+    *,
+    per_channel: bool,
+    exclude: Iterable[str] = (),
+    bits: int = 8,
 ) -> list[TensorError]:
     """Quantize ``model``'s MatMul, Gemm and Gather weights in place, reading them from
-    and writing them to ``store`` one at a time; return their errors.
+    and writing them to ``store`` one at a time; return their errors. With ``bits=4``
+    (``int4-dynamic``), MatMul and Gemm weights are stored as packed INT4 behind a
+    ``Cast`` to int8 that onnxruntime folds at load (the model is raised to opset 21).
 
     Raises:
-        ConfigError: The model's opset is older than 11 (no ``DynamicQuantizeLinear``).
+        ConfigError: The model's opset is older than 11 (no ``DynamicQuantizeLinear``),
+            or cannot be raised to 21 for 4-bit weights.
     """
+    name = f"int{bits}-dynamic"
     if _onnxio.opset(model) < 11:
-        raise ConfigError(
-            "int8-dynamic needs opset ≥ 11 (DynamicQuantizeLinear): export with opset=17."
-        )
+        raise ConfigError(f"{name} needs opset ≥ 11 (DynamicQuantizeLinear): export with opset=17.")
+    if bits == 4:
+        raise_opset(model, 4, name)
     skip = {*exclude, *(value.name for value in model.graph.input)}  # inputs can be fed
     weights = {t.name: t for t in model.graph.initializer}
     uses = [use for node in model.graph.node if (use := _use(node, weights, skip))]
-    quantized = _quantize_weights(uses, weights, store, per_channel)
+    quantized = _quantize_weights(uses, weights, store, per_channel, bits)
     by_node = {id(use.node): use for use in uses if use.weight in quantized}
-    nodes: list[onnx.NodeProto] = []
+    # A 4-bit weight's Cast to int8 comes first: onnxruntime folds it at load.
+    nodes: list[onnx.NodeProto] = [
+        helper.make_node("Cast", [_names(w).packed], [_names(w).quantized],
+                         to=onnx.TensorProto.INT8, name=f"{w}_to_int8")
+        for w, (tensors, _) in quantized.items()
+        if any(t.name == _names(w).packed for t in tensors)
+    ]  # fmt: skip
     activations: set[str] = set()
     for node in model.graph.node:
         use = by_node.get(id(node))
@@ -110,9 +126,14 @@ def _use(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto], skip: set[s
 
 
 def _quantize_weights(
-    uses: list[_Use], weights: dict[str, onnx.TensorProto], store: Store, per_channel: bool
+    uses: list[_Use],
+    weights: dict[str, onnx.TensorProto],
+    store: Store,
+    per_channel: bool,
+    bits: int,
 ) -> dict[str, tuple[list[onnx.TensorProto], TensorError]]:
-    """Each used weight quantized once, in file order: its tensors and its error."""
+    """Each used weight quantized once, in file order: its tensors and its error. A
+    ``bits=4`` MatMul/Gemm weight is written packed, under :attr:`_Names.packed`."""
     done: dict[str, tuple[list[onnx.TensorProto], TensorError]] = {}
     count = len({use.weight for use in uses})
     for use in uses:
@@ -127,10 +148,15 @@ def _quantize_weights(
         matrix = weight.T if use.transposed else weight
         gather = use.node.op_type == "Gather"
         axis = 1 if per_channel and not gather else None
-        affine = maths.symmetric(matrix, bits=8, axis=axis, qmax=None if gather else REDUCED_QMAX)
+        four = bits == 4 and not gather
+        qmax = None if gather or four else REDUCED_QMAX  # 4-bit values never saturate
+        affine = maths.symmetric(matrix, bits=4 if four else 8, axis=axis, qmax=qmax)
         names = _names(use.weight)
+        values = np.ascontiguousarray(affine.q)
         tensors = [
-            store.put(np.ascontiguousarray(affine.q), names.quantized),
+            store.put(packed(values, signed=True, bits=4), names.packed)
+            if four
+            else store.put(values, names.quantized),
             store.put(np.asarray(affine.scale, np.float32), names.scale),
             store.put(affine.zero_point, names.zero_point),
         ]
@@ -140,13 +166,15 @@ def _quantize_weights(
 
 @dataclass(frozen=True)
 class _Names:
-    quantized: str
+    quantized: str  # the int8 weight MatMulInteger and Gather read
     scale: str
     zero_point: str
+    packed: str  # a 4-bit weight as stored, cast to ``quantized`` at load
 
 
 def _names(weight: str) -> _Names:
-    return _Names(f"{weight}_quantized", f"{weight}_scale", f"{weight}_zero_point")
+    return _Names(f"{weight}_quantized", f"{weight}_scale", f"{weight}_zero_point",
+                  f"{weight}_int4")  # fmt: skip
 
 
 def _matmul(use: _Use, activations: set[str]) -> list[onnx.NodeProto]:

@@ -31,7 +31,7 @@ from .. import _onnxio
 from ..errors import ConfigError
 from .schemes import KMeans, WeightOnly
 
-__all__ = ["OPSET", "needs_packing", "packed", "storage_bits", "upgrade"]
+__all__ = ["OPSET", "needs_packing", "packed", "raise_opset", "storage_bits", "upgrade"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,17 @@ def upgrade(model: onnx.ModelProto, scheme: WeightOnly | KMeans) -> None:
     Raises:
         ConfigError: The converter cannot convert one of the model's ops.
     """
-    opset, ir_version = _NEEDS[min(_bits(scheme), 4)]
+    raise_opset(model, _bits(scheme), scheme.name)
+
+
+def raise_opset(model: onnx.ModelProto, bits: int, scheme: str) -> None:
+    """Raise ``model`` (in place) to the opset that stores ``bits``-bit integers (21 for
+    4 bits, 25 for 2 bits), if lower; ``scheme`` names what needs it in the error.
+
+    Raises:
+        ConfigError: The converter cannot convert one of the model's ops.
+    """
+    opset, ir_version = _NEEDS[min(storage_bits(bits), 4)]
     current = _onnxio.opset(model)
     if current >= opset:
         return
@@ -84,11 +94,11 @@ def upgrade(model: onnx.ModelProto, scheme: WeightOnly | KMeans) -> None:
         converted = version_converter.convert_version(model, opset)
     except Exception as err:  # the converter raises bare RuntimeErrors from C++
         raise ConfigError(
-            f"{scheme.name} is stored in types of opset {opset} and onnx's version converter "
+            f"{scheme} is stored in types of opset {opset} and onnx's version converter "
             f"cannot raise this model from opset {current}: {err}. Export with "
             f"opset={opset}, or pick an 8-bit scheme (int8-weight-symmetric, kmeans-<k> "
             "with k > 16)."
         ) from err
     converted.ir_version = max(converted.ir_version, ir_version)
     model.CopyFrom(converted)
-    logger.debug("opset %d -> %d for %s", current, opset, scheme.name)
+    logger.debug("opset %d -> %d for %s", current, opset, scheme)

@@ -11,6 +11,7 @@ from ..errors import ConfigError
 __all__ = [
     "CalibrationMethod",
     "Float16",
+    "Int4Dynamic",
     "Int4MatMul",
     "Int8Dynamic",
     "Int8Static",
@@ -34,6 +35,17 @@ class Int8Dynamic:
     """onnxruntime dynamic quantization: int8 weights, activations quantized per call."""
 
     name: str = "int8-dynamic"
+
+
+@dataclass(frozen=True)
+class Int4Dynamic:
+    """int8 dynamic quantization's graph with 4-bit MatMul/Gemm weights: stored packed as
+    ONNX INT4 (one scale per output channel) behind a ``Cast`` to int8 that onnxruntime
+    folds when a session loads, so the file is 4-bit and the MatMuls run at int8-dynamic's
+    speed (``MatMulInteger``); embeddings stay int8. nbdeploy's own rewrite, for models
+    in memory and on disk; it takes MatMul, Gemm and Gather weights (not convolutions)."""
+
+    name: str = "int4-dynamic"
 
 
 @dataclass(frozen=True)
@@ -151,10 +163,11 @@ class Int4MatMul:
 
 
 _BLOCK_SIZES = (16, 32, 64, 128, 256)
-Scheme = Int8Dynamic | Int8Static | Float16 | WeightOnly | KMeans | Int4MatMul
+Scheme = Int8Dynamic | Int4Dynamic | Int8Static | Float16 | WeightOnly | KMeans | Int4MatMul
 
 _BY_NAME: dict[str, Scheme] = {
     "int8-dynamic": Int8Dynamic(),
+    "int4-dynamic": Int4Dynamic(),
     "int8-static": Int8Static(),
     "fp16": Float16(),
     "int8-weight-symmetric": WeightOnly(symmetric=True),

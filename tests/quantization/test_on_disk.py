@@ -108,7 +108,8 @@ def test_int8_dynamic_on_disk_quantizes_embeddings_and_keeps_tied_weights(
 
 
 @pytest.mark.parametrize(
-    "scheme", ["fp16", "kmeans-16", "int4-weight-asymmetric", "int4-weight-symmetric-b32"]
+    "scheme",
+    ["fp16", "kmeans-16", "int4-weight-asymmetric", "int4-weight-symmetric-b32", "int4-dynamic"],
 )
 def test_a_scheme_on_disk_gives_what_it_gives_in_memory(
     scheme: str, rng: np.random.Generator, tmp_path: Path, never_whole: None
@@ -224,3 +225,30 @@ def test_a_weight_read_two_ways_stays_float_and_the_model_still_runs(
     assert [t.name for t in q.onnx.graph.initializer] == ["w"] and q.report.tensors == ()
     x = rng.standard_normal((2, WIDTH)).astype(np.float32)
     np.testing.assert_array_equal(q.run(x)["y"], _in_memory(model, tmp_path).run(x)["y"])
+
+
+def test_int4_dynamic_stores_4_bits_and_runs_int8_kernels(
+    rng: np.random.Generator, tmp_path: Path
+) -> None:
+    """The file holds packed INT4 weights behind a Cast that onnxruntime folds at load
+    into int8 ones for its integer MatMul; the 4-bit values are int4-weight-symmetric's
+    own, so the two answer alike but for int8-dynamic's rounding of the activations."""
+    import onnxruntime as ort
+
+    model = _model(rng, embedding=True)
+    fp32 = _in_memory(model, tmp_path)
+    q = nbd.quantize(fp32, "int4-dynamic", progress=False)
+    int4 = {t.name for t in q.onnx.graph.initializer if t.data_type == onnx.TensorProto.INT4}
+    assert int4 == {"w1_int4", "wa_int4", "wb_int4"}  # the embedding stays int8
+    options = q.session_options()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(q.model_bytes(), options, providers=["CPUExecutionProvider"])
+    loaded = onnx.load(tmp_path / "loaded.onnx")
+    kinds = {t.data_type for t in loaded.graph.initializer if t.name.endswith("_quantized")}
+    assert kinds == {onnx.TensorProto.INT8}  # folded at load: no 4-bit weight, no Cast
+    assert "Cast" not in {n.op_type for n in loaded.graph.node if n.input[0].endswith("_int4")}
+    weight_only = nbd.quantize(fp32, "int4-weight-symmetric", exclude=["table"], progress=False)
+    ids = np.arange(0, VOCAB, 3, dtype=np.int64)
+    reference = weight_only.run(ids)["logits"]
+    assert np.abs(q.run(ids)["logits"] - reference).max() < 0.05 * np.abs(reference).max()
+    assert q.size_bytes < 0.6 * fp32.size_bytes and q.report.settings["bits"] == 4
