@@ -7,24 +7,14 @@ import pytest
 
 import nbdeploy as nbd
 from nbdeploy.bench.plot import pareto_front
-from tests.graph.helpers import model
+from tests.graph import helpers
 
 pytest.importorskip("matplotlib")
 
 
 @pytest.fixture(scope="module")
 def classifier() -> nbd.Artifact:
-    rng = np.random.default_rng(0)
-    return model(
-        """<ir_version: 8, opset_import: ["" : 17]>
-        clf (float[N, 20] x) => (float[N, 10] scores) {
-            h = MatMul (x, w1)
-            r = Relu (h)
-            scores = MatMul (r, w2)
-        }""",
-        w1=rng.standard_normal((20, 64)).astype(np.float32),
-        w2=rng.standard_normal((64, 10)).astype(np.float32),
-    )
+    return helpers.classifier()
 
 
 def test_rows_per_variant_and_provider_with_gpu_skipped(classifier, tmp_path: Path) -> None:

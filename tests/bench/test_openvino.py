@@ -17,7 +17,7 @@ import nbdeploy as nbd
 from nbdeploy.bench import elsewhere, openvino_venv
 from nbdeploy.bench.results import Comparison
 from tests import onnx_models
-from tests.graph.helpers import model
+from tests.graph import helpers
 
 SCHEMES = ("fp16", "int8-dynamic", "int8-static", "int8-weight-symmetric")
 
@@ -32,17 +32,7 @@ def openvino_python() -> Path:
 
 @pytest.fixture(scope="module")
 def classifier() -> nbd.Artifact:
-    rng = np.random.default_rng(0)
-    return model(
-        """<ir_version: 8, opset_import: ["" : 17]>
-        clf (float[N, 20] x) => (float[N, 10] scores) {
-            h = MatMul (x, w1)
-            r = Relu (h)
-            scores = MatMul (r, w2)
-        }""",
-        w1=rng.standard_normal((20, 64)).astype(np.float32),
-        w2=rng.standard_normal((64, 10)).astype(np.float32),
-    )
+    return helpers.classifier()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,21 @@ def model(text: str, **weights: np.ndarray) -> nbd.Artifact:
     return nbd.export(proto, name=proto.graph.name or "m")
 
 
+def classifier() -> nbd.Artifact:
+    """A seeded two-layer classifier, 20 features to 10 scores (MatMul → Relu → MatMul)."""
+    rng = np.random.default_rng(0)
+    return model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        clf (float[N, 20] x) => (float[N, 10] scores) {
+            h = MatMul (x, w1)
+            r = Relu (h)
+            scores = MatMul (r, w2)
+        }""",
+        w1=rng.standard_normal((20, 64)).astype(np.float32),
+        w2=rng.standard_normal((64, 10)).astype(np.float32),
+    )
+
+
 def ops(art: nbd.Artifact) -> list[str]:
     """Op types of the main graph, in order."""
     return [n.op_type for n in art.onnx.graph.node]
