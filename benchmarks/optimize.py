@@ -1,5 +1,9 @@
-"""Graph optimization: nodes after and onnxruntime CPU p50 latency (batch 1) for
-no optimization, ``nbd.optimize``, onnxslim and onnxruntime's offline optimizer.
+"""Graph optimization: per-request nodes, file size and onnxruntime CPU p50 latency
+(batch 1) for no optimization, ``nbd.optimize``, onnxslim and onnxruntime's offline
+optimizer.
+
+Per-request nodes are those that depend on a graph input (what every request runs);
+nodes that compute constants are folded by onnxruntime when it loads the model.
 
 Run: ``python -m benchmarks.optimize`` (needs ``pip install onnxslim``).
 """
@@ -15,14 +19,30 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import onnxruntime as ort
 
 import nbdeploy as nbd
 from benchmarks._report import write
 from nbdeploy.bench.timing import time_call
+from nbdeploy.graph.passes import count_request_nodes
+
+
+def _computed() -> Iterator[tuple[str, nbd.Artifact]]:
+    """Architectures whose weights come from constant subgraphs (tests/computed_weights)."""
+    from tests import computed_weights
+
+    image = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    for name, make in computed_weights.MODELS.items():
+        yield f"{name} (computed)", nbd.export(make(), image, name=name)
 
 
 def _models() -> Iterator[tuple[str, nbd.Artifact]]:
+    yield from _computed()
+    yield from _torch_models()
+
+
+def _torch_models() -> Iterator[tuple[str, nbd.Artifact]]:
     import torch
 
     from nbdeploy import examples
@@ -50,7 +70,9 @@ def _models() -> Iterator[tuple[str, nbd.Artifact]]:
 def _slim(art: nbd.Artifact) -> onnx.ModelProto:
     import onnxslim
 
-    return onnxslim.slim(art.onnx)
+    model = onnx.ModelProto()
+    model.CopyFrom(art.onnx)  # onnxslim changes the model it is given
+    return onnxslim.slim(model)
 
 
 def _ort_offline(art: nbd.Artifact) -> onnx.ModelProto:
@@ -84,11 +106,17 @@ def main() -> Path:
         row: dict[str, Any] = {"model": name}
         for method, run in METHODS.items():
             model = run(art)
-            row[f"nodes {method}"] = len(model.graph.node)
+            row[f"nodes {method}"] = count_request_nodes(ir.from_proto(model).graph)
+            row[f"kB {method}"] = round(model.ByteSize() / 1024, 1)
             row[f"p50 µs {method}"] = round(_p50_us(model, feed), 1)
         rows.append(row)
         print(row, flush=True)
     notes = (
+        "nodes: per-request nodes (those depending on a graph input; constant-only nodes are "
+        "folded by onnxruntime at load). kB: the serialized model. '(computed)': "
+        "tests/computed_weights.py, architectures whose Conv/Gemm weights and BatchNorm "
+        "statistics are computed by constant subgraphs, BatchNorm unfused; full block "
+        "counts, widths ÷4 (ShuffleNet ÷2), input 1×3×64×64, to keep the run short. "
         "'traced': torch's dynamo export with its own optimizer off (optimize=False), the "
         "graph as traced; 'exported': nbdeploy's default export. Latency: onnxruntime "
         "CPU session with default options, batch 1, p50 of 7 runs (nbdeploy.bench.timing). "

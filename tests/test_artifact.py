@@ -225,6 +225,38 @@ def test_sequence_outputs_are_lists_even_when_their_tensors_differ_in_shape() ->
     assert [c.ok for c in short] == [False, True] and short[0].max_abs == float("inf")
 
 
+_SPLIT_TO_SEQUENCE = """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[N, 6] x) => (seq(float[N, 2]) parts, float[N, 6] y) {
+        y = Relu (x)
+        parts = SplitToSequence <axis = 1> (y)
+    }"""
+
+
+def test_a_split_to_sequence_output_exports_runs_saves_and_optimizes(tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(2, 6)
+    art = nbd.export(onnx.parser.parse_model(_SPLIT_TO_SEQUENCE), x, name="split")
+    parts = art.run(x)["parts"]
+    assert isinstance(parts, list) and len(parts) == 6
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), np.maximum(x, 0))
+    loaded = nbd.load(art.save(tmp_path / "split.onnx"))
+    assert [p.shape for p in loaded.run(x)["parts"]] == [(2, 1)] * 6
+    parity = nbd.optimize(art).parity
+    assert parity is not None and parity.ok
+
+
+def test_a_sequence_output_is_compared_by_its_tensors_and_refused_by_triton() -> None:
+    from nbdeploy.bench import metrics
+    from nbdeploy.server import config
+
+    art = nbd.export(onnx.parser.parse_model(_SPLIT_TO_SEQUENCE), name="split")
+    x = np.ones((4, 6), np.float32)
+    assert len(nbd.compare([art], data=x).rows) == 1  # scores 'y', the tensor output
+    with pytest.raises(nbd.ConfigError, match="no tensor output to score"):
+        metrics.prediction({"parts": [x]})
+    with pytest.raises(nbd.ConfigError, match="'parts' is a sequence, not a tensor"):
+        config.build_config("split", art.inputs, art.outputs)
+
+
 def test_a_zipmap_classifier_answers_a_list_of_dicts_and_compares_with_itself() -> None:
     pytest.importorskip("skl2onnx")
     from skl2onnx import to_onnx

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,10 +65,21 @@ def resolve(metric: str | MetricFn) -> Metric:
     return METRICS[metric]
 
 
-def prediction(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The output a metric scores: the first float output of rank ≥ 2 (class scores), else
-    the first output (labels, regression values)."""
-    for value in outputs.values():
+def prediction(outputs: Mapping[str, Any]) -> np.ndarray:
+    """The output a metric scores: the first float tensor of rank ≥ 2 (class scores), else
+    the first tensor (labels, regression values). Sequence and map outputs (onnxruntime
+    returns them as lists and dicts) are never scored.
+
+    Raises:
+        ConfigError: The model has no tensor output to score.
+    """
+    tensors = {k: v for k, v in outputs.items() if isinstance(v, np.ndarray)}
+    if not tensors:
+        raise ConfigError(
+            f"no tensor output to score: {', '.join(outputs)} are sequences or maps. "
+            f"End the graph with a tensor (ConcatFromSequence, SequenceAt) to compare it."
+        )
+    for value in tensors.values():
         if value.dtype.kind == "f" and value.ndim >= 2:
             return value
-    return next(iter(outputs.values()))
+    return next(iter(tensors.values()))

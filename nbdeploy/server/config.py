@@ -109,7 +109,16 @@ def build_config(
     return config
 
 
+_NOT_TENSORS = {"sequence_type": "a sequence", "map_type": "a map", "optional_type": "an optional"}
+
+
 def _type(spec: TensorSpec) -> int:
+    if spec.dtype in _NOT_TENSORS:
+        raise ConfigError(
+            f"'{spec.name}' is {_NOT_TENSORS[spec.dtype]}, not a tensor: Triton and the V2 "
+            f"protocol carry tensors only. End the graph with a tensor (ConcatFromSequence, "
+            f"SequenceAt) to serve it; art.run() returns it as it is."
+        )
     v2_datatype(spec.dtype)  # a ConfigError for a type Triton does not have
     return int(mc.DataType.Value(BY_NUMPY[spec.dtype].config))
 

@@ -186,3 +186,55 @@ def test_common_subexpressions_merge_and_dead_code_goes() -> None:
     fired = opt.report.fired("dead-code-elimination")
     assert fired.get("initializers removed") == 1
     assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 4)).astype(F)})
+
+
+_COMPUTED_CONV_BN = """<ir_version: 8, opset_import: ["" : 17]>
+    computed (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y) {
+        ramp = Range (start, limit, delta)
+        wave = Sin (ramp)
+        w = Reshape (wave, wshape)
+        ones = ConstantOfShape <value = float[1] {1.0}> (cshape)
+        head = Slice (wave, s0, s4)
+        small = Mul (head, tenth)
+        gamma = Add (ones, small)
+        spread = Abs (head)
+        var = Add (ones, spread)
+        c = Conv <pads = [1, 1, 1, 1]> (x, w, beta)
+        n = BatchNormalization <epsilon = 0.001> (c, gamma, beta, mean, var)
+        y = Relu (n)
+    }"""
+
+
+def _computed_conv_bn() -> nbd.Artifact:
+    scalars = {"start": 0.0, "limit": 108.0, "delta": 1.0, "tenth": 0.1}
+    return model(
+        _COMPUTED_CONV_BN,
+        **{k: np.array(v, F) for k, v in scalars.items()},
+        wshape=np.array([4, 3, 3, 3]), cshape=np.array([4]),
+        s0=np.array([0]), s4=np.array([4]),
+        beta=RNG.uniform(-0.5, 0.5, 4).astype(F), mean=RNG.uniform(-0.5, 0.5, 4).astype(F),
+    )  # fmt: skip
+
+
+def test_bn_after_a_conv_with_computed_weights_fuses_by_rewriting_the_weights() -> None:
+    import onnx_ir as ir
+
+    from nbdeploy.graph.passes import count_request_nodes
+
+    art = _computed_conv_bn()
+    opt = nbd.optimize(art)
+    assert opt.report.fired("conv-bn-fusion") == {"Conv+BatchNormalization (computed weights)": 1}
+    before = count_request_nodes(ir.from_proto(art.onnx).graph)
+    assert (before, count_request_nodes(ir.from_proto(opt.onnx).graph)) == (3, 2)
+    assert opt.size_bytes <= max(1.3 * art.size_bytes, art.size_bytes + (1 << 20))
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 3, 8, 8)).astype(F)})
+
+
+def test_computed_weights_fold_when_asked_to_fold_everything() -> None:
+    from nbdeploy.graph.passes import ConstantFolding, ConvBnFusion, DeadCodeElimination
+
+    art = _computed_conv_bn()
+    passes = [ConvBnFusion(), ConstantFolding(grow_limit=1 << 20), DeadCodeElimination()]
+    opt = nbd.optimize(art, passes)
+    assert "Range" not in ops(opt) and ops(opt)[-2:] == ["Conv", "Relu"]
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 3, 8, 8)).astype(F)})

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ._base import LOOP_AND_SEQUENCE_OPS, CountingPass, RulePass, count_nodes
+from ._base import (
+    LOOP_AND_SEQUENCE_OPS,
+    CountingPass,
+    RulePass,
+    count_nodes,
+    count_request_nodes,
+    request_nodes,
+)
 from .batchnorm import BatchNormToAffine
 from .cleanup import CommonSubexpressionElimination, DeadCodeElimination
 from .constant_folding import ConstantFolding
@@ -22,4 +29,6 @@ __all__ = [
     "RulePass",
     "ShapeSimplification",
     "count_nodes",
+    "count_request_nodes",
+    "request_nodes",
 ]

@@ -71,3 +71,36 @@ class RulePass(CountingPass):
 def count_nodes(graph: ir.Graph | ir.Function) -> int:
     """Nodes in a graph, subgraphs (If/Loop/Scan bodies) included."""
     return sum(1 for _ in ir.traversal.RecursiveGraphIterator(graph))
+
+
+def request_nodes(graph: ir.Graph) -> list[ir.Node]:
+    """The nodes that depend, transitively, on a graph input: those each request runs.
+    Everything else computes constants, which onnxruntime folds when it loads the model."""
+    live: set[ir.Value] = set(graph.inputs)
+    found = []
+    for node in graph:
+        if any(value in live for value in node.inputs if value is not None) or _reads_outer(
+            node, live
+        ):
+            live.update(node.outputs)
+            found.append(node)
+    return found
+
+
+def count_request_nodes(graph: ir.Graph) -> int:
+    """How many nodes run per request (see :func:`request_nodes`)."""
+    return len(request_nodes(graph))
+
+
+def _reads_outer(node: ir.Node, live: set[ir.Value]) -> bool:
+    """True when a subgraph of ``node`` (If/Loop/Scan bodies) uses a live outer value."""
+    for attr in node.attributes.values():
+        graphs = (
+            [attr.value] if attr.type == ir.AttributeType.GRAPH
+            else list(attr.value) if attr.type == ir.AttributeType.GRAPHS else []
+        )  # fmt: skip
+        for sub in graphs:
+            for inner in ir.traversal.RecursiveGraphIterator(sub):
+                if any(v in live for v in inner.inputs if v is not None):
+                    return True
+    return False

@@ -2,8 +2,9 @@
 
 For ``y = BN(Conv(x))`` (and the seed's ``ReLU(BN(Conv(x)))``, whose ReLU simply stays):
 ``W' = W·γ/√(σ²+ε)`` per output channel and ``b' = (b − μ)·γ/√(σ²+ε) + β``.
-The rules are onnxscript's; a BatchNormalization in training mode, or with weights that
-are not constants, is left alone.
+The rules are onnxscript's, and ours (``computed_bn``) where the weights or statistics are
+computed by constant subgraphs; a BatchNormalization in training mode, or with weights
+that depend on an input, is left alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from onnxscript.rewriter.rules.common import (
 )
 
 from ._base import RulePass
+from .computed_bn import computed_bn_rules
 
 
 class ConvBnFusion(RulePass):
@@ -30,4 +32,5 @@ class ConvBnFusion(RulePass):
             "Conv+BatchNormalization": fuse_batchnorm_into_conv_rule,
             "ConvTranspose+BatchNormalization": fuse_batchnorm_into_conv_transpose_rule,
             "Gemm+BatchNormalization": fuse_batchnorm_into_gemm_rule,
+            **computed_bn_rules(),
         }
