@@ -53,8 +53,13 @@ __all__ = [
 # onnxruntime keeps DequantizeLinear nodes for QDQ fusion and runs them on every call
 # (measured 2.5x slower on the digits CNN); treating them as plain ops lets it fold the
 # weights once at load, as fast as fp32.
+# int4-dynamic: onnxruntime 1.32's QDQ propagation, at opset 21, rewrites a
+# DynamicQuantizeLinear after a Transpose into a QuantizeLinear whose output type does not
+# match its zero point, and the session fails to load (the tiny transformer); without the
+# QDQ transformers it loads, folds the INT4 → int8 Casts and fuses DynamicQuantizeMatMul.
 _SESSION_CONFIG: dict[type[Scheme], Mapping[str, str]] = {
     WeightOnly: {"session.disable_quant_qdq": "1"},
+    Int4Dynamic: {"session.disable_quant_qdq": "1"},
 }
 
 
