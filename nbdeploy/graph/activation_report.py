@@ -95,7 +95,7 @@ class Unmatched:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ActivationReport:
     """Per intermediate tensor, how far ``variant`` drifts from ``reference``.
 
@@ -155,6 +155,10 @@ class ActivationReport:
         unmatched = tuple(Unmatched(**u) for u in data["unmatched"])
         return cls(data["reference"], data["variant"], data["data"], data["threshold_db"],
                    tensors, unmatched)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (f"<ActivationReport {self.reference} → {self.variant}: {self.headline()}; "
+                f"{len(self.tensors)} tensors, {len(self.unmatched)} unmatched>")  # fmt: skip
 
     def __str__(self) -> str:
         lines = [f"{self.reference} → {self.variant} on {self.data}: {self.headline()}"]

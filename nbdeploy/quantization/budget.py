@@ -93,7 +93,7 @@ class BudgetStep:
     fits: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BudgetReport:
     """How ``nbd.quantize(..., max_drop=)`` met (or missed) its budget.
 
@@ -146,6 +146,9 @@ class BudgetReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {**dataclasses.asdict(self), "met": self.met, "kept_float": list(self.kept_float)}
+
+    def __repr__(self) -> str:
+        return f"<BudgetReport {self.headline()}; {len(self.steps)} attempts>"
 
     def __str__(self) -> str:
         lines = [self.headline(), *(f"  {name:<14} {text}" for name, text in self._summary())]

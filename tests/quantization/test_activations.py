@@ -146,6 +146,7 @@ def test_the_report_reads_keeps_and_plots(outlier) -> None:  # type: ignore[no-u
     report = nbd.activations(outlier, nbd.quantize(outlier, "int8-dynamic", per_channel=False))
     html = report._repr_html_()
     assert "<table>" in html and "▶ c" in html and "the outputs first differ at c" in html
+    assert repr(report).startswith("<ActivationReport ") and "first differ at c" in repr(report)
     assert html.index("▶ c") < html.index('<td style="text-align:left">a</td>')  # by damage
     back = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert nbd.ActivationReport.from_dict(back) == report

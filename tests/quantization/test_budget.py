@@ -83,6 +83,7 @@ def test_the_budget_report_reads_in_text_html_and_json(
     kept = q.report.budget.kept_float
     text, html = str(q.report), q.report._repr_html_()
     assert "accuracy drop ≤ 1: met with" in text
+    assert repr(q.report.budget).startswith("<BudgetReport accuracy drop ≤ 1: met with")
     assert all(node in text and node in html for node in kept)
     assert "Accuracy budget" in html and "over budget" in html
     saved = json.loads(json.dumps(q.report.to_dict()))
