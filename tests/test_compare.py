@@ -82,11 +82,12 @@ def test_pareto_front_by_hand() -> None:
 
 
 def test_node_placement_is_read_from_an_onnxruntime_profile(classifier) -> None:
-    from nbdeploy.bench.providers import nodes_by_provider
+    from nbdeploy.bench.placement import from_profile
+    from nbdeploy.bench.providers import kernel_events
 
     feed = {"x": np.zeros((2, 20), np.float32)}
-    counts = nodes_by_provider(classifier, "cpu", feed)
-    assert counts == {"CPUExecutionProvider": 3}  # MatMul, Relu, MatMul
+    where = from_profile("cpu", kernel_events(classifier, "cpu", feed))
+    assert where.nodes == {"cpu": 3} and str(where) == "CPU 3/3 (profiled)"  # MatMul, Relu, MatMul
 
 
 def test_rows_arrive_live_and_ctrl_c_keeps_what_was_measured(classifier) -> None:  # type: ignore[no-untyped-def]

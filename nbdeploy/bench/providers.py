@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,14 +83,6 @@ def onnxruntime_errors() -> tuple[type[Exception], ...]:
 
     found = (v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
     return tuple(found)
-
-
-def nodes_by_provider(art: Artifact, short: str, feed: dict[str, Any]) -> dict[str, int]:
-    """How many node executions each provider ran, from one profiled run."""
-    counts: Counter[str] = Counter()
-    for event in kernel_events(art, short, feed):
-        counts[event["args"]["provider"]] += 1
-    return dict(counts)
 
 
 def kernel_events(
