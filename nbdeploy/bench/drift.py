@@ -12,15 +12,12 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import NbDeployError
-from ..graph.activation_report import ActivationReport
+from ..graph.activation_report import INLINE_BYTES, ActivationReport
 from .rows import ComparisonRow
 
-__all__ = ["INLINE_BYTES", "annotate", "drifts"]
+__all__ = ["annotate", "drifts"]
 log = logging.getLogger(__name__)
 
-# Only models up to this size get a report during compare: it runs both models once
-# with every intermediate tensor fetched.
-INLINE_BYTES = 64_000_000
 _ROWS = 8  # rows of the data the models run on
 _SAME = 1e-5  # outputs this close to the first variant's have nothing to explain
 

@@ -12,7 +12,11 @@ from .. import _html
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["ActivationReport", "TensorDrift", "Unmatched"]
+__all__ = ["INLINE_BYTES", "ActivationReport", "TensorDrift", "Unmatched"]
+
+# Reports made without being asked (a quantization's HTML, compare's notes) only for
+# models up to this size: one runs both models with every intermediate tensor fetched.
+INLINE_BYTES = 64_000_000
 
 
 @dataclass(frozen=True)

@@ -279,9 +279,9 @@ def _ranking(
     from ..graph.activations import activations
 
     drift = activations(art, quantized, x, rows=min(_RANKING_ROWS, batch_size(x)))
-    graph = art.onnx.graph
+    named = {node.name for node in art.onnx.graph.node if node.name}
     readers: dict[str, list[str]] = {}
-    for node in graph.node:
+    for node in art.onnx.graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node.name)
     groups: list[tuple[str, ...]] = []
@@ -290,15 +290,11 @@ def _ranking(
         if tensor.damage_db == float("inf"):
             continue
         nodes = [tensor.fused_with, tensor.node, *readers.get(tensor.tensor, [])]
-        group = tuple(dict.fromkeys(n for n in nodes if n and n in _named(graph) and n not in seen))
+        group = tuple(dict.fromkeys(n for n in nodes if n in named and n not in seen))
         if group:
             groups.append(group)
             seen.update(group)
     return tuple(groups)
-
-
-def _named(graph: Any) -> set[str]:
-    return {node.name for node in graph.node if node.name}
 
 
 def _latency(models: dict[str, Artifact], x: dict[str, np.ndarray]) -> dict[str, float]:

@@ -12,6 +12,7 @@ from onnx import numpy_helper
 
 from .. import _html
 from ..errors import ArtifactError, NbDeployError
+from ..graph.activation_report import INLINE_BYTES
 from .weights import TensorError, error_of
 
 if TYPE_CHECKING:
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
     from ..graph.activation_report import ActivationReport
     from .budget import BudgetReport
 
-# The HTML shows where the outputs drift only for models up to this size: a display
-# runs both models once, every intermediate tensor fetched.
-INLINE_ACTIVATIONS_BYTES = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ class QuantizationReport:
                          "<code>nbd.activations(original, q)</code>: where the outputs "
                          "drift, tensor by tensor</p>")  # fmt: skip
         pair = self.source() if self.source is not None else None
-        if pair is None or pair[0].example is None or self.size_before > INLINE_ACTIVATIONS_BYTES:
+        if pair is None or pair[0].example is None or self.size_before > INLINE_BYTES:
             return hint
         try:
             drift = self.activations()
