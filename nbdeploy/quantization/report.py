@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from .budget import BudgetReport
 
 
-
 @dataclass(frozen=True)
 class QuantizationReport:
     """The result of :func:`nbdeploy.quantization`.
