@@ -1,5 +1,6 @@
 """Nodes that do nothing: Identity, Dropout in inference, Reshape to the same shape,
-Transpose with the identity permutation, Cast to the same type, Expand to the same shape.
+Transpose with the identity permutation, Cast to the same type, Expand to the same shape,
+adding zeros or multiplying by ones (a bias that is all zeros).
 
 Each rule rewrites its no-op into an Identity; onnx-ir's identity elimination then
 removes the Identities, keeping graph output names intact.
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import IdentityEliminationPass
 from onnxscript.rewriter._basics import MatchResult
 from onnxscript.rewriter._ir_utils import get_const_value
-from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase
+from onnxscript.rewriter._rewrite_rule import RewriteRuleClassBase, RewriteRuleSet
 from onnxscript.rewriter.rules.common import (
     no_op_cast_rule,
     no_op_expand_rule,
@@ -48,13 +50,16 @@ class _InferenceDropout(RewriteRuleClassBase):
 
 
 class _SameShapeReshape(RewriteRuleClassBase):
-    """Reshape whose target shape equals the input's shape."""
+    """Reshape whose target shape equals the input's shape, or whose output is proven to
+    have the input's shape (dim by dim, the same numbers and the same named symbols)."""
 
     def pattern(self, op: Any, x: Any, shape: Any) -> Any:
-        return op.Reshape(x, shape, _allow_other_attributes=True)
+        return op.Reshape(x, shape, _allow_other_attributes=True, _outputs=["y"])
 
-    def check(self, context: Any, x: ir.Value, shape: ir.Value) -> MatchResult:
+    def check(self, context: Any, x: ir.Value, shape: ir.Value, y: ir.Value) -> MatchResult:
         result = MatchResult()
+        if same_known_shape(x.shape, y.shape):
+            return result
         target = get_const_value(shape)
         if target is None or x.shape is None:
             return result.fail("target shape or input shape unknown")
@@ -74,8 +79,72 @@ class _SameShapeReshape(RewriteRuleClassBase):
             return result.fail("more than one inferred dimension")
         return result
 
-    def rewrite(self, op: Any, x: ir.Value, shape: ir.Value) -> Any:
+    def rewrite(self, op: Any, x: ir.Value, shape: ir.Value, y: ir.Value) -> Any:
         return op.Identity(x)
+
+
+def same_known_shape(a: ir.Shape | None, b: ir.Shape | None) -> bool:
+    """True when both shapes are known, dim by dim, and equal: numbers, or symbols of the
+    same name (a dim no inference could name, ``unk__…`` or blank, is never equal)."""
+    if a is None or b is None or len(a) != len(b):
+        return False
+    return all(
+        (isinstance(d, int) and d == e) or (named(d) and named(e) and d == e)
+        for d, e in zip(a, b, strict=True)
+    )
+
+
+def named(dim: int | ir.SymbolicDim) -> bool:
+    """A symbolic dim that an inference named for a reason (not ``unk__…``, not blank)."""
+    return isinstance(dim, ir.SymbolicDim) and not (dim.value or "unk__").startswith("unk__")
+
+
+class _NeutralOperand(RewriteRuleClassBase):
+    """``x + 0``, ``x - 0``, ``x · 1``, ``x / 1`` with a constant of any shape (a zero bias
+    vector included) whose broadcast leaves ``x``'s shape as it is."""
+
+    def __init__(self, op_type: str, neutral: float, *, constant_first: bool = False) -> None:
+        side = "left" if constant_first else "right"
+        super().__init__(f"{op_type} by {neutral:g} ({side})")
+        self.op_type, self.neutral, self.constant_first = op_type, neutral, constant_first
+
+    def pattern(self, op: Any, x: Any, c: Any) -> Any:
+        operands = (c, x) if self.constant_first else (x, c)
+        return getattr(op, self.op_type)(*operands)
+
+    def check(self, context: Any, x: ir.Value, c: ir.Value) -> MatchResult:
+        result = MatchResult()
+        constant = get_const_value(c)
+        if constant is None:
+            return result.fail("the other operand is not a constant")
+        if not np.all(constant.numpy() == self.neutral):
+            return result.fail(f"the constant is not all {self.neutral:g}")
+        dims = list(constant.shape)
+        if all(d == 1 for d in dims) and x.shape is not None and len(dims) <= len(x.shape):
+            return result
+        if x.shape is None or len(dims) > len(x.shape):
+            return result.fail("the broadcast could change the shape")
+        if any(d not in (1, x.shape[-len(dims) + i]) for i, d in enumerate(dims)):
+            return result.fail("the broadcast could change the shape")
+        return result
+
+    def rewrite(self, op: Any, x: ir.Value, c: ir.Value) -> Any:
+        return op.Identity(x)
+
+
+def _neutral_rules() -> dict[str, RewriteRuleSet]:
+    def both_sides(op_type: str, neutral: float) -> RewriteRuleSet:
+        return RewriteRuleSet([
+            _NeutralOperand.rule(op_type, neutral),
+            _NeutralOperand.rule(op_type, neutral, constant_first=True),
+        ])  # fmt: skip
+
+    return {
+        "Add of zeros": both_sides("Add", 0),
+        "Sub of zeros": RewriteRuleSet([_NeutralOperand.rule("Sub", 0)]),
+        "Mul by ones": both_sides("Mul", 1),
+        "Div by ones": RewriteRuleSet([_NeutralOperand.rule("Div", 1)]),
+    }
 
 
 class _SafeIdentityElimination(IdentityEliminationPass):
@@ -112,6 +181,7 @@ class NoOpElimination(RulePass):
             "Transpose (identity perm)": no_op_transpose_rule,
             "Cast (same type)": no_op_cast_rule,
             "Expand (same shape)": no_op_expand_rule,
+            **_neutral_rules(),
         }
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
