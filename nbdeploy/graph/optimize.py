@@ -29,6 +29,7 @@ from ..errors import ConfigError, NbDeployError, OptimizationError
 from ..payloads import OnnxPayload
 from ..provenance import Parity, compare_outputs
 from ..types import Output
+from .growth import GrowthLimit
 from .passes import (
     LOOP_AND_SEQUENCE_OPS,
     BatchNormToAffine,
@@ -69,6 +70,7 @@ def optimize(
     check: bool = True,
     atol: float = 1e-4,
     rtol: float = 1e-4,
+    allow_growth: bool = False,
     progress: bool | None = None,
 ) -> Artifact:
     """Optimize an ONNX artifact's graph; the result's ``.report`` shows every pass.
@@ -83,22 +85,31 @@ def optimize(
         check: Compare the result with the input and raise on a mismatch.
         atol: Absolute tolerance of that comparison.
         rtol: Relative tolerance of that comparison.
+        allow_growth: Keep a pass that makes the file larger than
+            ``max(1.3 × the input, the input + 1 MiB)`` (folding computed weights into
+            stored ones does); by default such a pass is rolled back and reported.
         progress: ``False`` for silence; otherwise a line naming the pass running
             appears once the optimization has run a second.
 
     Raises:
-        OptimizationError: A pass crashed or changed the answers (names the pass).
+        OptimizationError: A pass crashed or changed the answers (names the pass), or, for
+            a model kept on disk (which cannot be rolled back), grew past the limit.
         ConfigError: An unknown pass name or level.
     """
     pipeline = _pipeline(passes, level)
     model = _load_ir(art)
     before = count_nodes(model.graph)
     names = [p if isinstance(p, str) else p.name for p in pipeline]
+    run = _Runner(
+        pipeline,
+        undo=art.onnx_path is None,
+        limit=None if allow_growth else GrowthLimit.of(model, art.size_bytes),
+    )
     with steps(f"optimize {art.name}", [*names, "check parity"], enabled=progress):
-        records = _run_to_fixed_point(model, pipeline, undo=art.onnx_path is None)
+        records = run.to_fixed_point(model)
         optimized = _derive(art, model, [r.name for r in records])
         note_step("check parity")
-        parity = _check(art, optimized, pipeline, atol, rtol) if check else None
+        parity = _check(art, optimized, run, atol, rtol) if check else None
     report = OptimizationReport(tuple(records), parity, before, count_nodes(model.graph))
     return dataclasses.replace(optimized, parity=parity, report=report)
 
@@ -133,52 +144,75 @@ def _load_ir(art: Artifact) -> ir.Model:
     return model
 
 
-def _run_to_fixed_point(
-    model: ir.Model, pipeline: Sequence[str | CountingPass], *, undo: bool
-) -> list[PassRecord]:
-    """Run the pipeline again while it still changes something (a fold can enable a
-    fusion and vice versa), at most ``_ROUNDS`` times; one record per pass."""
-    merged = last = _run(model, pipeline, undo=undo)
-    for _ in range(_ROUNDS - 1):
-        if not any(r.fired for r in last):
-            break
-        last = _run(model, pipeline, undo=undo)
-        merged = [first.merge(later) for first, later in zip(merged, last, strict=True)]
-    return merged
+@dataclasses.dataclass(frozen=True)
+class _Runner:
+    """Runs a pipeline on a model in place. With ``undo``, a pass that raises or breaks
+    the growth ``limit`` is rolled back and reported as skipped (a library's bug must not
+    cost the user the other passes); without it (models kept on disk), either raises."""
 
+    pipeline: Sequence[str | CountingPass]
+    undo: bool
+    limit: GrowthLimit | None
 
-def _run(
-    model: ir.Model, pipeline: Sequence[str | CountingPass], *, undo: bool
-) -> list[PassRecord]:
-    """Run the passes in order. With ``undo``, a pass that raises is rolled back and
-    reported as skipped (a library's bug must not cost the user the other passes)."""
-    records = []
-    for item in pipeline:
+    def to_fixed_point(self, model: ir.Model) -> list[PassRecord]:
+        """Run the pipeline again while it still changes something (a fold can enable a
+        fusion and vice versa), at most ``_ROUNDS`` times; one record per pass."""
+        merged = last = self.once(model)
+        for _ in range(_ROUNDS - 1):
+            if not any(r.fired for r in last):
+                break
+            last = self.once(model)
+            merged = [first.merge(later) for first, later in zip(merged, last, strict=True)]
+        return merged
+
+    def once(self, model: ir.Model, stop: int | None = None) -> list[PassRecord]:
+        """Run the passes in order (the first ``stop`` of them)."""
+        return [self._one(model, item) for item in self.pipeline[:stop]]
+
+    def _one(self, model: ir.Model, item: str | CountingPass) -> PassRecord:
         name = item if isinstance(item, str) else item.name
         note_step(name)
         nodes = count_nodes(model.graph)
         started = time.perf_counter()
-        snapshot = ir.to_proto(model) if undo else None
-        note = ""
+        snapshot = ir.to_proto(model) if self.undo else None
         try:
             fired = (
                 _ort_pass(model, item)
                 if isinstance(item, str) and item in ORT_LEVELS
                 else _apply(model, PASSES[item]() if isinstance(item, str) else item)
             )
+            breach = self.limit.breach(model) if self.limit is not None else None
         except Exception as err:
+            problem = f"{type(err).__name__}: {err}"
             if snapshot is None:
-                raise OptimizationError(
-                    f"pass '{name}' failed on this model: {type(err).__name__}: {err}. "
-                    f"Leave it out with passes=[...] (the others: {', '.join(PASSES)}).",
-                    pass_name=name,
-                ) from err
-            _replace_contents(model, ir.from_proto(snapshot))
-            fired, note = {}, f"skipped, model left as it was: {type(err).__name__}: {err}"
-            log.warning("optimize: pass %s %s", name, note)
-        seconds = time.perf_counter() - started
-        records.append(PassRecord(name, fired, nodes, count_nodes(model.graph), seconds, note))
-    return records
+                raise _failed(name, f"failed on this model: {problem}") from err
+            note = self._roll_back(model, snapshot, name, problem)
+            return PassRecord(name, {}, nodes, count_nodes(model.graph), _since(started), note)
+        if breach is not None:
+            if snapshot is None:
+                raise _failed(name, f"was not kept: {breach}")
+            fired, note = {}, self._roll_back(model, snapshot, name, breach)
+        else:
+            note = ""
+        return PassRecord(name, fired, nodes, count_nodes(model.graph), _since(started), note)
+
+    @staticmethod
+    def _roll_back(model: ir.Model, snapshot: onnx.ModelProto, name: str, why: str) -> str:
+        _replace_contents(model, ir.from_proto(snapshot))
+        note = f"skipped, model left as it was: {why}"
+        log.warning("optimize: pass %s %s", name, note)
+        return note
+
+
+def _failed(name: str, what: str) -> OptimizationError:
+    return OptimizationError(
+        f"pass '{name}' {what}. Leave it out with passes=[...] (the others: {', '.join(PASSES)}).",
+        pass_name=name,
+    )
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 def _apply(model: ir.Model, graph_pass: CountingPass) -> dict[str, int]:
@@ -223,19 +257,13 @@ def _derive(art: Artifact, model: ir.Model, names: list[str]) -> Artifact:
     return art.derive(payload, step="optimize", detail=detail)
 
 
-def _check(
-    art: Artifact,
-    optimized: Artifact,
-    pipeline: Sequence[str | CountingPass],
-    atol: float,
-    rtol: float,
-) -> Parity:
+def _check(art: Artifact, optimized: Artifact, run: _Runner, atol: float, rtol: float) -> Parity:
     feed = art.example if art.example is not None else random_feed(art.inputs)
     reference = art.run(feed)
     parity = _parity(optimized, feed, reference, atol, rtol)
     if parity.ok:
         return parity
-    culprit = _bisect(art, pipeline, feed, reference, atol, rtol)
+    culprit = _bisect(art, run, feed, reference, atol, rtol)
     worst = parity.worst()
     assert worst is not None
     err = OptimizationError(
@@ -268,16 +296,16 @@ def _parity(
 
 def _bisect(
     art: Artifact,
-    pipeline: Sequence[str | CountingPass],
+    run: _Runner,
     feed: Mapping[str, np.ndarray],
     reference: Mapping[str, Output],
     atol: float,
     rtol: float,
 ) -> str:
     """The first pass after which the answers differ (pipelines are short: linear scan)."""
-    for stop in range(1, len(pipeline) + 1):
+    for stop in range(1, len(run.pipeline) + 1):
         model = _load_ir(art)
-        records = _run(model, pipeline[:stop], undo=True)
+        records = dataclasses.replace(run, undo=True).once(model, stop)
         candidate = art.derive(ir.to_proto(model), step="optimize")
         try:
             ok = _parity(candidate, feed, reference, atol, rtol).ok

@@ -363,3 +363,31 @@ def test_a_model_the_symbolic_inference_cannot_handle_is_left_as_it_was(
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("custom.ops", 1)]
     assert prove(ir.from_proto(helper.make_model(graph, opset_imports=opsets))) is None
     assert list(tmp_path.iterdir()) == []  # and it wrote nothing where it ran
+
+
+def _big_computed_weight() -> nbd.Artifact:
+    """A 4 MB weight computed by Range → Reshape: a few bytes of graph."""
+    return model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        big (float[N, 1024] x) => (float[N, 1024] y) {
+            ramp = Range (start, limit, delta)
+            w = Reshape (ramp, shape)
+            y = MatMul (x, w)
+        }""",
+        start=np.array(0.0, F), limit=np.array(1024.0 * 1024, F), delta=np.array(1.0, F),
+        shape=np.array([1024, 1024]),
+    )  # fmt: skip
+
+
+def test_a_pass_that_would_bloat_the_file_is_rolled_back_unless_growth_is_allowed() -> None:
+    from nbdeploy.graph.passes import ConstantFolding
+
+    art = _big_computed_weight()
+    opt = nbd.optimize(art, [ConstantFolding(grow_limit=1 << 24)], atol=1, rtol=1e-3)
+    record = opt.report.passes[0]
+    assert "skipped" in record.note and "allow_growth=True" in record.note
+    assert opt.size_bytes < 4096 and "Range" in ops(opt)
+    folded = nbd.optimize(
+        art, [ConstantFolding(grow_limit=1 << 24)], atol=1, rtol=1e-3, allow_growth=True
+    )
+    assert folded.size_bytes > 4_000_000 and "Range" not in ops(folded)
