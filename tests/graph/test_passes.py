@@ -391,3 +391,64 @@ def test_a_pass_that_would_bloat_the_file_is_rolled_back_unless_growth_is_allowe
         art, [ConstantFolding(grow_limit=1 << 24)], atol=1, rtol=1e-3, allow_growth=True
     )
     assert folded.size_bytes > 4_000_000 and "Range" not in ops(folded)
+
+
+@pytest.mark.parametrize(
+    ("after", "c"),
+    [
+        ("Mul (conv, c)", RNG.uniform(0.5, 2, (4, 1, 1)).astype(F)),
+        ("Add (conv, c)", RNG.uniform(-1, 1, (1, 4, 1, 1)).astype(F)),
+        ("Mul (conv, c)", np.array([3.0], F)),
+    ],
+)
+def test_a_per_channel_mul_or_add_after_a_conv_with_computed_weights_folds(
+    after: str, c: np.ndarray
+) -> None:
+    import onnx_ir as ir
+
+    from nbdeploy.graph.passes import count_request_nodes
+
+    art = model(
+        f"""<ir_version: 8, opset_import: ["" : 17]>
+        ca (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y) {{
+            ramp = Range (start, limit, delta)
+            scaled = Mul (ramp, tenth)
+            w = Reshape (scaled, wshape)
+            conv = Conv <pads = [1, 1, 1, 1]> (x, w)
+            y = {after}
+        }}""",
+        start=np.array(0.0, F), limit=np.array(108.0, F), delta=np.array(1.0, F),
+        tenth=np.array(0.01, F), wshape=np.array([4, 3, 3, 3]), c=c,
+    )  # fmt: skip
+    opt = nbd.optimize(art)
+    assert count_request_nodes(ir.from_proto(opt.onnx).graph) == 1
+    assert sum(opt.report.fired("conv-bn-fusion").values()) == 1
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 3, 8, 8)).astype(F)})
+
+
+def test_a_mul_that_is_not_per_channel_stays() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        ca (float[N, 3, 8, 8] x) => (float[N, 4, 8, 8] y) {
+            conv = Conv <pads = [1, 1, 1, 1]> (x, w)
+            y = Mul (conv, c)
+        }""",
+        w=RNG.standard_normal((4, 3, 3, 3)).astype(F), c=RNG.standard_normal((4, 8, 8)).astype(F),
+    )  # fmt: skip
+    assert nbd.optimize(art, ["conv-bn-fusion"]).report.fired("conv-bn-fusion") == {}
+
+
+def test_a_gemm_with_bias_and_beta_takes_a_following_mul_and_add() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        ga (float[N, 5] x) => (float[N, 3] y) {
+            g = Gemm <transB = 1, beta = 0.5> (x, w, b)
+            m = Mul (g, s)
+            y = Add (m, t)
+        }""",
+        w=RNG.standard_normal((3, 5)).astype(F), b=RNG.standard_normal(3).astype(F),
+        s=RNG.uniform(0.5, 2, 3).astype(F), t=RNG.standard_normal(3).astype(F),
+    )  # fmt: skip
+    opt = nbd.optimize(art)
+    assert ops(opt) == ["Gemm"]
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((4, 5)).astype(F)})

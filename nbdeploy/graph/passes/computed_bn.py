@@ -49,14 +49,14 @@ def is_constant(value: ir.Value | None, seen: dict[ir.Value, bool] | None = None
 _GRAPH_ATTRS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
-def _channel_axis(node: ir.Node) -> int:
+def channel_axis(node: ir.Node) -> int:
     """The weight axis of the output channels: 0 for Conv, Gemm's per its transB."""
     if node.op_type == "Conv":
         return 0
     return 0 if node.attributes.get_int("transB", 0) else 1
 
 
-def _weight_rank(node: ir.Node) -> int | None:
+def weight_rank(node: ir.Node) -> int | None:
     weight = node.inputs[1]
     assert weight is not None
     if weight.shape is not None:
@@ -93,7 +93,7 @@ class _ComputedBn(RewriteRuleClassBase):
         seen: dict[ir.Value, bool] = {}
         if not all(is_constant(v, seen) for v in [*inbound.inputs[1:], *bn.inputs[1:]]):
             return result.fail("weights or BatchNormalization statistics depend on an input")
-        if _weight_rank(inbound) is None:
+        if weight_rank(inbound) is None:
             return result.fail("the weight's rank is unknown")
         weight, gamma = inbound.inputs[1], bn.inputs[1]
         if weight is None or weight.dtype is None or gamma is None or gamma.dtype != weight.dtype:
@@ -109,7 +109,7 @@ class _ComputedBn(RewriteRuleClassBase):
         eps = bn.attributes.get_float("epsilon", 1e-5)
         epsilon = op.initializer(ir.tensor([eps], dtype=weight.dtype), f"{bn_out.name}_eps")
         scale = op.Div(gamma, op.Sqrt(op.Add(var, epsilon)))
-        rank, axis = _weight_rank(inbound), _channel_axis(inbound)
+        rank, axis = weight_rank(inbound), channel_axis(inbound)
         assert rank is not None
         dims = [-1 if i == axis else 1 for i in range(rank)]
         shape = op.initializer(ir.tensor(dims, dtype=ir.DataType.INT64), f"{bn_out.name}_shape")
