@@ -29,8 +29,8 @@ from nbdeploy.graph.passes import count_request_nodes
 
 
 def _computed() -> Iterator[tuple[str, nbd.Artifact]]:
-    """Architectures whose weights come from constant subgraphs (tests/computed_weights)."""
-    from tests import computed_weights
+    """Architectures whose weights come from constant subgraphs (examples.computed_weights)."""
+    from nbdeploy.examples import computed_weights
 
     image = np.random.default_rng(0).standard_normal((2, 3, 64, 64), dtype=np.float32)
     for name, make in computed_weights.MODELS.items():
@@ -109,6 +109,10 @@ def _ort_offline(art: nbd.Artifact) -> onnx.ModelProto:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = str(Path(tmp) / "o.onnx")
+        # weights that came from a file would otherwise keep pointing at a file not there
+        options.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", "o.onnx.data"
+        )
         source = str(art.onnx_path) if art.onnx_path else art.model_bytes()
         ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         return onnx.load(options.optimized_model_filepath)
@@ -155,7 +159,7 @@ def main() -> Path:
     notes = (
         "nodes: per-request nodes (those depending on a graph input; constant-only nodes are "
         "folded by onnxruntime at load). kB: the serialized model. '(computed)': "
-        "tests/computed_weights.py, architectures whose Conv/Gemm weights and BatchNorm "
+        "nbdeploy.examples.computed_weights, architectures whose Conv/Gemm weights and BatchNorm "
         "statistics are computed by constant subgraphs, BatchNorm unfused; full block "
         "counts, widths ÷4 (ShuffleNet ÷2), input 1×3×64×64, to keep the run short. "
         "'traced': torch's dynamo export with its own optimizer off (optimize=False), the "

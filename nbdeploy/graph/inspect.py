@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from .. import _html
 from ..artifact import Artifact, require_onnx
 from ..types import ONNX_TO_NUMPY, TensorSpec
+from .passes import count_request_nodes
 
 __all__ = ["GraphSummary", "inspect"]
 log = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ class GraphSummary:
         name: The artifact's name.
         opset: The default-domain opset.
         nodes: Node count, subgraphs included.
+        request_nodes: The nodes each request runs (those that depend on an input); the
+            others compute constants, which onnxruntime folds when it loads the model.
         ops: Operator histogram, most frequent first (``"domain::Op"`` outside ONNX).
         parameters: Number of weight values (initializers and constants).
         parameter_bytes: Bytes of weights by dtype.
@@ -41,6 +45,7 @@ class GraphSummary:
     name: str
     opset: int
     nodes: int
+    request_nodes: int
     ops: dict[str, int]
     parameters: int
     parameter_bytes: dict[str, int]
@@ -54,7 +59,8 @@ class GraphSummary:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
-            "name": self.name, "opset": self.opset, "nodes": self.nodes, "ops": self.ops,
+            "name": self.name, "opset": self.opset, "nodes": self.nodes,
+            "request_nodes": self.request_nodes, "ops": self.ops,
             "parameters": self.parameters, "parameter_bytes": self.parameter_bytes,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
@@ -67,7 +73,8 @@ class GraphSummary:
         weights = ", ".join(f"{d} {_html.human_bytes(b)}" for d, b in self.parameter_bytes.items())
         macs = f"{self.macs:,}" if self.macs is not None else "unknown"
         return "\n".join([
-            f"{self.name}: opset {self.opset}, {self.nodes} nodes, {self.parameters:,} parameters "
+            f"{self.name}: opset {self.opset}, {self.nodes} nodes ({self.request_nodes} per "
+            f"request), {self.parameters:,} parameters "
             f"({weights or 'none'}), {_html.human_bytes(self.size_bytes)}, MACs/example {macs}",
             f"  inputs:  {', '.join(map(str, self.inputs))}",
             f"  outputs: {', '.join(map(str, self.outputs))}",
@@ -83,6 +90,7 @@ class GraphSummary:
         )  # fmt: skip
         rows = [
             ("opset", self.opset), ("nodes", self.nodes),
+            ("nodes per request", self.request_nodes),
             ("parameters", f"{self.parameters:,}"),
             ("weights", ", ".join(f"{d}: {_html.human_bytes(b)}"
                                   for d, b in self.parameter_bytes.items())),
@@ -121,6 +129,7 @@ def inspect(art: Artifact, *, top: int = 5, macs: bool = True) -> GraphSummary:
         name=art.name,
         opset=next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0),
         nodes=sum(ops.values()),
+        request_nodes=count_request_nodes(ir.from_proto(model).graph),
         ops=dict(ops.most_common()),
         parameters=sum(int(np.prod(shape)) for _, _, shape, _ in weights),
         parameter_bytes=dict(by_dtype.most_common()),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 import onnx_ir as ir
 
+from nbdeploy.examples import computed_weights
 from nbdeploy.graph.passes import count_nodes, count_request_nodes
-from tests import computed_weights
 
 
 def test_nodes_that_compute_weights_are_not_per_request() -> None:
@@ -30,3 +30,16 @@ def test_the_generated_architectures_compute_every_weight() -> None:
     ops = [n.op_type for n in graph]
     assert count_request_nodes(graph) < len(ops) / 4
     assert ops.count("BatchNormalization") == 1 + 4 * 4  # stem; 3 per block, 1 on the skip
+
+
+def test_inspect_reports_the_nodes_per_request() -> None:
+    import numpy as np
+
+    import nbdeploy as nbd
+
+    model = computed_weights.resnet50(blocks=(1, 1, 1, 1))
+    image = np.zeros((1, 3, 64, 64), np.float32)
+    summary = nbd.inspect(nbd.export(model, image, name="r", progress=False))
+    assert summary.request_nodes == count_request_nodes(ir.from_proto(model).graph)
+    assert summary.request_nodes < summary.nodes / 4
+    assert f"({summary.request_nodes} per request)" in str(summary)

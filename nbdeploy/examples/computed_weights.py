@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -35,7 +36,7 @@ class _Graph:
         self.count += 1
         return f"{hint}_{self.count}"
 
-    def op(self, op_type: str, inputs: Sequence[str], **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], **attrs: Any) -> str:
         out = self.name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out

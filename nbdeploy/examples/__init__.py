@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deps import require
+from .._deps import require
 
 __all__ = [
     "Digits",
