@@ -452,3 +452,26 @@ def test_a_gemm_with_bias_and_beta_takes_a_following_mul_and_add() -> None:
     opt = nbd.optimize(art)
     assert ops(opt) == ["Gemm"]
     assert_same_outputs(art, opt, {"x": RNG.standard_normal((4, 5)).astype(F)})
+
+
+def test_a_shape_read_from_an_overridable_initializer_is_not_taken_as_fixed() -> None:
+    """An initializer that is also a graph input is a default a request may replace."""
+    import onnx_ir as ir
+    from onnx import helper, numpy_helper
+
+    from nbdeploy.graph.passes.symbolic_shapes import prove
+
+    nodes = [
+        helper.make_node("Concat", ["rows", "cols"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", 1, [6]), helper.make_tensor_value_info("rows", 7, [1])],
+        [helper.make_tensor_value_info("y", 1, None)],
+        [numpy_helper.from_array(np.array([n]), name) for n, name in ((2, "rows"), (3, "cols"))],
+    )  # fmt: skip
+    facts = prove(
+        ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    )
+    assert facts is not None and "target" not in facts.numbers

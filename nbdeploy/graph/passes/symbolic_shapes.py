@@ -154,9 +154,13 @@ def _weights_by_reference(model: ir.Model) -> Iterator[None]:
 def _weights_as_inputs(graph: onnx.GraphProto) -> None:
     """The referenced weights become graph inputs of their shape and type: the inference
     reads the values of constants it does arithmetic on, and a weight's values never
-    decide a shape."""
+    decide a shape. An initializer that is also a graph input is only a default a request
+    may override: it stays an input, without a value the inference could take as fixed."""
+    inputs = {info.name for info in graph.input}
     kept = []
     for tensor in graph.initializer:
+        if tensor.name in inputs:
+            continue
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             graph.input.append(
                 onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
