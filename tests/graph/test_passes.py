@@ -475,3 +475,20 @@ def test_a_shape_read_from_an_overridable_initializer_is_not_taken_as_fixed() ->
         ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     )
     assert facts is not None and "target" not in facts.numbers
+
+
+def test_a_per_column_mul_after_a_matmul_with_a_computed_weight_folds() -> None:
+    art = model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        mm (float[N, 7, 4] x) => (float[N, 7, 3] y) {
+            ramp = Range (start, limit, delta)
+            w = Reshape (ramp, wshape)
+            h = MatMul (x, w)
+            y = Mul (h, s)
+        }""",
+        start=np.array(0.0, F), limit=np.array(12.0, F), delta=np.array(1.0, F),
+        wshape=np.array([4, 3]), s=RNG.uniform(0.5, 2, 3).astype(F),
+    )  # fmt: skip
+    opt = nbd.optimize(art)
+    assert opt.report.fired("conv-bn-fusion") == {"MatMul+Mul (constant per channel)": 1}
+    assert_same_outputs(art, opt, {"x": RNG.standard_normal((2, 7, 4)).astype(F)})

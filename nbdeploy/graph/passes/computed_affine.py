@@ -1,4 +1,5 @@
-"""A per-channel Mul or Add by constants after a Conv/Gemm, folded into its weights.
+"""A per-channel Mul or Add by constants after a Conv/Gemm (a Mul after a MatMul by a
+matrix), folded into its weights.
 
 ``Mul(Conv(x, W, b), s)`` is ``Conv(x, W·s, b·s)`` and ``Add(Conv(x, W, b), t)`` is
 ``Conv(x, W, b + t)`` when ``s``/``t`` hold one value per output channel (or one in all).
@@ -36,6 +37,8 @@ class _AffineAfter(RewriteRuleClassBase):
         assert inbound is not None
         if len(inbound.inputs) < 2 or weight_rank(inbound) is None:
             return result.fail("the weight or its rank is unknown")
+        if inbound.op_type == "MatMul" and weight_rank(inbound) != 2:
+            return result.fail("MatMul with a weight that is not a matrix")
         if inbound.op_type == "Gemm" and inbound.attributes.get_float("alpha", 1.0) != 1.0:
             return result.fail("Gemm with alpha ≠ 1")
         seen: dict[ir.Value, bool] = {}
@@ -45,7 +48,7 @@ class _AffineAfter(RewriteRuleClassBase):
         assert weight is not None
         if c.dtype is None or c.dtype != weight.dtype:
             return result.fail("the operand's type is unknown or not the weight's")
-        if not _per_channel(c, inbound_out):
+        if not _per_channel(c, inbound_out, -1 if inbound.op_type == "MatMul" else 1):
             return result.fail("the operand is not one value per output channel")
         return result
 
@@ -91,9 +94,9 @@ def _axis_range(op: Any, axis: int, name: str | None) -> tuple[Any, Any]:
     return start, end
 
 
-def _per_channel(c: ir.Value, out: ir.Value) -> bool:
-    """True when ``c`` broadcasts over ``out`` one value per channel (axis 1), or is one
-    value in all, and so leaves ``out``'s shape as it is."""
+def _per_channel(c: ir.Value, out: ir.Value, axis: int) -> bool:
+    """True when ``c`` broadcasts over ``out`` one value per channel (``out``'s ``axis``),
+    or is one value in all, and so leaves ``out``'s shape as it is."""
     if c.shape is None or out.shape is None:
         return False
     dims, rank = list(c.shape), len(out.shape)
@@ -101,18 +104,19 @@ def _per_channel(c: ir.Value, out: ir.Value) -> bool:
         return False
     if all(d == 1 for d in dims):
         return True
-    channel = len(dims) - (rank - 1)  # where axis 1 of the output falls in c, if at all
+    axis %= rank
+    channel = len(dims) - (rank - axis)  # where the output's axis falls in c, if at all
     return (
         channel >= 0
-        and dims[channel] == out.shape[1]
+        and dims[channel] == out.shape[axis]
         and all(d == 1 for i, d in enumerate(dims) if i != channel)
     )
 
 
 def computed_affine_rules() -> dict[str, Any]:
     """The rules, by the name shown in reports."""
+    pairs = [("Conv", "Mul"), ("Conv", "Add"), ("Gemm", "Mul"), ("Gemm", "Add"), ("MatMul", "Mul")]
     return {
         f"{op_type}+{affine} (constant per channel)": _AffineAfter.rule(op_type, affine)
-        for op_type in ("Conv", "Gemm")
-        for affine in ("Mul", "Add")
+        for op_type, affine in pairs
     }
