@@ -181,19 +181,16 @@ class _Runner:
                 if isinstance(item, str) and item in ORT_LEVELS
                 else _apply(model, PASSES[item]() if isinstance(item, str) else item)
             )
-            breach = self.limit.breach(model) if self.limit is not None else None
+            problem = self.limit.breach(model) if self.limit is not None else None
         except Exception as err:
-            problem = f"{type(err).__name__}: {err}"
             if snapshot is None:
-                raise _failed(name, f"failed on this model: {problem}") from err
-            note = self._roll_back(model, snapshot, name, problem)
-            return PassRecord(name, {}, nodes, count_nodes(model.graph), _since(started), note)
-        if breach is not None:
+                raise _failed(name, f"failed on this model: {type(err).__name__}: {err}") from err
+            fired, problem = {}, f"{type(err).__name__}: {err}"
+        note = ""
+        if problem is not None:
             if snapshot is None:
-                raise _failed(name, f"was not kept: {breach}")
-            fired, note = {}, self._roll_back(model, snapshot, name, breach)
-        else:
-            note = ""
+                raise _failed(name, f"was not kept: {problem}")
+            fired, note = {}, self._roll_back(model, snapshot, name, problem)
         return PassRecord(name, fired, nodes, count_nodes(model.graph), _since(started), note)
 
     @staticmethod
