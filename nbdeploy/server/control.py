@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._warnings import warn
-from ..errors import MissingDependencyError, ServerError
+from ..errors import ConfigError, MissingDependencyError, ServerError
 from .client import LocalServer
 from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
 from .security import check_token
@@ -156,6 +156,7 @@ def start(
     token: str | None = None,
     max_request_bytes: int | None = None,
     allowed_origins: Sequence[str] = (),
+    workers: int | None = None,
     timeout: float = 60.0,
 ) -> ServerStatus:
     """Start the local server in the background (or return the one already running).
@@ -173,6 +174,10 @@ def start(
         max_request_bytes: Largest request body accepted (default 64 MiB).
         allowed_origins: Web origins (``https://dash.example``) whose pages may call the
             server; pages of other sites are refused (loopback pages are always allowed).
+        workers: Worker processes answering requests (default: one per core, at most 8).
+            They share the ports and every change to the served models; each holds its
+            own copy of every model, so pass ``workers=1`` for models that fit in memory
+            only once.
         timeout: Seconds to wait for the server to answer. It answers at once: the
             models of its last run come back in the background, each ready as it loads
             (``status().models`` or ``/v2/models/<name>/ready`` tell which).
@@ -181,13 +186,17 @@ def start(
         The running server's :class:`ServerStatus`.
 
     Raises:
-        ConfigError: The token cannot travel in a header (not printable ASCII).
+        ConfigError: The token cannot travel in a header (not printable ASCII), or
+            ``workers`` is not a whole number from 1.
         MissingDependencyError: ``tfs_grpc_port`` without ``tensorflow-serving-api``.
         ServerError: The server exited or did not answer in time (the message carries
             the end of its log), or the one running does not serve TF Serving's gRPC API
             that ``tfs_grpc_port`` asks for.
     """
     check_token(token)
+    if workers is not None and (isinstance(workers, bool) or not 1 <= workers <= 1024):
+        raise ConfigError(f"workers must be a whole number from 1 to 1024, not {workers!r}; "
+                          "leave it out for one per core")  # fmt: skip
     if tfs_grpc_port is not None and importlib.util.find_spec("tensorflow_serving") is None:
         raise MissingDependencyError("tensorflow-serving-api", "tfserving",
                                      "TF Serving's gRPC API (tfs_grpc_port)")  # fmt: skip
@@ -207,6 +216,7 @@ def start(
         extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
         extra += [f"--tfs-grpc-port={tfs_grpc_port}"] if tfs_grpc_port is not None else []
         extra += [f"--allow-origin={origin}" for origin in allowed_origins]
+        extra += [f"--workers={workers}"] if workers is not None else []
         before = _last_state(root).get("http_url")
         started = _start(root, host, http_port, grpc_port, token, extra, timeout)
         if before and http_port is None and before != started.http_url:
