@@ -219,17 +219,36 @@ class DataPlane:
         ]
         return {"model_stats": rows}
 
-    def metrics(self) -> str:
-        return triton_metrics(self._rows())
+    async def metrics(self) -> str:
+        """Prometheus text under Triton's names: counts and latencies over every worker."""
+        return triton_metrics(self._rows(await self._recent()))
 
-    def _rows(self) -> Iterator[tuple[str, str, VersionStats]]:
-        """Each served version's statistics: counts over every worker, this worker's
-        recent latencies."""
+    def _rows(
+        self, recent: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> Iterator[tuple[str, str, VersionStats]]:
+        """Each served version's statistics: counts over every worker, and the recent
+        latencies of those in ``recent`` (other workers', by :func:`_key`) with this one's."""
         totals = self.counters.totals()
         for name, served in sorted(self._models.items()):
             for number, loaded in sorted(served.versions.items()):
-                key = (name, str(number), loaded.load)
-                yield name, str(number), loaded.stats.with_counts(totals.get(key))
+                stats = loaded.stats.with_counts(totals.get((name, str(number), loaded.load)))
+                others = (recent or {}).get(_key(name, number, loaded.load), [])
+                yield name, str(number), stats.merged(others)
+
+    async def _recent(self) -> dict[str, list[dict[str, Any]]]:
+        """The other workers' recent latencies and windows, by version (:func:`_key`)."""
+        if self.peers is None:
+            return {}
+        gathered: dict[str, list[dict[str, Any]]] = {}
+        for answer in await self.peers.ask_all({"op": "recent"}):
+            for key, snapshot in answer.items():
+                gathered.setdefault(key, []).append(snapshot)
+        return gathered
+
+    def _snapshots(self) -> dict[str, dict[str, Any]]:
+        return {_key(name, number, loaded.load): loaded.stats.snapshot()
+                for name, served in self._models.items()
+                for number, loaded in served.versions.items()}  # fmt: skip
 
     # -- inference ----------------------------------------------------------------------
 
@@ -311,10 +330,13 @@ class DataPlane:
                              "state": state, "reason": reason})  # fmt: skip
         return rows
 
-    def overview(self) -> list[dict[str, Any]]:
+    async def overview(self) -> list[dict[str, Any]]:
         """Per model, each version that serves or failed to: traffic, readiness, request
-        and failure counts, p50/p95 latency (ms). One call for a dashboard's poll."""
-        models, totals = [], self.counters.totals()
+        and failure counts, p50/p95 latency (ms), over every worker. One call for a
+        dashboard's poll."""
+        models = []
+        rows = {(name, version): stats for name, version, stats in
+                self._rows(await self._recent())}  # fmt: skip
         for name in self.repository.names():
             served = self._models.get(name)
             if served is None:
@@ -323,7 +345,7 @@ class DataPlane:
                 continue
             folder = self.repository.folder(name)
             versions = [_version_row(n, served.traffic.get(n, 0.0), v, folder / str(n),
-                                     totals.get((name, str(n), v.load)))
+                                     rows.get((name, str(n))))
                         for n, v in sorted(served.versions.items())]  # fmt: skip
             versions += [{**_version_row(n, 0.0, None, None), "ready": False, "reason": why}
                          for n, why in sorted(served.damaged.items())]  # fmt: skip
@@ -460,11 +482,14 @@ class DataPlane:
         await self._tell({"op": "trace", "model": name, "changes": dict(changes)})
         return doc
 
-    async def apply_peer_change(self, message: dict[str, Any]) -> None:
-        """Apply what another worker changed and told this one (:mod:`.peers`)."""
+    async def apply_peer_change(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply what another worker changed and told this one, or answer its question
+        (:mod:`.peers`)."""
         op = message["op"]
         if op == "sync":
             await self._refresh(message["model"], set(message["reopen"]), message["load"])
+        elif op == "recent":
+            return self._snapshots()
         elif op == "shm_register":
             self.shm.register(message["name"], message["key"], message["offset"],
                               message["byte_size"])  # fmt: skip
@@ -476,6 +501,7 @@ class DataPlane:
             self.settings.update_trace(message["changes"], message["model"])
         else:
             raise ProtocolError(f"unknown message from another worker: {op!r}")
+        return None
 
     async def _refresh(self, name: str, reopen: set[int], load: str) -> None:
         async with self._locks[name]:
@@ -521,16 +547,21 @@ class DataPlane:
         return served.versions[number]
 
 
+def _key(name: str, number: int, load: str) -> str:
+    """One load of one version, as a JSON key between workers."""
+    return f"{name}\n{number}\n{load}"
+
+
 def _version_row(
     number: int,
     share: float,
     version: Version | None,
     folder: Path | None,
-    totals: VersionStats | None = None,
+    stats: VersionStats | None = None,
 ) -> dict[str, Any]:
-    """One version in the overview: counts over every worker, this worker's latency and
-    its last minutes window by window, and where it came from."""
-    stats = version.stats.with_counts(totals) if version is not None else VersionStats()
+    """One version in the overview: counts and latency over every worker (``stats``), the
+    last minutes window by window, and where it came from."""
+    stats = stats or (version.stats if version is not None else VersionStats())
     p50, p95 = (None if us is None else round(us / 1000, 3) for us in stats.latency_us((0.5, 0.95)))
     origin = version.model.origin if version is not None else {}
     extras = lineage.extras(folder) if folder is not None else []

@@ -168,10 +168,10 @@ class _Handlers:
         return JSONResponse(self.dp.statistics(*_names(request)))
 
     async def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(self.dp.metrics(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(await self.dp.metrics(), media_type="text/plain; version=0.0.4")
 
     async def overview(self, request: Request) -> Response:
-        return JSONResponse({"models": self.dp.overview()})
+        return JSONResponse({"models": await self.dp.overview()})
 
     async def extra(self, request: Request) -> Response:
         name, version = _names(request)

@@ -5,7 +5,9 @@ worker that changes shared state (a model load, unload, traffic change, a shared
 region, trace or log settings) does it itself, then tells every other worker and waits
 for each to answer before its own call returns: a promote is seen by every worker when
 the client gets its answer. Messages are length-prefixed JSON (``{"op": ..., ...}``);
-the answer is ``{"ok": true}`` or ``{"error": "..."}``.
+the answer is ``{"ok": true, "data": ...}`` or ``{"error": "..."}``. Questions go the
+same way (:meth:`Peers.ask_all`): the live view and the latency summary gather every
+worker's recent requests.
 
 Changes to one model are serialised across workers by an exclusive lock on a file in
 the same folder (:meth:`Peers.model_lock`), taken before the worker's own lock for it.
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Handler", "Peers", "WorkerPlace"]
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 _HEADER = struct.Struct("!I")
 CONNECT_S = 60.0  # a worker still starting gets this long to open its socket
 ANSWER_S = 600.0  # and this long to apply a change (loading a large model takes a while)
@@ -66,8 +68,7 @@ class Peers:
             try:
                 message = await _read(reader)
                 try:
-                    await handler(message)
-                    reply: dict[str, Any] = {"ok": True}
+                    reply: dict[str, Any] = {"ok": True, "data": await handler(message)}
                 except Exception as err:  # the sender reports it; this worker goes on
                     log.exception("worker %d could not apply %s", self.place.index, message)
                     reply = {"error": str(err)}
@@ -94,7 +95,8 @@ class Peers:
         others = [i for i in range(self.place.count) if i != self.place.index]
         answers = await asyncio.gather(*(self._tell(i, message) for i in others),
                                        return_exceptions=True)  # fmt: skip
-        failed = [f"worker {i}: {a}" for i, a in zip(others, answers, strict=True) if a]
+        failed = [f"worker {i}: {_failure(a)}" for i, a in zip(others, answers, strict=True)
+                  if _failure(a)]  # fmt: skip
         if failed:
             raise ServerError(
                 f"the change was made, but not every worker process applied it "
@@ -102,14 +104,24 @@ class Peers:
                 status=500,
             )
 
-    async def _tell(self, index: int, message: dict[str, Any]) -> str:
+    async def ask_all(self, message: dict[str, Any]) -> list[Any]:
+        """Every other worker's answer to ``message`` (a question, not a change: a worker
+        that cannot answer is left out, and the log says why)."""
+        others = [i for i in range(self.place.count) if i != self.place.index]
+        answers = await asyncio.gather(*(self._tell(i, message) for i in others),
+                                       return_exceptions=True)  # fmt: skip
+        for i, answer in zip(others, answers, strict=True):
+            if _failure(answer):
+                log.warning("worker %d did not answer %s: %s", i, message["op"], _failure(answer))
+        return [a["data"] for a in answers if isinstance(a, dict) and not _failure(a)]
+
+    async def _tell(self, index: int, message: dict[str, Any]) -> dict[str, Any]:
         reader, writer = await self._connect(index)
         try:
             await _write(writer, message)
-            reply = await asyncio.wait_for(_read(reader), ANSWER_S)
+            return await asyncio.wait_for(_read(reader), ANSWER_S)
         finally:
             writer.close()
-        return str(reply.get("error", ""))
 
     async def _connect(self, index: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         path = str(self._socket(index))
@@ -150,6 +162,13 @@ class Peers:
 
     def _socket(self, index: int) -> Path:
         return self.place.folder / f"{index}.sock"
+
+
+def _failure(answer: dict[str, Any] | BaseException) -> str:
+    """Why a worker's answer is not one ("" if it is)."""
+    if isinstance(answer, BaseException):
+        return f"{type(answer).__name__}: {answer}"
+    return str(answer.get("error", ""))
 
 
 async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:

@@ -144,6 +144,30 @@ class VersionStats:
                        execution_count=totals.execution_count,
                        last_inference_ms=totals.last_inference_ms)  # fmt: skip
 
+    def snapshot(self) -> dict[str, Any]:
+        """This worker's recent latencies and windows, for another worker to merge."""
+        return {"recent": list(self.recent_us),
+                "windows": [[w.start, w.requests, w.failures, w.durations_us]
+                            for w in self.windows]}  # fmt: skip
+
+    def merged(self, snapshots: Sequence[dict[str, Any]]) -> VersionStats:
+        """These statistics with other workers' recent latencies and windows added."""
+        if not snapshots:
+            return self
+        recent = deque(self.recent_us, maxlen=RECENT * (1 + len(snapshots)))
+        by_start = {w.start: Window(w.start, w.requests, w.failures, list(w.durations_us))
+                    for w in self.windows}  # fmt: skip
+        for snap in snapshots:
+            recent.extend(snap["recent"])
+            for start, requests, failures, durations in snap["windows"]:
+                window = by_start.setdefault(start, Window(start))
+                window.requests += requests
+                window.failures += failures
+                window.durations_us += durations[: _WINDOW_SAMPLES - len(window.durations_us)]
+        windows = deque(sorted(by_start.values(), key=lambda w: w.start),
+                        maxlen=HISTORY_S // WINDOW_S)  # fmt: skip
+        return replace(self, recent_us=recent, windows=windows)
+
     def latency_us(self, quantiles: Sequence[float]) -> list[float | None]:
         """Request latency quantiles (µs) over the recent requests; ``None`` before any."""
         return _quantiles(self.recent_us, quantiles)

@@ -99,6 +99,31 @@ def test_statistics_and_metrics_are_exact_totals_over_the_workers(repo: Path) ->
     assert summary is not None and int(summary.group(1)) == before + 150
 
 
+def test_the_live_view_counts_every_workers_requests(repo: Path) -> None:
+    nbd.serve(affine(0), name="affine", repository=repo)
+    endpoint = _endpoint(repo)
+    _answers(endpoint, 60)
+    success = _success(endpoint)
+    for _ in range(5):  # whichever worker answers the poll, every window holds them all
+        _, doc = endpoint.request("GET", "/v2/nbdeploy/overview")
+        (version,) = doc["models"][0]["versions"]
+        assert version["requests"] == success
+        assert sum(w["requests"] for w in version["history"]) == success
+        assert version["p50_ms"] is not None
+
+
+def test_merged_statistics_add_other_workers_windows_and_latencies() -> None:
+    mine, theirs = VersionStats(), VersionStats()
+    mine.record_request(True, 2_000_000)
+    theirs.record_request(True, 4_000_000)
+    theirs.record_request(False, 6_000_000)
+    merged = mine.merged([theirs.snapshot()])
+    assert len(merged.recent_us) == 3 and merged.latency_us([0.5]) == [4000.0]
+    windows = [(w["requests"], w["failures"]) for w in merged.history()]
+    assert windows in ([(3, 1)], [(1, 0), (2, 1)])  # one window, or two across a boundary
+    assert len(mine.recent_us) == 1  # the worker's own statistics are untouched
+
+
 def test_canary_promote_and_rollback_reach_every_worker(repo: Path) -> None:
     nbd.serve(affine(0), name="affine", repository=repo)
     canary = nbd.serve(affine(1), name="affine", canary=25, repository=repo)
