@@ -57,6 +57,7 @@ class ServerStatus:
         metrics_url: Prometheus metrics.
         models: Repository index rows (name, version, state, reason).
         tfs_grpc_url: ``host:port`` of TF Serving's gRPC API ("" when not served).
+        workers: Worker processes answering requests (sharing the ports).
     """
 
     running: bool
@@ -68,6 +69,7 @@ class ServerStatus:
     models: list[dict[str, str]] = field(default_factory=list)
     token: str | None = field(default=None, repr=False)
     tfs_grpc_url: str = ""
+    workers: int = 1
 
     def __str__(self) -> str:
         if not self.running:
@@ -76,12 +78,17 @@ class ServerStatus:
         damaged = [f"{m['name']} v{m['version']}: {m['reason']}" for m in self.damaged]
         tfs = f", {self.tfs_grpc_url} (TF Serving gRPC)" if self.tfs_grpc_url else ""
         return (
-            f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC)"
+            f"nbdeploy server pid {self.pid} ({self._workers_text}): {self.http_url} (HTTP), "
+            f"{self.grpc_url} (gRPC)"
             f"{tfs}, metrics {self.metrics_url}\n  repository {self.repository}\n"
             f"  models ready: {', '.join(ready) or 'none'}"
             + (f"\n  loading after a restart: {', '.join(self.loading)}" if self.loading else "")
             + "".join(f"\n  not served: {line}" for line in damaged)
         )
+
+    @property
+    def _workers_text(self) -> str:
+        return f"{self.workers} worker{'s' if self.workers != 1 else ''}"
 
     @property
     def loading(self) -> list[str]:
@@ -131,6 +138,7 @@ class ServerStatus:
         facts = _html.fields(
             [
                 ("pid", self.pid),
+                ("workers", self.workers),
                 ("HTTP", self.http_url),
                 ("gRPC", self.grpc_url),
                 *([("TF Serving gRPC", self.tfs_grpc_url)] if self.tfs_grpc_url else []),
@@ -358,7 +366,7 @@ def status(
             return ServerStatus(False, root)
     return ServerStatus(
         True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
-        rows, state.get("token"), state.get("tfs_grpc_url") or "",
+        rows, state.get("token"), state.get("tfs_grpc_url") or "", state.get("workers", 1),
     )  # fmt: skip
 
 

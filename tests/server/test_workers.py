@@ -68,8 +68,9 @@ def test_the_server_runs_the_workers_asked_for(repo: Path) -> None:
     pid = nbd.server.status(repo).pid
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     assert len(children.stdout.split()) >= WORKERS  # and multiprocessing's resource tracker
-    state = json.loads((repo / "server.json").read_text())
-    assert state["workers"] == WORKERS
+    status = nbd.server.status(repo)
+    assert status.workers == WORKERS and f"({WORKERS} workers)" in str(status)
+    assert "workers" in status._repr_html_()
 
 
 def test_statistics_and_metrics_are_exact_totals_over_the_workers(repo: Path) -> None:
