@@ -191,7 +191,8 @@ def start(
             (``status().models`` or ``/v2/models/<name>/ready`` tell which).
 
     Returns:
-        The running server's :class:`ServerStatus`.
+        The running server's :class:`ServerStatus` (a server already running keeps its
+        number of workers, with a warning when ``workers`` asks for another).
 
     Raises:
         ConfigError: The token cannot travel in a header (not printable ASCII), or
@@ -220,6 +221,9 @@ def start(
                     "tfs_grpc_port=...",
                     status=409,
                 )
+            if workers is not None and current.workers != workers:
+                warn(f"the server running for {root} has {current.workers} worker(s), not "
+                     f"{workers}; nbd.server.stop() it first to change that")  # fmt: skip
             return current
         extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
         extra += [f"--tfs-grpc-port={tfs_grpc_port}"] if tfs_grpc_port is not None else []

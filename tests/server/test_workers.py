@@ -185,6 +185,12 @@ def test_log_settings_reach_every_worker(repo: Path) -> None:
         assert doc["log_verbose_level"] == 1
 
 
+def test_starting_again_with_another_count_warns_and_keeps_the_server(repo: Path) -> None:
+    with pytest.warns(UserWarning, match=f"has {WORKERS} worker"):
+        status = nbd.server.start(repo, workers=1)
+    assert status.workers == WORKERS
+
+
 def test_bad_worker_counts_say_what_to_pass(tmp_path: Path) -> None:
     with pytest.raises(nbd.ConfigError, match="workers must be a whole number from 1"):
         nbd.server.start(tmp_path, workers=0)
