@@ -4,7 +4,8 @@ served a quarter of the way in and promoted past the half.
 
 What it shows: errors (must be 0), answers that match neither version (must be 0), how
 the requests split across the versions, latency and throughput under that load, and
-the server's memory before and after (it must not grow with the request count).
+the server's memory before and after, all its worker processes together (it must not
+grow with the request count). The server runs its default number of workers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from tests.servers import affine, expected  # y = x @ W + b + offset: versions d
 
 TOTAL, WARMUP, CONCURRENCY = 20_000, 2_000, 16
 CANARY_AT, PROMOTE_AT = 5_000, 12_000
+
+
+def _rss(server: psutil.Process) -> int:
+    """The server's resident memory: its process and its worker processes."""
+    return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)])
 
 
 class Soak:
@@ -99,10 +105,10 @@ def main() -> Path:
             process = psutil.Process(status.pid)
             soak = Soak(status, repo)
             asyncio.run(soak.run(WARMUP, with_rollout=False))  # caches, pools, arenas
-            rss_before = process.memory_info().rss
+            rss_before = _rss(process)
             soak = Soak(status, repo)
             seconds = asyncio.run(soak.run(TOTAL, with_rollout=True))
-            rss_after = process.memory_info().rss
+            rss_after = _rss(process)
             final = nbd.deployments(repo)[0].traffic
         finally:
             nbd.server.stop(repo)

@@ -53,10 +53,18 @@ class Scheduler:
         config: The version's config (batching and instance count).
         stats: Counters to update.
         executor: Threads the runs go to.
+        workers: Worker processes of the server; each runs its share of the config's
+            instances (rounded up: at least one).
     """
 
     def __init__(
-        self, run: Runner, config: cfg.ModelConfig, stats: VersionStats, executor: Executor
+        self,
+        run: Runner,
+        config: cfg.ModelConfig,
+        stats: VersionStats,
+        executor: Executor,
+        *,
+        workers: int = 1,
     ) -> None:
         self._run = run
         self._stats = stats
@@ -71,7 +79,8 @@ class Scheduler:
         self._busy = 0  # workers running a batch
         self._typical_ns = INLINE_BELOW_NS * 10  # moving average of a run; starts "slow"
         self._wakeup = asyncio.Event()
-        count = sum(group.count for group in config.instance_group) or 1
+        # Triton's instance count is for the whole server: each worker process runs its share.
+        count = -(-(sum(group.count for group in config.instance_group) or 1) // workers)
         self._workers = [asyncio.create_task(self._work()) for _ in range(count)]
 
     async def infer(
@@ -125,7 +134,7 @@ class Scheduler:
     async def _run_one(self, loop: asyncio.AbstractEventLoop, group: list[_Pending]) -> None:
         started = time.perf_counter_ns()
         for pending in group:
-            self._stats.queue.add(started - pending.arrived_ns)
+            self._stats.record_queue(started - pending.arrived_ns)
         feed = _merge(group) if len(group) > 1 else group[0].feed
         try:
             if self._typical_ns < INLINE_BELOW_NS:
@@ -139,7 +148,7 @@ class Scheduler:
             ns = time.perf_counter_ns() - started
             self._typical_ns = (7 * self._typical_ns + ns) // 8
             self._stats.record_execution(sum(p.batch for p in group) or 1, ns)
-            self._stats.compute_infer.add(ns, len(group))
+            self._stats.record_compute(ns, len(group))
         _answer(group, outputs)
 
     async def _gather(self) -> list[_Pending]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._warnings import warn
-from ..errors import MissingDependencyError, ServerError
+from ..errors import ConfigError, MissingDependencyError, ServerError
 from .client import LocalServer
 from .layout import LOG_FILE, START_LOCK_FILE, STATE_FILE
 from .security import check_token
@@ -57,6 +57,7 @@ class ServerStatus:
         metrics_url: Prometheus metrics.
         models: Repository index rows (name, version, state, reason).
         tfs_grpc_url: ``host:port`` of TF Serving's gRPC API ("" when not served).
+        workers: Worker processes answering requests (sharing the ports).
     """
 
     running: bool
@@ -68,6 +69,7 @@ class ServerStatus:
     models: list[dict[str, str]] = field(default_factory=list)
     token: str | None = field(default=None, repr=False)
     tfs_grpc_url: str = ""
+    workers: int = 1
 
     def __str__(self) -> str:
         if not self.running:
@@ -76,12 +78,17 @@ class ServerStatus:
         damaged = [f"{m['name']} v{m['version']}: {m['reason']}" for m in self.damaged]
         tfs = f", {self.tfs_grpc_url} (TF Serving gRPC)" if self.tfs_grpc_url else ""
         return (
-            f"nbdeploy server pid {self.pid}: {self.http_url} (HTTP), {self.grpc_url} (gRPC)"
+            f"nbdeploy server pid {self.pid} ({self._workers_text}): {self.http_url} (HTTP), "
+            f"{self.grpc_url} (gRPC)"
             f"{tfs}, metrics {self.metrics_url}\n  repository {self.repository}\n"
             f"  models ready: {', '.join(ready) or 'none'}"
             + (f"\n  loading after a restart: {', '.join(self.loading)}" if self.loading else "")
             + "".join(f"\n  not served: {line}" for line in damaged)
         )
+
+    @property
+    def _workers_text(self) -> str:
+        return f"{self.workers} worker{'s' if self.workers != 1 else ''}"
 
     @property
     def loading(self) -> list[str]:
@@ -131,6 +138,7 @@ class ServerStatus:
         facts = _html.fields(
             [
                 ("pid", self.pid),
+                ("workers", self.workers),
                 ("HTTP", self.http_url),
                 ("gRPC", self.grpc_url),
                 *([("TF Serving gRPC", self.tfs_grpc_url)] if self.tfs_grpc_url else []),
@@ -156,6 +164,7 @@ def start(
     token: str | None = None,
     max_request_bytes: int | None = None,
     allowed_origins: Sequence[str] = (),
+    workers: int | None = None,
     timeout: float = 60.0,
 ) -> ServerStatus:
     """Start the local server in the background (or return the one already running).
@@ -173,21 +182,30 @@ def start(
         max_request_bytes: Largest request body accepted (default 64 MiB).
         allowed_origins: Web origins (``https://dash.example``) whose pages may call the
             server; pages of other sites are refused (loopback pages are always allowed).
+        workers: Worker processes answering requests (default: one per core, at most 8).
+            They share the ports and every change to the served models; each holds its
+            own copy of every model, so pass ``workers=1`` for models that fit in memory
+            only once.
         timeout: Seconds to wait for the server to answer. It answers at once: the
             models of its last run come back in the background, each ready as it loads
             (``status().models`` or ``/v2/models/<name>/ready`` tell which).
 
     Returns:
-        The running server's :class:`ServerStatus`.
+        The running server's :class:`ServerStatus` (a server already running keeps its
+        number of workers, with a warning when ``workers`` asks for another).
 
     Raises:
-        ConfigError: The token cannot travel in a header (not printable ASCII).
+        ConfigError: The token cannot travel in a header (not printable ASCII), or
+            ``workers`` is not a whole number from 1.
         MissingDependencyError: ``tfs_grpc_port`` without ``tensorflow-serving-api``.
         ServerError: The server exited or did not answer in time (the message carries
             the end of its log), or the one running does not serve TF Serving's gRPC API
             that ``tfs_grpc_port`` asks for.
     """
     check_token(token)
+    if workers is not None and (isinstance(workers, bool) or not 1 <= workers <= 1024):
+        raise ConfigError(f"workers must be a whole number from 1 to 1024, not {workers!r}; "
+                          "leave it out for one per core")  # fmt: skip
     if tfs_grpc_port is not None and importlib.util.find_spec("tensorflow_serving") is None:
         raise MissingDependencyError("tensorflow-serving-api", "tfserving",
                                      "TF Serving's gRPC API (tfs_grpc_port)")  # fmt: skip
@@ -203,10 +221,14 @@ def start(
                     "tfs_grpc_port=...",
                     status=409,
                 )
+            if workers is not None and current.workers != workers:
+                warn(f"the server running for {root} has {current.workers} worker(s), not "
+                     f"{workers}; nbd.server.stop() it first to change that")  # fmt: skip
             return current
         extra = [f"--max-request-bytes={max_request_bytes}"] if max_request_bytes else []
         extra += [f"--tfs-grpc-port={tfs_grpc_port}"] if tfs_grpc_port is not None else []
         extra += [f"--allow-origin={origin}" for origin in allowed_origins]
+        extra += [f"--workers={workers}"] if workers is not None else []
         before = _last_state(root).get("http_url")
         started = _start(root, host, http_port, grpc_port, token, extra, timeout)
         if before and http_port is None and before != started.http_url:
@@ -348,7 +370,7 @@ def status(
             return ServerStatus(False, root)
     return ServerStatus(
         True, root, state["pid"], state["http_url"], state["grpc_url"], state["metrics_url"],
-        rows, state.get("token"), state.get("tfs_grpc_url") or "",
+        rows, state.get("token"), state.get("tfs_grpc_url") or "", state.get("workers", 1),
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ inference, statistics. The front ends translate requests into these calls and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -34,12 +35,14 @@ from .codecs import (
 from .faults import slow_restore
 from .layout import EXTRAS
 from .loading import Change, Loader, Served, Version, retire
+from .metrics import SharedCounters, triton_metrics
 from .parameters import decode_shares, version_number
+from .peers import Peers
 from .repository import Repository, check_model_name
 from .runtime import check_feed
 from .settings import Setting, Settings
 from .shared_memory import SharedMemory
-from .stats import VersionStats, exposition
+from .stats import VersionStats
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +72,43 @@ class DataPlane:
     Args:
         repository: The on-disk repository (the server's state).
         threads: Worker threads for model runs.
+        peers: The channel to the server's other worker processes: every change to
+            shared state (models, traffic, shared memory regions, settings) is applied
+            by all of them before the call that made it returns.
+        session_threads: onnxruntime's intra-op threads per session (0: its default).
     """
 
-    def __init__(self, repository: Repository, *, threads: int = 8) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        threads: int = 8,
+        peers: Peers | None = None,
+        session_threads: int = 0,
+    ) -> None:
         self.repository = repository
+        self.peers = peers  # the server's other worker processes, if it has any
         self._models: dict[str, Served] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._failures: dict[str, str] = {}  # models on disk that are not served, and why
         self._restoring: list[str] = []  # models a restart has yet to bring back, in order
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="nbdeploy-run")
-        self._loader = Loader(repository, self._executor)
+        self.counters = SharedCounters()  # every worker's counts, summed
+        workers = peers.place.count if peers is not None else 1
+        self._loader = Loader(repository, self._executor, self.counters,
+                              session_threads=session_threads, workers=workers)  # fmt: skip
         self.settings = Settings()  # trace and log settings, as Triton answers them
         self.shm = SharedMemory()  # registered system shared memory regions
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def begin_restore(self) -> list[str]:
+    def begin_restore(self, *, clear_staging: bool = True) -> list[str]:
         """Note every model of the repository as loading (before the server listens, so
-        no request finds one missing); :meth:`restore` then brings them back."""
-        self.repository.clear_staging()
+        no request finds one missing); :meth:`restore` then brings them back. Files left
+        in the staging area by a killed server go first (a server's workers leave that
+        to their supervisor: a worker starting late would drop a client's upload)."""
+        if clear_staging:
+            self.repository.clear_staging()
         self._restoring = list(self.repository.names())
         return list(self._restoring)
 
@@ -97,10 +118,12 @@ class DataPlane:
         answers meanwhile: Triton's way): what is damaged is skipped and reported (log,
         index, status); the rest serve."""
         if not self._restoring:
-            self.begin_restore()
+            self.begin_restore(clear_staging=self.peers is None)
         while self._restoring:
             name = self._restoring[0]
             async with self._locks[name]:  # a load or unload meanwhile waits for it
+                if name not in self._restoring:  # another worker's change brought it back
+                    continue
                 try:
                     await slow_restore()
                     served = await self._loader.restore(name)
@@ -112,6 +135,8 @@ class DataPlane:
                         self._models[name] = served
                 finally:
                     self._restoring.remove(name)
+        if self.peers is not None:
+            self.peers.mark_ready()
 
     async def close(self) -> None:
         self.shm.close()
@@ -126,8 +151,8 @@ class DataPlane:
 
     def ready(self) -> bool:
         """Ready once every model a restart brings back is loaded (Triton's strict
-        readiness); live from the start."""
-        return not self._restoring
+        readiness), in every worker; live from the start."""
+        return not self._restoring and (self.peers is None or self.peers.all_ready())
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -194,13 +219,36 @@ class DataPlane:
         ]
         return {"model_stats": rows}
 
-    def metrics(self) -> str:
-        return exposition(self._rows())
+    async def metrics(self) -> str:
+        """Prometheus text under Triton's names: counts and latencies over every worker."""
+        return triton_metrics(self._rows(await self._recent()))
 
-    def _rows(self) -> Iterator[tuple[str, str, VersionStats]]:
+    def _rows(
+        self, recent: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> Iterator[tuple[str, str, VersionStats]]:
+        """Each served version's statistics: counts over every worker, and the recent
+        latencies of those in ``recent`` (other workers', by :func:`_key`) with this one's."""
+        totals = self.counters.totals()
         for name, served in sorted(self._models.items()):
             for number, loaded in sorted(served.versions.items()):
-                yield name, str(number), loaded.stats
+                stats = loaded.stats.with_counts(totals.get((name, str(number), loaded.load)))
+                others = (recent or {}).get(_key(name, number, loaded.load), [])
+                yield name, str(number), stats.merged(others)
+
+    async def _recent(self) -> dict[str, list[dict[str, Any]]]:
+        """The other workers' recent latencies and windows, by version (:func:`_key`)."""
+        if self.peers is None:
+            return {}
+        gathered: dict[str, list[dict[str, Any]]] = {}
+        for answer in await self.peers.ask_all({"op": "recent"}):
+            for key, snapshot in answer.items():
+                gathered.setdefault(key, []).append(snapshot)
+        return gathered
+
+    def _snapshots(self) -> dict[str, dict[str, Any]]:
+        return {_key(name, number, loaded.load): loaded.stats.snapshot()
+                for name, served in self._models.items()
+                for number, loaded in served.versions.items()}  # fmt: skip
 
     # -- inference ----------------------------------------------------------------------
 
@@ -282,10 +330,13 @@ class DataPlane:
                              "state": state, "reason": reason})  # fmt: skip
         return rows
 
-    def overview(self) -> list[dict[str, Any]]:
+    async def overview(self) -> list[dict[str, Any]]:
         """Per model, each version that serves or failed to: traffic, readiness, request
-        and failure counts, p50/p95 latency (ms). One call for a dashboard's poll."""
+        and failure counts, p50/p95 latency (ms), over every worker. One call for a
+        dashboard's poll."""
         models = []
+        rows = {(name, version): stats for name, version, stats in
+                self._rows(await self._recent())}  # fmt: skip
         for name in self.repository.names():
             served = self._models.get(name)
             if served is None:
@@ -293,7 +344,8 @@ class DataPlane:
                 models.append({"name": name, "ready": False, "reason": reason, "versions": []})
                 continue
             folder = self.repository.folder(name)
-            versions = [_version_row(n, served.traffic.get(n, 0.0), v, folder / str(n))
+            versions = [_version_row(n, served.traffic.get(n, 0.0), v, folder / str(n),
+                                     rows.get((name, str(n))))
                         for n, v in sorted(served.versions.items())]  # fmt: skip
             versions += [{**_version_row(n, 0.0, None, None), "ready": False, "reason": why}
                          for n, why in sorted(served.damaged.items())]  # fmt: skip
@@ -354,13 +406,14 @@ class DataPlane:
             The number given to the staged version (``None`` without ``staged``).
         """
         check_model_name(name)
-        async with self._locks[name]:
+        load = f"{time.time_ns():x}"  # names this load's counters (in every worker)
+        async with self._shared_lock(name), self._locks[name]:
             served = self._models.get(name) or Served()
             version_files = self.repository.staged(staged) if staged is not None else None
             staging = self._stage(name, files) if files else None
             change = Change(config_json, staging, version_files, version, traffic, canary)
             try:
-                number = await self._loader.apply(name, served, change)
+                number, fresh = await self._loader.apply(name, served, change, load)
             except BaseException as err:
                 if name not in self._models and (self.repository.root / name).is_dir():
                     self._failures[name] = str(err)
@@ -371,6 +424,7 @@ class DataPlane:
                         shutil.rmtree(leftover, ignore_errors=True)
             self._models[name] = served
             self._failures.pop(name, None)
+            await self._tell({"op": "sync", "model": name, "reopen": sorted(fresh), "load": load})
             return number
 
     def _stage(self, name: str, files: Mapping[str, bytes]) -> Path:
@@ -383,11 +437,12 @@ class DataPlane:
     async def unload(self, name: str) -> None:
         """Stop serving a model; its files stay, and a restart does not bring it back."""
         self._served(name)  # a 404 before anything else
-        async with self._locks[name]:
+        async with self._shared_lock(name), self._locks[name]:
             served = self._served(name)
             self.repository.save_traffic(name, {})  # first: a failed write changes nothing
             self._models.pop(name, None)
             await retire(served.versions.values())
+            await self._tell({"op": "sync", "model": name, "reopen": [], "load": ""})
 
     async def set_traffic(self, name: str, action: str, shares: Mapping[str, Any]) -> None:
         """``promote``, ``rollback``, or explicit ``shares`` by version."""
@@ -401,6 +456,72 @@ class DataPlane:
         else:
             raise ProtocolError(f"unknown traffic action {action!r}; use promote, rollback, set")
         await self.load(name, traffic=target)
+
+    # -- state shared with the other workers --------------------------------------------
+
+    async def register_shm(self, name: str, key: object, offset: object, size: object) -> None:
+        """Register a system shared memory region, in every worker."""
+        self.shm.register(name, key, offset, size)
+        await self._tell({"op": "shm_register", "name": name, "key": key, "offset": offset,
+                          "byte_size": size})  # fmt: skip
+
+    async def unregister_shm(self, name: str = "") -> None:
+        """Forget one region (or all), in every worker."""
+        self.shm.unregister(name)
+        await self._tell({"op": "shm_unregister", "name": name})
+
+    async def update_log(self, changes: Mapping[str, object]) -> dict[str, Setting]:
+        """Change the log settings, in every worker."""
+        doc = self.settings.update_log(changes)
+        await self._tell({"op": "log", "changes": dict(changes)})
+        return doc
+
+    async def update_trace(self, name: str, changes: Mapping[str, object]) -> dict[str, Setting]:
+        """Change the trace settings (globally, or one model's), in every worker."""
+        doc = self.trace_settings(name, changes)
+        await self._tell({"op": "trace", "model": name, "changes": dict(changes)})
+        return doc
+
+    async def apply_peer_change(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply what another worker changed and told this one, or answer its question
+        (:mod:`.peers`)."""
+        op = message["op"]
+        if op == "sync":
+            await self._refresh(message["model"], set(message["reopen"]), message["load"])
+        elif op == "recent":
+            return self._snapshots()
+        elif op == "shm_register":
+            self.shm.register(message["name"], message["key"], message["offset"],
+                              message["byte_size"])  # fmt: skip
+        elif op == "shm_unregister":
+            self.shm.unregister(message["name"])
+        elif op == "log":
+            self.settings.update_log(message["changes"])
+        elif op == "trace":
+            self.settings.update_trace(message["changes"], message["model"])
+        else:
+            raise ProtocolError(f"unknown message from another worker: {op!r}")
+        return None
+
+    async def _refresh(self, name: str, reopen: set[int], load: str) -> None:
+        async with self._locks[name]:
+            served = await self._loader.refresh(name, self._models.get(name), reopen, load)
+            if served is None:
+                self._models.pop(name, None)
+            else:
+                self._models[name] = served
+                self._failures.pop(name, None)
+            if name in self._restoring:
+                self._restoring.remove(name)
+
+    def _shared_lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        if self.peers is None:
+            return contextlib.nullcontext()
+        return self.peers.model_lock(name)
+
+    async def _tell(self, message: dict[str, Any]) -> None:
+        if self.peers is not None:
+            await self.peers.tell_all(message)
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -426,12 +547,21 @@ class DataPlane:
         return served.versions[number]
 
 
+def _key(name: str, number: int, load: str) -> str:
+    """One load of one version, as a JSON key between workers."""
+    return f"{name}\n{number}\n{load}"
+
+
 def _version_row(
-    number: int, share: float, version: Version | None, folder: Path | None
+    number: int,
+    share: float,
+    version: Version | None,
+    folder: Path | None,
+    stats: VersionStats | None = None,
 ) -> dict[str, Any]:
-    """One version in the overview: counts and latency since loading, the last minutes
-    window by window, and where it came from."""
-    stats = version.stats if version is not None else VersionStats()
+    """One version in the overview: counts and latency over every worker (``stats``), the
+    last minutes window by window, and where it came from."""
+    stats = stats or (version.stats if version is not None else VersionStats())
     p50, p95 = (None if us is None else round(us / 1000, 3) for us in stats.latency_us((0.5, 0.95)))
     origin = version.model.origin if version is not None else {}
     extras = lineage.extras(folder) if folder is not None else []

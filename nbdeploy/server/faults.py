@@ -26,13 +26,18 @@ CRASH_POINTS = (
     "traffic-saved",  # traffic.json replaced; the reply is not sent yet
 )
 
+SUPERVISOR_PID = "NBDEPLOY_SUPERVISOR_PID"  # set in a worker process
 _CRASH_AT = os.environ.get("NBDEPLOY_CRASH_AT", "")
 _SLOW_RESTORE_S = float(os.environ.get("NBDEPLOY_SLOW_RESTORE_S") or 0)
 
 
 def crash_point(name: str) -> None:
-    """Die here, like ``kill -9``, if ``$NBDEPLOY_CRASH_AT`` names this point."""
+    """Die here, like ``kill -9``, if ``$NBDEPLOY_CRASH_AT`` names this point (a worker
+    process kills its supervisor first: the whole server dies, its workers with it)."""
     if name == _CRASH_AT:
+        supervisor = os.environ.get(SUPERVISOR_PID)
+        if supervisor:
+            os.kill(int(supervisor), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -48,7 +48,9 @@ _CONTENTS = {
 }  # fmt: skip
 
 
-def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc.aio.Server, int]:
+def build_server(
+    dataplane: DataPlane, guard: Guard, address: str, *, reuse_port: bool = False
+) -> tuple[grpc.aio.Server, int]:
     """A ``grpc.aio`` server with the inference service bound to ``address`` (host:port),
     and the port it got."""
     limit = guard.max_request_bytes
@@ -57,7 +59,7 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),  # worker processes share the port
         ],
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_Service(dataplane), server)
@@ -145,7 +147,10 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         self, request: pb.TraceSettingRequest, context: Context
     ) -> pb.TraceSettingResponse:
         changes = {key: list(value.value) or None for key, value in request.settings.items()}
-        doc = self.dp.trace_settings(request.model_name, changes or None)
+        if changes:
+            doc = await self.dp.update_trace(request.model_name, changes)
+        else:
+            doc = self.dp.trace_settings(request.model_name)
         response = pb.TraceSettingResponse()
         for key, value in doc.items():
             response.settings[key].value.extend(value if isinstance(value, list) else [value])
@@ -157,7 +162,7 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     ) -> pb.LogSettingsResponse:
         changes = {key: getattr(value, value.WhichOneof("parameter_choice"))
                    for key, value in request.settings.items()}  # fmt: skip
-        doc = self.dp.settings.update_log(changes) if changes else self.dp.settings.log
+        doc = await self.dp.update_log(changes) if changes else self.dp.settings.log
         response = pb.LogSettingsResponse()
         for key, value in doc.items():
             kind = {bool: "bool_param", int: "uint32_param"}.get(type(value), "string_param")
@@ -179,14 +184,14 @@ class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
     ) -> pb.SystemSharedMemoryRegisterResponse:
         _from_this_host(context.peer())
-        self.dp.shm.register(request.name, request.key, request.offset, request.byte_size)
+        await self.dp.register_shm(request.name, request.key, request.offset, request.byte_size)
         return pb.SystemSharedMemoryRegisterResponse()
 
     @translating
     async def SystemSharedMemoryUnregister(
         self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
     ) -> pb.SystemSharedMemoryUnregisterResponse:
-        self.dp.shm.unregister(request.name)
+        await self.dp.unregister_shm(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     @translating

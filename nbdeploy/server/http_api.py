@@ -168,10 +168,10 @@ class _Handlers:
         return JSONResponse(self.dp.statistics(*_names(request)))
 
     async def metrics(self, request: Request) -> Response:
-        return PlainTextResponse(self.dp.metrics(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(await self.dp.metrics(), media_type="text/plain; version=0.0.4")
 
     async def overview(self, request: Request) -> Response:
-        return JSONResponse({"models": self.dp.overview()})
+        return JSONResponse({"models": await self.dp.overview()})
 
     async def extra(self, request: Request) -> Response:
         name, version = _names(request)
@@ -184,12 +184,14 @@ class _Handlers:
     async def trace(self, request: Request) -> Response:
         name, _ = _names(request)
         changes = await _json_object(request) if request.method == "POST" else None
-        return JSONResponse(self.dp.trace_settings(name, changes))
+        if changes is None:
+            return JSONResponse(self.dp.trace_settings(name))
+        return JSONResponse(await self.dp.update_trace(name, changes))
 
     async def logging(self, request: Request) -> Response:
         if request.method == "GET":
             return JSONResponse(dict(self.dp.settings.log))
-        return JSONResponse(self.dp.settings.update_log(await _json_object(request)))
+        return JSONResponse(await self.dp.update_log(await _json_object(request)))
 
     async def shm_status(self, request: Request) -> Response:
         return JSONResponse(self.dp.shm.status(request.path_params.get("region", "")))
@@ -197,12 +199,12 @@ class _Handlers:
     async def shm_register(self, request: Request) -> Response:
         _from_this_host(request.client.host if request.client else "", "shared memory")
         doc = await _json_object(request)
-        self.dp.shm.register(request.path_params["region"], doc.get("key"),
-                             doc.get("offset", 0), doc.get("byte_size"))  # fmt: skip
+        await self.dp.register_shm(request.path_params["region"], doc.get("key"),
+                                   doc.get("offset", 0), doc.get("byte_size"))  # fmt: skip
         return Response(status_code=200)
 
     async def shm_unregister(self, request: Request) -> Response:
-        self.dp.shm.unregister(request.path_params.get("region", ""))
+        await self.dp.unregister_shm(request.path_params.get("region", ""))
         return Response(status_code=200)
 
     async def cuda_shm_status(self, request: Request) -> Response:

@@ -20,6 +20,7 @@ from . import config as cfg
 from . import traffic as tr
 from .batcher import Scheduler
 from .faults import crash_point
+from .metrics import SharedCounters
 from .repository import Repository, is_version
 from .runtime import OnnxModel
 from .stats import VersionStats
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MAX_INSTANCES", "Change", "Loader", "Served", "Version", "retire"]
 
+RESTORED = "0"  # the load name of versions a start brings back (every worker agrees on it)
 MAX_INSTANCES = 64  # concurrent runs of one version: far past what a CPU or GPU can use
 
 
@@ -39,6 +41,7 @@ class Version:
     model: OnnxModel
     scheduler: Scheduler
     stats: VersionStats
+    load: str = "0"  # which load of it this is (its shared counters are this load's)
 
 
 @dataclass
@@ -75,13 +78,27 @@ class Change:
 class Loader:
     """Opens model versions of one repository; runs go to ``executor``."""
 
-    def __init__(self, repository: Repository, executor: Executor) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        executor: Executor,
+        counters: SharedCounters | None = None,
+        *,
+        session_threads: int = 0,
+        workers: int = 1,
+    ) -> None:
         self.repository = repository
         self._executor = executor
+        self._counters = counters
+        self._session_threads = session_threads  # onnxruntime intra-op threads (0: its own)
+        self._workers = workers  # processes sharing the config's instance count
 
-    async def apply(self, name: str, served: Served, change: Change) -> int | None:
+    async def apply(
+        self, name: str, served: Served, change: Change, load: str
+    ) -> tuple[int | None, set[int]]:
         """Load what ``change`` asks for, commit it, then swap it in; on failure nothing
-        changes. Returns the number given to a staged version, if any."""
+        changes. Returns the number given to a staged version (if any) and the numbers of
+        the versions opened anew (under the name ``load``: their counters start at 0)."""
         config = self._config(name, change.config_json)
         folders = self._new_folders(name, served, change)
         number = max(folders) if change.staged is not None else None
@@ -92,7 +109,7 @@ class Loader:
         if config.input:  # else completed from the model file: checked once loaded
             _check_signature(name, served, cfg.signature(config), "the new config")
         labels_in = _labels_folder(config, change.files) or self.repository.folder(name)
-        loaded = await self._load_versions(name, config, fresh, folders, labels_in)
+        loaded = await self._load_versions(name, config, fresh, folders, labels_in, load)
         try:
             for number, version in sorted(loaded.items()):
                 signature = (version.model.inputs, version.model.outputs)
@@ -111,7 +128,7 @@ class Loader:
         served.damaged = {v: why for v, why in served.damaged.items() if v not in target}
         log.info("model %s serving %s", name, target)
         await retire(retired)
-        return number
+        return number, fresh
 
     async def restore(self, name: str) -> Served | None:
         """The model as it was last served (``None`` if it was unloaded on purpose).
@@ -145,13 +162,40 @@ class Loader:
             log.warning("model %s: serving %s instead of %s", name, served.traffic, wanted)
         return served
 
+    async def refresh(
+        self, name: str, served: Served | None, reopen: set[int], load: str
+    ) -> Served | None:
+        """The model as another worker just committed it to the repository: the versions
+        it opened anew (``reopen``, under the name ``load``) and any this worker lacks are
+        opened from disk, the others stay as they are; ``None`` if it was unloaded."""
+        saved = self.repository.traffic(name)
+        if saved is None:
+            return await self.restore(name)
+        served = served or Served()
+        if not saved:
+            await retire(served.versions.values())
+            return None
+        config = self.repository.config(name)
+        fresh = Served()
+        for number in sorted(saved):
+            if number in served.versions and number not in reopen:
+                fresh.versions[number] = served.versions[number]
+            else:
+                named = load if number in reopen else RESTORED
+                await self._restore_version(name, config, number, fresh, named)
+        fresh.traffic = _surviving(saved, fresh.versions)
+        kept = set(map(id, fresh.versions.values()))
+        await retire(v for v in served.versions.values() if id(v) not in kept)
+        return fresh
+
     async def _restore_version(
-        self, name: str, config: cfg.ModelConfig, number: int, served: Served
+        self, name: str, config: cfg.ModelConfig, number: int, served: Served, load: str = RESTORED
     ) -> bool:
         try:
             path = self.repository.model_file(name, number, config)
             labels_in = self.repository.folder(name)
-            served.versions[number] = await self._open(name, number, path, config, labels_in)
+            served.versions[number] = await self._open(name, number, path, config, labels_in,
+                                                       load)  # fmt: skip
         except ProtocolError as err:
             served.damaged[number] = str(err)
             log.error("model %s version %d is not served: %s", name, number, err)
@@ -223,6 +267,7 @@ class Loader:
         numbers: set[int],
         folders: Mapping[int, Path],
         labels_in: Path,
+        load: str,
     ) -> dict[int, Version]:
         loaded: dict[int, Version] = {}
         try:
@@ -230,26 +275,37 @@ class Loader:
                 path = self.repository.model_file(name, number, config)
                 if number in folders:
                     path = folders[number] / path.name
-                loaded[number] = await self._open(name, number, path, config, labels_in)
+                loaded[number] = await self._open(name, number, path, config, labels_in, load)
         except BaseException:
             await retire(loaded.values())
             raise
         return loaded
 
     async def _open(
-        self, name: str, number: int, path: Path, config: cfg.ModelConfig, labels_in: Path
+        self,
+        name: str,
+        number: int,
+        path: Path,
+        config: cfg.ModelConfig,
+        labels_in: Path,
+        load: str,
     ) -> Version:
         if not path.is_file():
             raise ProtocolError(f"model '{name}' version {number} has no {path.name}")
         version_config = cfg.ModelConfig()
         version_config.CopyFrom(config)
         try:
-            model = await asyncio.to_thread(OnnxModel, path, version_config, labels_in)
+            model = await asyncio.to_thread(
+                OnnxModel, path, version_config, labels_in, threads=self._session_threads
+            )
         except Exception as err:
             raise ProtocolError(f"failed to load '{name}' version {number}: {err}") from err
-        stats = VersionStats()
-        scheduler = Scheduler(model.run, model.config, stats, self._executor)
-        return Version(number, model, scheduler, stats)
+        counters = self._counters
+        shared = counters.version(name, str(number), load) if counters is not None else None
+        stats = VersionStats(shared=shared)
+        scheduler = Scheduler(model.run, model.config, stats, self._executor,
+                              workers=self._workers)  # fmt: skip
+        return Version(number, model, scheduler, stats, load)
 
 
 def _labels_folder(config: cfg.ModelConfig, files: Path | None) -> Path | None:

@@ -1,6 +1,7 @@
 """The server process: HTTP (uvicorn) and gRPC (grpc.aio; and TF Serving's gRPC API when
 asked for) on one event loop over one dataplane, with a state file in the repository so
-notebooks can find it again.
+notebooks can find it again. With ``workers`` above 1 it runs that many such processes
+sharing the listening ports (:mod:`.workers`).
 
 Run it with ``nbdeploy serve REPO`` or ``python -m nbdeploy.server REPO``; notebooks use
 :func:`nbdeploy.server.start`, which launches this detached.
@@ -13,9 +14,11 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NbDeployError, ServerError
 from .layout import LOCK_FILE
+from .peers import Peers, WorkerPlace
 from .repository import Repository
 from .security import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_REQUEST_BYTES, Guard
 
@@ -50,7 +54,9 @@ class ServerOptions:
         max_request_bytes: Largest request accepted.
         allowed_origins: Web origins whose pages may call the server (besides loopback).
         max_json_bytes: Largest inference request whose tensors are all JSON.
-        threads: Threads that run models.
+        threads: Threads that run models (in each worker process).
+        workers: Worker processes answering requests, sharing the ports (``SO_REUSEPORT``)
+            and every change to the served models (default: :func:`default_workers`).
     """
 
     repository: Path
@@ -64,6 +70,13 @@ class ServerOptions:
     allowed_origins: tuple[str, ...] = ()
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
+    workers: int = field(default_factory=lambda: default_workers())
+
+    @property
+    def session_threads(self) -> int:
+        """onnxruntime intra-op threads per session: the cores shared out between the
+        workers (0, onnxruntime's own choice of one per core, with a single worker)."""
+        return 0 if self.workers == 1 else max(1, cores() // self.workers)
 
     @property
     def guard(self) -> Guard:
@@ -73,20 +86,51 @@ class ServerOptions:
         )  # fmt: skip
 
 
+MAX_DEFAULT_WORKERS = 8  # each worker holds its own copy of every model
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One worker process per core, at most ``MAX_DEFAULT_WORKERS``: a single Python
+    process parses, encodes and dispatches on one core however many the machine has."""
+    return max(1, min(cores(), MAX_DEFAULT_WORKERS))
+
+
 def run(options: ServerOptions) -> None:
     """Serve until SIGTERM or SIGINT (blocking)."""
     options.guard.check_bind(options.host)
+    if options.workers < 1:
+        raise ServerError(f"workers must be 1 or more, not {options.workers}")
     lock = _claim(Path(options.repository))  # held for the process's life (even kill -9 frees it)
+    shared = Path(tempfile.mkdtemp(prefix="nbdeploy-server-"))  # mode 0700: this user's only
+    # Before prometheus-client is imported: every process counts into files here.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared / "metrics")
+    (shared / "metrics").mkdir()
+    try:
+        if options.workers == 1:
+            serve_in_this_process(options)
+        else:
+            from .workers import supervise
+
+            supervise(options, shared)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+        lock.close()
+
+
+def serve_in_this_process(options: ServerOptions, place: WorkerPlace | None = None) -> None:
+    """Run one server (or one worker of a server, at ``place``) on this process's loop."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # the standard loop works, a little slower
         pass
-    try:
-        asyncio.run(_serve(options))
-    finally:
-        lock.close()
+    asyncio.run(_serve(options, place))
 
 
 def _claim(root: Path) -> Any:
@@ -107,7 +151,7 @@ def _claim(root: Path) -> Any:
     return handle
 
 
-async def _serve(options: ServerOptions) -> None:
+async def _serve(options: ServerOptions, place: WorkerPlace | None) -> None:
     import uvicorn
 
     from .dataplane import DataPlane
@@ -115,19 +159,25 @@ async def _serve(options: ServerOptions) -> None:
     from .http_api import build_app
 
     repository = Repository(options.repository)
-    dataplane = DataPlane(repository, threads=options.threads)
-    http_socket = _bind(options.host, options.http_port)
+    peers = Peers(place) if place is not None else None
+    dataplane = DataPlane(repository, threads=options.threads, peers=peers,
+                          session_threads=options.session_threads)  # fmt: skip
+    if peers is not None:  # before any client: a change made meanwhile reaches this worker
+        await peers.listen(dataplane.apply_peer_change)
+    shared = place is not None
+    http_socket = _bind(options.host, options.http_port, reuse_port=shared)
     address = f"{_url_host(options.host)}:{options.grpc_port}"
-    grpc_server, grpc_port = build_server(dataplane, options.guard, address)
+    grpc_server, grpc_port = build_server(dataplane, options.guard, address, reuse_port=shared)
     servers = [grpc_server]
     tfs_port = None
     if options.tfs_grpc_port is not None:
         from . import tfs_grpc  # imports tensorflow: only when asked for
 
         tfs_address = f"{_url_host(options.host)}:{options.tfs_grpc_port}"
-        tfs_server, tfs_port = tfs_grpc.build_server(dataplane, options.guard, tfs_address)
+        tfs_server, tfs_port = tfs_grpc.build_server(dataplane, options.guard, tfs_address,
+                                                     reuse_port=shared)  # fmt: skip
         servers.append(tfs_server)
-    restoring = dataplane.begin_restore()
+    restoring = dataplane.begin_restore(clear_staging=not shared)
     app = build_app(dataplane, options.guard)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, http="httptools", loop="none"
@@ -142,13 +192,12 @@ async def _serve(options: ServerOptions) -> None:
     task = asyncio.create_task(http.serve(sockets=[http_socket]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)
-    state = _state(options, http_socket.getsockname()[1], grpc_port, tfs_port)
-    if http.started:
-        _write_state(repository, state)
-        note = _register(repository)
-        tfs = f"; TF Serving's gRPC on {state['tfs_grpc_url']}" if tfs_port is not None else ""
-        log.warning("serving %s on %s and %s%s", repository.root, state["http_url"],
-                    state["grpc_url"], tfs)  # fmt: skip
+    state = state_of(options, http_socket.getsockname()[1], grpc_port, tfs_port)
+    announce = http.started and place is None  # a worker's supervisor announces the server
+    if announce:
+        announce_server(repository, state)
+    elif peers is not None and http.started:
+        peers.mark_started()
     # Live at once; the models of the last run come back one by one, each ready as it
     # loads (requests for one still loading get a 503 that says so).
     restore = asyncio.create_task(_restore(dataplane, len(restoring)))
@@ -156,12 +205,30 @@ async def _serve(options: ServerOptions) -> None:
         await task
     finally:
         restore.cancel()
-        repository.state_file.unlink(missing_ok=True)
-        if http.started:
-            note.unlink(missing_ok=True)
+        if announce:
+            withdraw(repository)
         for server in servers:
             await server.stop(grace=2)
         await dataplane.close()
+        if peers is not None:
+            await peers.close()
+
+
+def announce_server(repository: Repository, state: dict[str, Any]) -> None:
+    """Write the state file and the note in the registry of running servers."""
+    _write_state(repository, state)
+    _register(repository)
+    tfs = f"; TF Serving's gRPC on {state['tfs_grpc_url']}" if state["tfs_grpc_port"] else ""
+    log.warning("serving %s on %s and %s%s", repository.root, state["http_url"],
+                state["grpc_url"], tfs)  # fmt: skip
+
+
+def withdraw(repository: Repository) -> None:
+    """Remove what :func:`announce_server` wrote."""
+    from .control import registry
+
+    repository.state_file.unlink(missing_ok=True)
+    (registry() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 
 async def _restore(dataplane: DataPlane, count: int) -> None:
@@ -171,13 +238,22 @@ async def _restore(dataplane: DataPlane, count: int) -> None:
         log.warning("restored %d model(s) in %.1f s", count, time.perf_counter() - started)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    sock = bound_socket(host, port, reuse_port=reuse_port)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port``; with ``reuse_port``, worker processes bind the
+    same port and the kernel spreads the connections between them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -185,7 +261,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _state(
+def state_of(
     options: ServerOptions, http_port: int, grpc_port: int, tfs_grpc_port: int | None
 ) -> dict[str, Any]:
     host = _url_host("127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host)
@@ -203,6 +279,7 @@ def _state(
         "token": options.token,
         "max_request_bytes": options.max_request_bytes,
         "max_json_bytes": options.max_json_bytes,
+        "workers": options.workers,
     }
 
 
@@ -253,6 +330,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-json-bytes", type=int, default=DEFAULT_MAX_JSON_BYTES,
         help="largest inference request whose tensors are all JSON",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="worker processes sharing the ports (default: one per core, at most "
+        f"{MAX_DEFAULT_WORKERS}; each holds its own copy of every model)",
+    )  # fmt: skip
 
 
 def options_from(args: argparse.Namespace) -> ServerOptions:
@@ -264,6 +346,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         token=os.environ.get("NBDEPLOY_TOKEN") or None,
         allowed_hosts=tuple(args.allow_host), max_request_bytes=args.max_request_bytes,
         allowed_origins=tuple(args.allow_origin), max_json_bytes=args.max_json_bytes,
+        workers=args.workers or default_workers(),
     )  # fmt: skip
 
 

@@ -35,18 +35,29 @@ class OnnxModel:
         config: Its Triton config; inputs/outputs left empty are filled from the file.
         labels_in: Where the config's ``label_filename`` files are (default: the model's
             folder, beside ``config.pbtxt``).
+        threads: onnxruntime's intra-op threads (0: one per core); the config's
+            ``intra_op_thread_count`` parameter overrides it. A server with several
+            worker processes gives each ``cores // workers``.
     """
 
-    def __init__(self, path: Path, config: cfg.ModelConfig, labels_in: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: cfg.ModelConfig,
+        labels_in: Path | None = None,
+        *,
+        threads: int = 0,
+    ) -> None:
         import onnxruntime as ort
 
         _check_external_data(path)
         options = ort.SessionOptions()
         for key, value in cfg.session_entries(config).items():
             options.add_session_config_entry(key, value)
-        threads = config.parameters.get("intra_op_thread_count")
-        if threads is not None and threads.string_value:
-            options.intra_op_num_threads = int(threads.string_value)
+        asked = config.parameters.get("intra_op_thread_count")
+        if asked is not None and asked.string_value:  # the config's choice comes first
+            threads = int(asked.string_value)
+        options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         # where it came from, read once (every overview poll shows it)
         self.origin = describe(self._session.get_modelmeta().custom_metadata_map)

@@ -1,18 +1,24 @@
-"""Per-version statistics, in Triton's shapes: the statistics endpoint's JSON and the
-Prometheus metrics under Triton's names (so existing Grafana dashboards work).
+"""Per-version statistics, in Triton's shapes: the statistics endpoint's JSON (and, through
+:mod:`.metrics`, the Prometheus metrics under Triton's names).
 
-One set of counters feeds both; they are only touched on the server's event loop.
+A :class:`VersionStats` counts what one worker process did (touched only on its event
+loop) and keeps its recent latencies and the live view's windows; when it is given the
+version's shared counters (:class:`.metrics.VersionCounters`) it counts there too, and the
+server answers with the totals over every worker.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Duration", "VersionStats", "Window", "exposition"]
+if TYPE_CHECKING:
+    from .metrics import VersionCounters
+
+__all__ = ["Duration", "VersionStats", "Window"]
 
 
 RECENT = 4096  # request durations kept for the latency summary's quantiles
@@ -75,14 +81,31 @@ class VersionStats:
     recent_us: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
     windows: deque[Window] = field(default_factory=lambda: deque(maxlen=HISTORY_S // WINDOW_S))
     loaded_at: float = field(default_factory=time.time)
+    shared: VersionCounters | None = field(default=None, repr=False)
 
     def record_execution(self, batch: int, ns: int) -> None:
         """One model run over ``batch`` items."""
         self.execution_count += 1
         self.batches.setdefault(batch, Duration()).add(ns)
+        if self.shared is not None:
+            self.shared.execution(batch, ns)
+
+    def record_queue(self, ns: int) -> None:
+        """One request waited ``ns`` in the queue before its run started."""
+        self.queue.add(ns)
+        if self.shared is not None:
+            self.shared.queued(ns)
+
+    def record_compute(self, ns: int, requests: int) -> None:
+        """One run of ``ns`` answered ``requests`` requests."""
+        self.compute_infer.add(ns, requests)
+        if self.shared is not None:
+            self.shared.computed(ns, requests)
 
     def record_request(self, ok: bool, ns: int, items: int = 1) -> None:
         """One request answered (``ok``) or failed, ``ns`` after it arrived."""
+        if self.shared is not None:
+            self.shared.request(ok, ns, items)
         (self.success if ok else self.fail).add(ns)
         self.recent_us.append(ns / 1000)
         if ok:
@@ -109,6 +132,41 @@ class VersionStats:
         span = max(1.0, min(float(seconds), now - self.loaded_at))
         count = sum(w.requests for w in self.windows if w.start + WINDOW_S > now - span)
         return round(count / span, 3)
+
+    def with_counts(self, totals: VersionStats | None) -> VersionStats:
+        """These recent latencies and windows with ``totals``' counts (every worker's),
+        or this worker's own counts when there are none."""
+        if totals is None:
+            return self
+        return replace(self, success=totals.success, fail=totals.fail, queue=totals.queue,
+                       compute_infer=totals.compute_infer, batches=totals.batches,
+                       inference_count=totals.inference_count,
+                       execution_count=totals.execution_count,
+                       last_inference_ms=totals.last_inference_ms)  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        """This worker's recent latencies and windows, for another worker to merge."""
+        return {"recent": list(self.recent_us),
+                "windows": [[w.start, w.requests, w.failures, w.durations_us]
+                            for w in self.windows]}  # fmt: skip
+
+    def merged(self, snapshots: Sequence[dict[str, Any]]) -> VersionStats:
+        """These statistics with other workers' recent latencies and windows added."""
+        if not snapshots:
+            return self
+        recent = deque(self.recent_us, maxlen=RECENT * (1 + len(snapshots)))
+        by_start = {w.start: Window(w.start, w.requests, w.failures, list(w.durations_us))
+                    for w in self.windows}  # fmt: skip
+        for snap in snapshots:
+            recent.extend(snap["recent"])
+            for start, requests, failures, durations in snap["windows"]:
+                window = by_start.setdefault(start, Window(start))
+                window.requests += requests
+                window.failures += failures
+                window.durations_us += durations[: _WINDOW_SAMPLES - len(window.durations_us)]
+        windows = deque(sorted(by_start.values(), key=lambda w: w.start),
+                        maxlen=HISTORY_S // WINDOW_S)  # fmt: skip
+        return replace(self, recent_us=recent, windows=windows)
 
     def latency_us(self, quantiles: Sequence[float]) -> list[float | None]:
         """Request latency quantiles (µs) over the recent requests; ``None`` before any."""
@@ -154,63 +212,3 @@ def _batch(size: int, compute: Duration) -> dict[str, Any]:
     zero = Duration().to_dict()
     return {"batch_size": size, "compute_input": zero, "compute_infer": compute.to_dict(),
             "compute_output": zero}  # fmt: skip
-
-
-# Triton's metric name -> (help, how to read it from VersionStats).
-_COUNTERS: dict[str, tuple[str, Callable[[VersionStats], float]]] = {
-    "nv_inference_request_success": (
-        "Number of successful inference requests, all batch sizes", lambda s: s.success.count),
-    "nv_inference_request_failure": (
-        "Number of failed inference requests, all batch sizes", lambda s: s.fail.count),
-    "nv_inference_count": (
-        "Number of inferences performed (does not include cached requests)",
-        lambda s: s.inference_count),
-    "nv_inference_exec_count": (
-        "Number of model executions performed (does not include cached requests)",
-        lambda s: s.execution_count),
-    "nv_inference_request_duration_us": (
-        "Cumulative inference request duration in microseconds (includes cached requests)",
-        lambda s: (s.success.ns + s.fail.ns) // 1000),
-    "nv_inference_queue_duration_us": (
-        "Cumulative inference queuing duration in microseconds (includes cached requests)",
-        lambda s: s.queue.ns // 1000),
-    "nv_inference_compute_infer_duration_us": (
-        "Cumulative compute inference duration in microseconds (does not include cached "
-        "requests)", lambda s: s.compute_infer.ns // 1000),
-}  # fmt: skip
-
-
-def exposition(rows: Iterable[tuple[str, str, VersionStats]]) -> str:
-    """Prometheus text format, exactly as Triton writes it (``# TYPE nv_... counter``
-    with no ``_total`` suffix, which prometheus-client would add), labelled by model and
-    version."""
-    rows = list(rows)
-    lines = []
-    for name, (doc, read) in _COUNTERS.items():
-        lines += [f"# HELP {name} {doc}", f"# TYPE {name} counter"]
-        lines += [
-            f'{name}{{model="{_label(model)}",version="{_label(version)}"}} {read(stats)}'
-            for model, version, stats in rows
-        ]
-    lines += _summary(rows)
-    return "\n".join(lines) + "\n"
-
-
-def _summary(rows: list[tuple[str, str, VersionStats]]) -> list[str]:
-    """Request latency quantiles over the last requests, as Triton's summary (which it
-    exports with ``--metrics-config summary_latencies=true``)."""
-    lines = [f"# HELP {SUMMARY} Summary of inference request duration in microseconds",
-             f"# TYPE {SUMMARY} summary"]  # fmt: skip
-    for model, version, stats in rows:
-        labels = f'model="{_label(model)}",version="{_label(version)}"'
-        for q, value in zip(QUANTILES, stats.latency_us(QUANTILES), strict=True):
-            shown = float("nan") if value is None else value
-            lines.append(f'{SUMMARY}{{{labels},quantile="{q}"}} {shown:.1f}')
-        total = stats.success.count + stats.fail.count
-        lines.append(f"{SUMMARY}_count{{{labels}}} {total}")
-        lines.append(f"{SUMMARY}_sum{{{labels}}} {(stats.success.ns + stats.fail.ns) / 1000:.1f}")
-    return lines
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

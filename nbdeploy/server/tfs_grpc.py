@@ -56,7 +56,9 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 _ERROR_UNKNOWN = 2  # tensorflow.error.Code.UNKNOWN: a version that failed to load
 
 
-def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc.aio.Server, int]:
+def build_server(
+    dataplane: DataPlane, guard: Guard, address: str, *, reuse_port: bool = False
+) -> tuple[grpc.aio.Server, int]:
     """A ``grpc.aio`` server with TF Serving's two services bound to ``address``
     (host:port), and the port it got. The token and the size limit are the V2 ones.
 
@@ -68,7 +70,7 @@ def build_server(dataplane: DataPlane, guard: Guard, address: str) -> tuple[grpc
         options=[
             ("grpc.max_receive_message_length", guard.max_request_bytes),
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),  # worker processes share the port
         ],
     )
     prediction = _Prediction(dataplane, guard.max_request_bytes)

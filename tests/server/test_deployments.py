@@ -176,17 +176,22 @@ def test_metrics_use_tritons_names(repo: Path) -> None:
     requests, items = _served_so_far(dep)
     _versions_answering(dep, 3)
     text = urllib.request.urlopen(dep.metrics_url).read().decode()
-    assert f'nv_inference_request_success{{model="affine",version="1"}} {requests + 3}' in text
-    assert f'nv_inference_count{{model="affine",version="1"}} {items + 6}' in text
+    values = _samples(text)
+    assert values['nv_inference_request_success{model="affine",version="1"}'] == requests + 3
+    assert values['nv_inference_count{model="affine",version="1"}'] == items + 6
     for name in ("nv_inference_request_failure", "nv_inference_exec_count",
                  "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
                  "nv_inference_compute_infer_duration_us"):  # fmt: skip
         assert f"# TYPE {name} counter" in text
     assert 'nv_inference_request_summary_us{model="affine",version="1",quantile="0.99"}' in text
-    assert (
-        f'nv_inference_request_summary_us_count{{model="affine",version="1"}} {requests + 3}'
-        in text
-    )
+    summary = 'nv_inference_request_summary_us_count{model="affine",version="1"}'
+    assert values[summary] == requests + 3
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Prometheus text's samples by name and labels, with their values."""
+    lines = [line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")]
+    return {sample: float(value) for sample, value in lines}
 
 
 def test_serve_refuses_what_it_cannot_serve(repo: Path) -> None:
