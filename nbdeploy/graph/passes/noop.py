@@ -24,6 +24,7 @@ from onnxscript.rewriter.rules.common import (
 )
 
 from ._base import RulePass
+from .symbolic_shapes import is_named
 
 
 class _InferenceDropout(RewriteRuleClassBase):
@@ -96,7 +97,7 @@ def same_known_shape(a: ir.Shape | None, b: ir.Shape | None) -> bool:
 
 def named(dim: int | ir.SymbolicDim) -> bool:
     """A symbolic dim that an inference named for a reason (not ``unk__…``, not blank)."""
-    return isinstance(dim, ir.SymbolicDim) and not (dim.value or "unk__").startswith("unk__")
+    return isinstance(dim, ir.SymbolicDim) and is_named(dim.value)
 
 
 class _NeutralOperand(RewriteRuleClassBase):

@@ -23,7 +23,12 @@ import onnx_ir as ir
 
 log = logging.getLogger(__name__)
 _INLINE_ELEMENTS = 1024  # initializers this small go in whole: shapes may be computed from them
-_UNKNOWN_PREFIX = "unk__"  # both onnx and onnxruntime name dims they could not prove so
+UNKNOWN_PREFIX = "unk__"  # both onnx and onnxruntime name dims they could not prove so
+
+
+def is_named(name: str | None) -> bool:
+    """A dim name some inference gave for a reason (not blank, not ``unk__…``)."""
+    return bool(name) and not str(name).startswith(UNKNOWN_PREFIX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +72,13 @@ def replace_proven_numbers(graph: ir.Graph, facts: ShapeFacts) -> int:
     """Replace the integer values computed from shapes that the inference proved to be
     numbers by constants (the nodes that computed them die); how many were replaced."""
     replaced = 0
+    taken = set(graph.initializers) | {v.name for n in graph for v in n.outputs}
     for node in list(graph):
         for value in node.outputs:
             tensor = _as_tensor(value, facts.numbers.get(value.name or ""))
             if tensor is None or value.is_graph_output() or not value.uses():
                 continue
-            constant = ir.Value(name=_unused_name(graph, f"{value.name}_proven"))
+            constant = ir.Value(name=_unused_name(taken, f"{value.name}_proven"))
             constant.const_value = tensor
             constant.shape, constant.dtype = ir.Shape(tensor.shape.numpy()), tensor.dtype
             graph.register_initializer(constant)
@@ -94,12 +100,13 @@ def _as_tensor(value: ir.Value, number: int | list[int] | None) -> ir.TensorProt
 _INTEGER_TYPES = (ir.DataType.INT64, ir.DataType.INT32)
 
 
-def _unused_name(graph: ir.Graph, name: str) -> str:
-    taken = set(graph.initializers) | {v.name for n in graph for v in n.outputs}
+def _unused_name(taken: set[str | None], name: str) -> str:
+    """``name``, or ``name_1``, ``name_2`` … whichever is free; it is then taken."""
     candidate, counter = name, 0
     while candidate in taken:
         counter += 1
         candidate = f"{name}_{counter}"
+    taken.add(candidate)
     return candidate
 
 
@@ -221,7 +228,7 @@ def _better(dim: int | ir.SymbolicDim | None, proven: int | str | None) -> int |
         return proven
     current = None if dim is None else dim.value
     for name in (current, proven):
-        if name and not name.startswith(_UNKNOWN_PREFIX):
+        if is_named(name):
             return name
     return current
 
