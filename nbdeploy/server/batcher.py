@@ -24,9 +24,11 @@ from .stats import VersionStats
 
 __all__ = ["QueuePolicy", "Scheduler"]
 
-# Runs shorter than this happen on the event loop itself: handing them to a thread and
-# back costs more than the run (and the loop is busy no longer than a request parse).
-INLINE_BELOW_NS = 100_000
+# A worker process running one instance of a version runs it on its event loop itself
+# when a run is shorter than this: the hop to a thread and back costs ~50 µs of CPU (a
+# fifth of a small model's request), and the loop is held no longer than a large parse.
+# With several instances per process, runs go to threads so that they overlap.
+INLINE_BELOW_NS = 500_000
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -82,6 +84,7 @@ class Scheduler:
         # Triton's instance count is for the whole server: each worker process runs its share.
         count = -(-(sum(group.count for group in config.instance_group) or 1) // workers)
         self._workers = [asyncio.create_task(self._work()) for _ in range(count)]
+        self._inline = count == 1
 
     async def infer(
         self, feed: Mapping[str, np.ndarray], batch: int, timeout_us: int | None = None
@@ -137,19 +140,23 @@ class Scheduler:
             self._stats.record_queue(started - pending.arrived_ns)
         feed = _merge(group) if len(group) > 1 else group[0].feed
         try:
-            if self._typical_ns < INLINE_BELOW_NS:
-                outputs = self._run(feed)  # cheaper than the hop to a thread and back
+            if self._inline and self._typical_ns < INLINE_BELOW_NS:
+                outputs, ns = _timed(self._run, feed)  # cheaper than a hop to a thread
             else:
-                outputs = await loop.run_in_executor(self._executor, self._run, feed)
+                outputs, ns = await loop.run_in_executor(self._executor, _timed, self._run, feed)
         except Exception as err:
+            self._record(group, time.perf_counter_ns() - started)
             _fail(group, err)
             return
-        finally:
-            ns = time.perf_counter_ns() - started
-            self._typical_ns = (7 * self._typical_ns + ns) // 8
-            self._stats.record_execution(sum(p.batch for p in group) or 1, ns)
-            self._stats.record_compute(ns, len(group))
+        self._record(group, ns)
         _answer(group, outputs)
+
+    def _record(self, group: list[_Pending], ns: int) -> None:
+        """Count one run of ``ns`` (the run alone: a hop to a thread and back is not the
+        model's time, and counting it would keep a fast model off the inline path)."""
+        self._typical_ns = (7 * self._typical_ns + ns) // 8
+        self._stats.record_execution(sum(p.batch for p in group) or 1, ns)
+        self._stats.record_compute(ns, len(group))
 
     async def _gather(self) -> list[_Pending]:
         self._drop_expired()
@@ -228,6 +235,12 @@ class QueuePolicy:
     def deadline_ns(self, arrived_ns: int, requested_us: int | None) -> int:
         timeout_us = requested_us if self.allow_override and requested_us else self.timeout_us
         return arrived_ns + timeout_us * 1000 if timeout_us else 0
+
+
+def _timed(run: Runner, feed: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    started = time.perf_counter_ns()
+    outputs = run(feed)
+    return outputs, time.perf_counter_ns() - started
 
 
 def _merge(group: list[_Pending]) -> dict[str, np.ndarray]:

@@ -150,6 +150,27 @@ def test_dynamic_batching_merges_concurrent_requests_and_splits_answers() -> Non
     assert sum(sizes) == 12 and len(sizes) < 8  # merged, nothing lost
 
 
+@pytest.mark.parametrize(("instances", "inline"), [(1, True), (2, False)])
+def test_a_fast_model_with_one_instance_runs_on_the_event_loop(instances: int, inline: bool) -> None:
+    """The hop to a thread costs more than a small model's run: with one instance in the
+    process, such runs stay on the loop; with several, they go to threads to overlap."""
+    threads: list[int] = []
+
+    def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        threads.append(threading.get_ident())
+        return {"x": feed["x"]}
+
+    async def scenario() -> None:
+        scheduler = _scheduler(run, 8, delay_us=0, instances=instances)
+        for _ in range(60):  # the first runs go to a thread, until the model shows it is fast
+            await scheduler.infer({"x": np.ones((1, 3), np.float32)}, 1)
+        await scheduler.close()
+
+    asyncio.run(scenario())
+    on_loop = threads[-10:].count(threading.get_ident())
+    assert on_loop == (10 if inline else 0)
+
+
 def test_requests_with_different_item_shapes_are_not_merged() -> None:
     seen: list[tuple[int, ...]] = []
     lock = threading.Lock()
