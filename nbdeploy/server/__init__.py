@@ -18,7 +18,8 @@ Triton's queue policy), ``loading`` (versions loaded as one transaction, restore
 one), ``settings`` (trace and log settings), ``peers`` (changes to what is served, applied
 by every worker before the call returns), ``dataplane`` (no HTTP in sight), ``http_api``
 (Starlette, with TF Serving's REST predict from ``tfserving``) and ``grpc_api``
-(grpc.aio), sharing ``grpc_common`` with ``tfs_grpc`` (TF Serving's gRPC API, on its own
+(on ``grpc_wire``: gRPC over uvicorn's HTTP/2), sharing ``grpc_common`` with ``tfs_grpc``
+(TF Serving's gRPC API on grpc.aio, on its own
 port when asked for; its tensors through ``tensor_proto``), ``security``, ``process``
 (one server process, or one worker of it) and ``workers`` (the supervisor of several,
 sharing the ports); on the notebook side, ``client`` (the typed client of the server's

@@ -1,19 +1,19 @@
 """The gRPC front end: Triton's ``GRPCInferenceService`` (the stubs tritonclient ships)
-on ``grpc.aio``, over the same dataplane as HTTP. :class:`ProtocolError` s become the
-matching status codes and the token, when set, is checked by an interceptor, both from
-``grpc_common`` (which TF Serving's gRPC front end shares).
+over gRPC's wire protocol on uvicorn's HTTP/2 (``grpc_wire``), on the same dataplane as
+HTTP. :class:`ProtocolError` s become the matching status codes through ``grpc_common``
+(which TF Serving's gRPC front end, on ``grpc.aio``, shares); the token is checked for
+every method but the health probes.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Mapping
 
-import grpc
 import numpy as np
 from google.protobuf import json_format
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
 
 from ..errors import ProtocolError
 from .codecs import (
@@ -27,17 +27,18 @@ from .codecs import (
     timeout_us,
 )
 from .dataplane import DataPlane
-from .grpc_common import Context, TokenCheck, translating
+from .grpc_common import Context, translating
+from .grpc_wire import GrpcApp, GrpcFrontEnd, Method
 from .parameters import decode_load
 from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_server"]
+__all__ = ["build_front_end"]
 
-OPEN_METHODS = ("/inference.GRPCInferenceService/ServerLive",
-                "/inference.GRPCInferenceService/ServerReady")  # fmt: skip
+_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+OPEN_METHODS = frozenset(f"/{_SERVICE.full_name}/{name}" for name in ("ServerLive", "ServerReady"))
 
 # InferTensorContents field per V2 datatype (when a client sends typed contents).
 _CONTENTS = {
@@ -48,26 +49,19 @@ _CONTENTS = {
 }  # fmt: skip
 
 
-def build_server(
-    dataplane: DataPlane, guard: Guard, address: str, *, reuse_port: bool = False
-) -> tuple[grpc.aio.Server, int]:
-    """A ``grpc.aio`` server with the inference service bound to ``address`` (host:port),
-    and the port it got."""
-    limit = guard.max_request_bytes
-    server = grpc.aio.server(
-        interceptors=[TokenCheck(guard, OPEN_METHODS)] if guard.token else [],
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", int(reuse_port)),  # worker processes share the port
-        ],
-    )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_Service(dataplane), server)
-    port = server.add_insecure_port(address)
-    return server, port
+def build_front_end(dataplane: DataPlane, guard: Guard, sock: socket.socket) -> GrpcFrontEnd:
+    """The inference service on a listening socket (``start()`` it on the event loop)."""
+    service = _Service(dataplane)
+    methods = {f"/{_SERVICE.full_name}/{m.name}": Method(getattr(pb, m.input_type.name),
+                                                          getattr(service, m.name),
+                                                          m.client_streaming)
+               for m in _SERVICE.methods}  # fmt: skip
+    return GrpcFrontEnd(GrpcApp(methods, guard, OPEN_METHODS), sock)
 
 
-class _Service(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class _Service:
+    """Triton's methods, one coroutine each, named as in its proto."""
+
     def __init__(self, dataplane: DataPlane) -> None:
         self.dp = dataplane
 

@@ -1,14 +1,14 @@
 """What every gRPC front end of the server shares (Triton's ``GRPCInferenceService`` in
 ``grpc_api``, TF Serving's services in ``tfs_grpc``): the one mapping from
 :class:`ProtocolError` statuses to gRPC codes, the decorator that applies it, and the
-token check.
+token check of ``grpc.aio`` servers (``grpc_wire`` checks it itself).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
@@ -18,9 +18,18 @@ from .security import Guard
 log = logging.getLogger(__name__)
 S = TypeVar("S")
 T = TypeVar("T")
-Context: TypeAlias = grpc.aio.ServicerContext
 
-__all__ = ["STATUS_CODES", "Context", "TokenCheck", "abort", "translating"]
+
+class Context(Protocol):
+    """What a method uses of its call: ``grpc.aio``'s context (TF Serving's services)
+    and ``grpc_wire``'s (Triton's) both have it."""
+
+    def peer(self) -> str: ...
+
+    async def abort(self, code: grpc.StatusCode, details: str = ...) -> NoReturn: ...
+
+
+__all__ = ["HTTP_STATUSES", "STATUS_CODES", "Context", "TokenCheck", "abort", "translating"]
 
 # HTTP status of a ProtocolError -> gRPC code: the one place both front ends map errors.
 STATUS_CODES = {
@@ -30,9 +39,12 @@ STATUS_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.FAILED_PRECONDITION,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,  # the client went away (nginx's number for it)
+    500: grpc.StatusCode.INTERNAL,
     501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
+HTTP_STATUSES = {code: status for status, code in STATUS_CODES.items()}  # and back
 
 
 def translating(method: Callable[[S, Any, Context], Awaitable[T]]) -> Callable[..., Awaitable[T]]:

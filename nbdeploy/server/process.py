@@ -1,5 +1,5 @@
-"""The server process: HTTP (uvicorn) and gRPC (grpc.aio; and TF Serving's gRPC API when
-asked for) on one event loop over one dataplane, with a state file in the repository so
+"""The server process: HTTP and gRPC (both on uvicorn; TF Serving's gRPC API on grpc.aio
+when asked for) on one event loop over one dataplane, with a state file in the repository so
 notebooks can find it again. With ``workers`` above 1 it runs that many such processes
 sharing the listening ports (:mod:`.workers`).
 
@@ -155,7 +155,7 @@ async def _serve(options: ServerOptions, place: WorkerPlace | None) -> None:
     import uvicorn
 
     from .dataplane import DataPlane
-    from .grpc_api import build_server
+    from .grpc_api import build_front_end
     from .http_api import build_app
 
     repository = Repository(options.repository)
@@ -166,9 +166,9 @@ async def _serve(options: ServerOptions, place: WorkerPlace | None) -> None:
         await peers.listen(dataplane.apply_peer_change)
     shared = place is not None
     http_socket = _bind(options.host, options.http_port, reuse_port=shared)
-    address = f"{_url_host(options.host)}:{options.grpc_port}"
-    grpc_server, grpc_port = build_server(dataplane, options.guard, address, reuse_port=shared)
-    servers = [grpc_server]
+    grpc_socket = _bind(options.host, options.grpc_port, reuse_port=shared)
+    grpc_port = grpc_socket.getsockname()[1]
+    servers: list[Any] = [build_front_end(dataplane, options.guard, grpc_socket)]
     tfs_port = None
     if options.tfs_grpc_port is not None:
         from . import tfs_grpc  # imports tensorflow: only when asked for
