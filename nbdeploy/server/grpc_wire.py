@@ -244,6 +244,13 @@ class _Connection(ZttpH2Protocol):
             self.flush()
             self.shutdown_requested = True  # closes once the calls in flight are answered
 
+    def _close_connection(self) -> None:
+        if self._recycling:  # the GOAWAY went out already: a second may not name more streams
+            self.flush()
+            self.transport.close()
+            return
+        super()._close_connection()
+
 
 class GrpcFrontEnd:
     """A gRPC server on a listening socket (shared with other workers, or not), with the
