@@ -8,8 +8,9 @@ it here: ``instance_group { count: <cores> }``, ``max_batch_size: 8``, dynamic b
 (a Python-backend model running onnxruntime: the only ONNX path that build has). Our
 models get the same config; the default-worker server also serves it with batching off.
 Load comes from compiled generators (``benchmarks/loadgen.py``): ``wrk`` for HTTP and
-``h2load`` for gRPC (unary ``ModelInfer`` as HTTP/2 POSTs), ``c`` connections with one
-request in flight each, for concurrency 1, 4, 8 and 16, ``SECONDS`` each; rounds are
+``h2load`` for gRPC (unary ``ModelInfer`` as HTTP/2 POSTs; about ``SECONDS`` of requests,
+counted), ``c`` connections with one request in flight each, for concurrency 1, 4, 8 and
+16, ``SECONDS`` each; rounds are
 interleaved (every target at every concurrency, then again) and each cell is the median
 over rounds. p50/p99 are per request, as the generator measured them. A second table
 does the same with a 4 MiB input (an identity model), and a third puts system shared
