@@ -505,7 +505,8 @@ class DataPlane:
 
     async def _refresh(self, name: str, reopen: set[int], load: str) -> None:
         async with self._locks[name]:
-            served = await self._loader.refresh(name, self._models.get(name), reopen, load)
+            served, stopped = await self._loader.refresh(name, self._models.get(name), reopen,
+                                                         load)  # fmt: skip
             if served is None:
                 self._models.pop(name, None)
             else:
@@ -513,6 +514,7 @@ class DataPlane:
                 self._failures.pop(name, None)
             if name in self._restoring:
                 self._restoring.remove(name)
+            await retire(stopped)  # after the swap: requests that chose them are answered
 
     def _shared_lock(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
         if self.peers is None:

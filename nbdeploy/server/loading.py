@@ -164,17 +164,18 @@ class Loader:
 
     async def refresh(
         self, name: str, served: Served | None, reopen: set[int], load: str
-    ) -> Served | None:
+    ) -> tuple[Served | None, list[Version]]:
         """The model as another worker just committed it to the repository: the versions
         it opened anew (``reopen``, under the name ``load``) and any this worker lacks are
-        opened from disk, the others stay as they are; ``None`` if it was unloaded."""
+        opened from disk, the others stay as they are; ``None`` if it was unloaded. Also
+        the versions it no longer serves: the caller retires them once the new state is
+        in place, so no request picks a version that is being stopped."""
         saved = self.repository.traffic(name)
         if saved is None:
-            return await self.restore(name)
+            return await self.restore(name), []
         served = served or Served()
         if not saved:
-            await retire(served.versions.values())
-            return None
+            return None, list(served.versions.values())
         config = self.repository.config(name)
         fresh = Served()
         for number in sorted(saved):
@@ -185,8 +186,7 @@ class Loader:
                 await self._restore_version(name, config, number, fresh, named)
         fresh.traffic = _surviving(saved, fresh.versions)
         kept = set(map(id, fresh.versions.values()))
-        await retire(v for v in served.versions.values() if id(v) not in kept)
-        return fresh
+        return fresh, [v for v in served.versions.values() if id(v) not in kept]
 
     async def _restore_version(
         self, name: str, config: cfg.ModelConfig, number: int, served: Served, load: str = RESTORED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -138,6 +139,35 @@ def test_canary_promote_and_rollback_reach_every_worker(repo: Path) -> None:
     for _ in range(10):
         code, _ = endpoint.request("GET", "/v2/models/affine/versions/2/ready")
         assert code == 400  # the canary is unloaded in every worker
+
+
+def test_no_request_is_lost_while_versions_come_and_go(repo: Path) -> None:
+    """Clients keep sending while a canary is served and rolled back, five times: every
+    request is answered, by a version it may pick (a worker told of a rollback stops the
+    canary only after it stops routing to it)."""
+    nbd.serve(affine(0), name="affine", repository=repo)
+    endpoint = _endpoint(repo)
+    stop, failures, answered = threading.Event(), [], Counter[str]()
+
+    def client() -> None:
+        while not stop.is_set():
+            code, doc = endpoint.request("POST", "/v2/models/affine/infer", BODY)
+            if code == 200:
+                answered[doc["model_version"]] += 1
+            else:
+                failures.append(doc)
+
+    with ThreadPoolExecutor(8) as pool:
+        clients = [pool.submit(client) for _ in range(8)]
+        try:
+            for _ in range(5):
+                nbd.serve(affine(1), name="affine", canary=50, repository=repo).rollback()
+        finally:
+            stop.set()
+        for done in clients:
+            done.result()
+    assert failures == [], failures[:3]
+    assert answered["1"] > 0 and sum(answered.values()) > 100, answered
 
 
 def test_unload_and_load_reach_every_worker(repo: Path) -> None:
