@@ -151,7 +151,7 @@ def test_dynamic_batching_merges_concurrent_requests_and_splits_answers() -> Non
 
 
 @pytest.mark.parametrize(("instances", "inline"), [(1, True), (2, False)])
-def test_a_fast_model_with_one_instance_runs_on_the_event_loop(instances: int, inline: bool) -> None:
+def test_a_fast_model_with_one_instance_runs_on_the_loop(instances: int, inline: bool) -> None:
     """The hop to a thread costs more than a small model's run: with one instance in the
     process, such runs stay on the loop; with several, they go to threads to overlap."""
     threads: list[int] = []
