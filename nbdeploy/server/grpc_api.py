@@ -1,8 +1,7 @@
 """The gRPC front end: Triton's ``GRPCInferenceService`` (the stubs tritonclient ships)
-over gRPC's wire protocol on uvicorn's HTTP/2 (``grpc_wire``), on the same dataplane as
-HTTP. :class:`ProtocolError` s become the matching status codes through ``grpc_common``
-(which TF Serving's gRPC front end, on ``grpc.aio``, shares); the token is checked for
-every method but the health probes.
+over gRPC's wire protocol on uvicorn's HTTP/2 (``grpc_wire``, which turns a
+:class:`ProtocolError` into its gRPC status and checks the token for every method but the
+health probes), on the same dataplane as HTTP.
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ from .codecs import (
     timeout_us,
 )
 from .dataplane import DataPlane
-from .grpc_common import Context, translating
-from .grpc_wire import GrpcApp, GrpcFrontEnd, Method
+from .grpc_wire import GrpcApp, GrpcFrontEnd, Method, WireContext
 from .parameters import decode_load
 from .security import Guard, is_loopback
 from .shared_memory import CUDA_SHM_REFUSAL
@@ -65,63 +63,54 @@ class _Service:
     def __init__(self, dataplane: DataPlane) -> None:
         self.dp = dataplane
 
-    @translating
     async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
+        self, request: pb.ServerLiveRequest, context: WireContext
     ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    @translating
     async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
+        self, request: pb.ServerReadyRequest, context: WireContext
     ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.dp.ready())
 
-    @translating
     async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Context
+        self, request: pb.ModelReadyRequest, context: WireContext
     ) -> pb.ModelReadyResponse:
         return pb.ModelReadyResponse(ready=self.dp.model_ready(request.name, request.version))
 
-    @translating
     async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Context
+        self, request: pb.ServerMetadataRequest, context: WireContext
     ) -> pb.ServerMetadataResponse:
         return json_format.ParseDict(self.dp.server_metadata(), pb.ServerMetadataResponse())
 
-    @translating
     async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Context
+        self, request: pb.ModelMetadataRequest, context: WireContext
     ) -> pb.ModelMetadataResponse:
         doc = self.dp.model_metadata(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelMetadataResponse())
 
-    @translating
     async def ModelConfig(
-        self, request: pb.ModelConfigRequest, context: Context
+        self, request: pb.ModelConfigRequest, context: WireContext
     ) -> pb.ModelConfigResponse:
         response = pb.ModelConfigResponse()
         response.config.CopyFrom(self.dp.model_config(request.name, request.version))
         return response
 
-    @translating
     async def ModelStatistics(
-        self, request: pb.ModelStatisticsRequest, context: Context
+        self, request: pb.ModelStatisticsRequest, context: WireContext
     ) -> pb.ModelStatisticsResponse:
         doc = self.dp.statistics(request.name, request.version)
         return json_format.ParseDict(doc, pb.ModelStatisticsResponse())
 
-    @translating
     async def RepositoryIndex(
-        self, request: pb.RepositoryIndexRequest, context: Context
+        self, request: pb.RepositoryIndexRequest, context: WireContext
     ) -> pb.RepositoryIndexResponse:
         rows = self.dp.index(ready_only=request.ready)
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r)
                                                   for r in rows])  # fmt: skip
 
-    @translating
     async def RepositoryModelLoad(
-        self, request: pb.RepositoryModelLoadRequest, context: Context
+        self, request: pb.RepositoryModelLoadRequest, context: WireContext
     ) -> pb.RepositoryModelLoadResponse:
         params = request.parameters
         texts = {k: v.string_param for k, v in params.items() if not k.startswith("file:")}
@@ -129,16 +118,14 @@ class _Service:
         await self.dp.load(request.model_name, **vars(decode_load(texts, files)))
         return pb.RepositoryModelLoadResponse()
 
-    @translating
     async def RepositoryModelUnload(
-        self, request: pb.RepositoryModelUnloadRequest, context: Context
+        self, request: pb.RepositoryModelUnloadRequest, context: WireContext
     ) -> pb.RepositoryModelUnloadResponse:
         await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    @translating
     async def TraceSetting(
-        self, request: pb.TraceSettingRequest, context: Context
+        self, request: pb.TraceSettingRequest, context: WireContext
     ) -> pb.TraceSettingResponse:
         changes = {key: list(value.value) or None for key, value in request.settings.items()}
         if changes:
@@ -150,9 +137,8 @@ class _Service:
             response.settings[key].value.extend(value if isinstance(value, list) else [value])
         return response
 
-    @translating
     async def LogSettings(
-        self, request: pb.LogSettingsRequest, context: Context
+        self, request: pb.LogSettingsRequest, context: WireContext
     ) -> pb.LogSettingsResponse:
         changes = {key: getattr(value, value.WhichOneof("parameter_choice"))
                    for key, value in request.settings.items()}  # fmt: skip
@@ -163,9 +149,8 @@ class _Service:
             setattr(response.settings[key], kind, value)
         return response
 
-    @translating
     async def SystemSharedMemoryStatus(
-        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+        self, request: pb.SystemSharedMemoryStatusRequest, context: WireContext
     ) -> pb.SystemSharedMemoryStatusResponse:
         response = pb.SystemSharedMemoryStatusResponse()
         for region in self.dp.shm.status(request.name):
@@ -173,47 +158,41 @@ class _Service:
                 pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))  # fmt: skip
         return response
 
-    @translating
     async def SystemSharedMemoryRegister(
-        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: WireContext
     ) -> pb.SystemSharedMemoryRegisterResponse:
         _from_this_host(context.peer())
         await self.dp.register_shm(request.name, request.key, request.offset, request.byte_size)
         return pb.SystemSharedMemoryRegisterResponse()
 
-    @translating
     async def SystemSharedMemoryUnregister(
-        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: WireContext
     ) -> pb.SystemSharedMemoryUnregisterResponse:
         await self.dp.unregister_shm(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
-    @translating
     async def CudaSharedMemoryStatus(
-        self, request: pb.CudaSharedMemoryStatusRequest, context: Context
+        self, request: pb.CudaSharedMemoryStatusRequest, context: WireContext
     ) -> pb.CudaSharedMemoryStatusResponse:
         return pb.CudaSharedMemoryStatusResponse()  # none can be registered here
 
-    @translating
     async def CudaSharedMemoryRegister(
-        self, request: pb.CudaSharedMemoryRegisterRequest, context: Context
+        self, request: pb.CudaSharedMemoryRegisterRequest, context: WireContext
     ) -> pb.CudaSharedMemoryRegisterResponse:
         raise ProtocolError(CUDA_SHM_REFUSAL)
 
-    @translating
     async def CudaSharedMemoryUnregister(
-        self, request: pb.CudaSharedMemoryUnregisterRequest, context: Context
+        self, request: pb.CudaSharedMemoryUnregisterRequest, context: WireContext
     ) -> pb.CudaSharedMemoryUnregisterResponse:
         return pb.CudaSharedMemoryUnregisterResponse()
 
-    @translating
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
+        self, request: pb.ModelInferRequest, context: WireContext
     ) -> pb.ModelInferResponse:
         return await self._infer(request)
 
     async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: WireContext
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Triton's bidirectional stream: one response per request, in order; a bad request
         answers with ``error_message`` and the stream goes on, as Triton does."""

@@ -1,35 +1,27 @@
 """What every gRPC front end of the server shares (Triton's ``GRPCInferenceService`` in
 ``grpc_api``, TF Serving's services in ``tfs_grpc``): the one mapping from
 :class:`ProtocolError` statuses to gRPC codes, the decorator that applies it, and the
-token check of ``grpc.aio`` servers (``grpc_wire`` checks it itself).
+token check of ``grpc.aio`` servers (TF Serving's; ``grpc_wire`` maps errors and checks
+the token itself, with the same codes and words).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 import grpc
 
 from ..errors import ProtocolError
-from .security import Guard
+from .security import TOKEN_REFUSAL, Guard
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")
 T = TypeVar("T")
+Context: TypeAlias = grpc.aio.ServicerContext
 
-
-class Context(Protocol):
-    """What a method uses of its call: ``grpc.aio``'s context (TF Serving's services)
-    and ``grpc_wire``'s (Triton's) both have it."""
-
-    def peer(self) -> str: ...
-
-    async def abort(self, code: grpc.StatusCode, details: str = ...) -> NoReturn: ...
-
-
-__all__ = ["HTTP_STATUSES", "STATUS_CODES", "Context", "TokenCheck", "abort", "translating"]
+__all__ = ["STATUS_CODES", "Context", "TokenCheck", "abort", "internal_error", "translating"]
 
 # HTTP status of a ProtocolError -> gRPC code: the one place both front ends map errors.
 STATUS_CODES = {
@@ -44,7 +36,6 @@ STATUS_CODES = {
     501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
-HTTP_STATUSES = {code: status for status, code in STATUS_CODES.items()}  # and back
 
 
 def translating(method: Callable[[S, Any, Context], Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -61,12 +52,16 @@ def translating(method: Callable[[S, Any, Context], Awaitable[T]]) -> Callable[.
             raise
         except Exception as err:
             log.error("%s failed", method.__name__, exc_info=err)
-            message = f"internal error ({type(err).__name__}); see the server log"
-            await abort(context, grpc.StatusCode.INTERNAL, message)
+            await abort(context, grpc.StatusCode.INTERNAL, internal_error(err))
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
+
+
+def internal_error(err: Exception) -> str:
+    """What a client is told of a bug of ours (the details go to the server log only)."""
+    return f"internal error ({type(err).__name__}); see the server log"
 
 
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -96,9 +91,7 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return await continuation(details)
 
         async def refuse(request: object, context: Context) -> None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "this server needs 'authorization: Bearer <token>'"
-            )
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, TOKEN_REFUSAL)
 
         if details.method.endswith("StreamInfer"):
             return grpc.stream_stream_rpc_method_handler(refuse)

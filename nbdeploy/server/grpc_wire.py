@@ -1,10 +1,10 @@
 """gRPC's wire protocol over uvicorn's HTTP/2 (its ``zttp`` engine, parsed in Zig): the
 transport of Triton's ``GRPCInferenceService``.
 
-Why not ``grpc.aio``: on a small CNN its core costs ~240 µs of CPU a call even with a
-handler that does nothing (4,200 calls/s on one core); HTTP/2 through uvicorn costs
-~100 µs (9,800/s), so with the model's work added the server answers more gRPC calls
-than Triton instead of ~0.65x (``benchmarks/results/serve.md``). gRPC over HTTP/2 is
+Why not ``grpc.aio``: with a handler that does nothing, one process answers 5,170 calls
+a second on it and 8,760 on this module (``benchmarks/results/grpc_transports.md``);
+with a model's work added, the server answers more gRPC calls than Triton instead of
+0.6-0.8x its count (``benchmarks/results/serve.md``). gRPC over HTTP/2 is
 small: each message is framed as ``[compressed flag][4-byte length][protobuf]``, the
 method is the path, and the status travels in the trailers (``grpc-status``,
 ``grpc-message``). Messages are parsed by the protobuf stubs tritonclient ships.
@@ -23,7 +23,7 @@ import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 from urllib.parse import quote
 
 import grpc
@@ -33,8 +33,8 @@ from uvicorn.protocols.http.zttp_h2_impl import ZttpH2Protocol
 from uvicorn.server import ServerState
 
 from ..errors import ProtocolError
-from .grpc_common import HTTP_STATUSES, STATUS_CODES
-from .security import Guard
+from .grpc_common import STATUS_CODES, internal_error
+from .security import TOKEN_REFUSAL, Guard
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ _DECOMPRESS = {b"gzip": 16 + zlib.MAX_WBITS, b"deflate": zlib.MAX_WBITS}  # zlib
 
 
 class WireContext:
-    """What a service method sees of its call (the part of ``grpc.aio``'s context the
-    services use): the peer's address and ``abort``."""
+    """What a service method sees of its call: the peer's address. A method ends a call
+    with a status by raising :class:`ProtocolError` (its HTTP status maps to the code)."""
 
     def __init__(self, scope: Mapping[str, Any]) -> None:
         self._client = scope.get("client")
@@ -61,9 +61,6 @@ class WireContext:
             return "unix:"
         host, port = self._client
         return f"{'ipv6' if ':' in host else 'ipv4'}:{host}:{port}"
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise ProtocolError(details, status=HTTP_STATUSES[code])
 
 
 @dataclass(frozen=True)
@@ -78,7 +75,9 @@ class Method:
 
 class GrpcApp:
     """The ASGI application that answers gRPC calls: ``methods`` by their path
-    (``/package.Service/Method``), behind the guard's token (but for ``open`` paths)."""
+    (``/package.Service/Method``), behind the guard's token (but for ``open`` paths). A
+    :class:`ProtocolError` becomes its status's gRPC code; any other exception is a bug
+    of ours, logged and answered INTERNAL."""
 
     def __init__(self, methods: Mapping[str, Method], guard: Guard,
                  open_paths: frozenset[str] = frozenset()) -> None:  # fmt: skip
@@ -112,10 +111,7 @@ class GrpcApp:
             await call.finish(grpc.StatusCode.INTERNAL, "the request is not valid protobuf")
         except Exception as err:  # a bug of ours: logged, answered without internals
             log.error("%s failed", scope["path"], exc_info=err)
-            await call.finish(
-                grpc.StatusCode.INTERNAL,
-                f"internal error ({type(err).__name__}); see the server log",
-            )
+            await call.finish(grpc.StatusCode.INTERNAL, internal_error(err))
         else:
             await call.finish(grpc.StatusCode.OK)
 
@@ -127,7 +123,7 @@ class GrpcApp:
         if path not in self._open and not self._guard.token_ok(
             presented.decode("latin-1") if presented is not None else None
         ):
-            raise ProtocolError("this server needs 'authorization: Bearer <token>'", status=401)
+            raise ProtocolError(TOKEN_REFUSAL, status=401)
         return method
 
 
@@ -324,7 +320,7 @@ class GrpcFrontEnd:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(config=self._config, server_state=self._state, app_state={}),
-            sock=self._sock, backlog=2048,
+            sock=self._sock,  # listening already (process._bind)
         )  # fmt: skip
 
     async def stop(self, grace: float) -> None:

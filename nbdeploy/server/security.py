@@ -36,9 +36,13 @@ __all__ = [
     "DEFAULT_MAX_JSON_BYTES",
     "DEFAULT_MAX_REQUEST_BYTES",
     "LOOPBACK_HOSTS",
+    "TOKEN_REFUSAL",
     "Guard",
     "check_token",
 ]
+
+# What a call without the server's token is told, over HTTP and gRPC alike.
+TOKEN_REFUSAL = "this server needs 'Authorization: Bearer <token>'"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -177,7 +181,7 @@ class Guard:
                 "the server with allowed_origins=[...] to let that site call it"
             )
         if not path.startswith(OPEN_PATHS) and not self.token_ok(headers.get("authorization")):
-            return 401, "this server needs 'Authorization: Bearer <token>'"
+            return 401, TOKEN_REFUSAL
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
         if method != "GET" and media_type in SIMPLE_CONTENT_TYPES:
             return 415, (

@@ -67,20 +67,20 @@ def test_a_small_compressed_message_that_inflates_past_the_limit_is_refused(
         np.testing.assert_allclose(_answer(stub.ModelInfer(_request())), expected(X))
 
 
-def test_an_unknown_method_is_unimplemented(local: Endpoint) -> None:
+@pytest.mark.parametrize(
+    ("method", "message", "code", "said"),
+    [
+        ("NoSuchMethod", b"", grpc.StatusCode.UNIMPLEMENTED, "NoSuchMethod"),
+        ("ModelInfer", b"\xff\xff\xff\xff", grpc.StatusCode.INTERNAL, "not valid protobuf"),
+    ],
+)
+def test_a_call_the_service_cannot_take_is_a_status_and_the_channel_goes_on(
+    local: Endpoint, method: str, message: bytes, code: grpc.StatusCode, said: str
+) -> None:
     with grpc.insecure_channel(local.grpc) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/NoSuchMethod")
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
         with pytest.raises(grpc.RpcError) as info:
-            call(b"")
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "NoSuchMethod" in (info.value.details() or "")
-
-
-def test_a_message_that_is_not_protobuf_is_an_error_not_a_crash(local: Endpoint) -> None:
-    with grpc.insecure_channel(local.grpc) as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-        with pytest.raises(grpc.RpcError) as info:
-            call(b"\xff\xff\xff\xff")
-        assert info.value.code() == grpc.StatusCode.INTERNAL
+            call(message)
+        assert info.value.code() == code and said in (info.value.details() or "")
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         np.testing.assert_allclose(_answer(stub.ModelInfer(_request())), expected(X))
